@@ -1,0 +1,46 @@
+package schemas
+
+import "time"
+
+// Payload formats of VehicleMessage.payload_format.
+const (
+	PayloadBytes = "BYTES"
+	PayloadJSON  = "JSON"
+)
+
+// Client event types of ClientEvent.event.
+const (
+	ClientConnected    = "CONNECTED"
+	ClientDisconnected = "DISCONNECTED"
+)
+
+// VehicleMessage matches the latest avro/vehicle_message version. Readers decode older
+// versions into it through schema resolution (missing fields take their defaults).
+type VehicleMessage struct {
+	MessageID     string            `avro:"message_id"`
+	VehicleID     string            `avro:"vehicle_id"`
+	ClientID      string            `avro:"client_id"`
+	Username      *string           `avro:"username"`
+	MQTTTopic     string            `avro:"mqtt_topic"`
+	QoS           int32             `avro:"qos"`
+	Payload       []byte            `avro:"payload"`
+	PayloadFormat string            `avro:"payload_format"`
+	PublishedAt   time.Time         `avro:"published_at"`
+	IngestedAt    time.Time         `avro:"ingested_at"`
+	Node          string            `avro:"node"`
+	Route         string            `avro:"route"`
+	Headers       map[string]string `avro:"headers"`
+}
+
+// ClientEvent matches the latest avro/client_event version.
+type ClientEvent struct {
+	Event      string    `avro:"event"`
+	VehicleID  string    `avro:"vehicle_id"`
+	ClientID   string    `avro:"client_id"`
+	Username   *string   `avro:"username"`
+	Peerhost   string    `avro:"peerhost"`
+	Protocol   string    `avro:"protocol"`
+	Reason     *string   `avro:"reason"`
+	OccurredAt time.Time `avro:"occurred_at"`
+	Node       string    `avro:"node"`
+}
