@@ -1,0 +1,223 @@
+// Package app wires the exhook producer: config -> registry encoders -> Kafka sink -> gRPC
+// HookProvider + ops HTTP, and runs it until its context ends, then drains.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
+	"github.com/iov-platform/iov/schemas"
+	"github.com/iov-platform/iov/schemas/serde"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/config"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/hook"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/ops"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/sink"
+)
+
+// App is a wired, listening producer.
+type App struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	state   *ops.State
+	ops     *ops.Server
+	grpc    *grpc.Server
+	grpcLn  net.Listener
+	health  *health.Server
+	sink    *sink.Sink
+	metrics *metrics.Metrics
+}
+
+// New connects to the registry (registering or looking up every schema), creates the Kafka
+// producer, and binds both listeners. Nothing is served until Run.
+func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	a := &App{cfg: cfg, log: log, metrics: m, state: ops.NewState(m.Ready)}
+	defer func() {
+		if err != nil {
+			a.closeListeners()
+		}
+	}()
+
+	router, err := route.New(cfg.Routes)
+	if err != nil {
+		return nil, err
+	}
+	registry := serde.NewRegistry(cfg.Registry.URL, cfg.Registry.Username, cfg.Registry.Password)
+	messageDef, err := schemas.Latest(schemas.VehicleMessageName)
+	if err != nil {
+		return nil, err
+	}
+	statusDef, err := schemas.Latest(schemas.ClientEventName)
+	if err != nil {
+		return nil, err
+	}
+	encoders := map[string]hook.Encoder{}
+	for _, r := range router.Routes() {
+		if encoders[r.KafkaTopic] != nil {
+			continue
+		}
+		enc, err := serde.NewEncoder(registry, serde.TopicSubject(r.KafkaTopic), messageDef, cfg.Registry.AutoRegister)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %w", r.Name, err)
+		}
+		encoders[r.KafkaTopic] = enc
+	}
+	statusEnc, err := serde.NewEncoder(registry, serde.TopicSubject(cfg.Topics.Status), statusDef, cfg.Registry.AutoRegister)
+	if err != nil {
+		return nil, fmt.Errorf("status topic: %w", err)
+	}
+
+	if a.ops, err = ops.Listen(cfg.HTTP.ListenAddress, a.state, reg); err != nil {
+		return nil, err
+	}
+	if a.grpcLn, err = net.Listen("tcp", cfg.GRPC.ListenAddress); err != nil {
+		return nil, fmt.Errorf("listen grpc %s: %w", cfg.GRPC.ListenAddress, err)
+	}
+
+	a.sink, err = sink.New(sink.Config{
+		BootstrapServers: cfg.Kafka.BootstrapServers,
+		ClientID:         cfg.Kafka.ClientID,
+		Properties:       cfg.Kafka.Properties,
+	}, log, m)
+	if err != nil {
+		return nil, err
+	}
+	hooks, err := hook.New(hook.Options{
+		Router:      router,
+		Producer:    a.sink,
+		Messages:    encoders,
+		Status:      statusEnc,
+		StatusTopic: cfg.Topics.Status,
+		DeadLetter:  cfg.Topics.DeadLetter,
+		SyncTimeout: cfg.Kafka.SyncTimeout,
+		Metrics:     m,
+		Log:         log,
+	})
+	if err != nil {
+		a.sink.Close()
+		return nil, err
+	}
+
+	srvMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	reg.MustRegister(srvMetrics)
+	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "exhook_grpc_panics_total", Help: "Recovered panics in gRPC handlers."})
+	reg.MustRegister(panics)
+	a.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(
+			srvMetrics.UnaryServerInterceptor(),
+			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(func(p any) error {
+				panics.Inc()
+				log.Error("panic in hook handler", "panic", p)
+				return status.Error(codes.Internal, "internal error")
+			})),
+		),
+		// EMQX keeps a pool of long-lived HTTP/2 connections; allow its keepalive pings.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	exhookv2.RegisterHookProviderServer(a.grpc, hooks)
+	a.health = health.NewServer()
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	reflection.Register(a.grpc)
+	srvMetrics.InitializeMetrics(a.grpc)
+	return a, nil
+}
+
+func (a *App) closeListeners() {
+	if a.grpcLn != nil {
+		_ = a.grpcLn.Close()
+	}
+	if a.ops != nil {
+		_ = a.ops.Shutdown(context.Background())
+	}
+}
+
+// GRPCAddr is the bound HookProvider address.
+func (a *App) GRPCAddr() string { return a.grpcLn.Addr().String() }
+
+// HTTPAddr is the bound ops address.
+func (a *App) HTTPAddr() string { return a.ops.Addr() }
+
+// Run serves until ctx ends, then drains: readiness 503 and gRPC health NOT_SERVING first,
+// GracefulStop (bounded by the drain timeout) so in-flight hook calls finish, then Flush so
+// every record EMQX was answered for reaches Kafka, then Close.
+func (a *App) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- a.ops.Serve() }()
+	go func() {
+		if err := a.grpc.Serve(a.grpcLn); err != nil {
+			errc <- fmt.Errorf("serve grpc: %w", err)
+		}
+	}()
+
+	if err := a.sink.Ping(5 * time.Second); err != nil {
+		// Not fatal: librdkafka keeps retrying and queues meanwhile; readiness tells.
+		a.log.Warn("kafka not reachable yet", "err", err)
+	}
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	a.health.SetServingStatus(exhookv2.HookProvider_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	a.state.Ready()
+	a.log.Info("exhook producer serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "routes", len(a.cfg.Routes))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		a.log.Error("server failed", "err", runErr)
+	}
+	return errors.Join(runErr, a.drain())
+}
+
+func (a *App) drain() error {
+	start := time.Now()
+	deadline := start.Add(a.cfg.Shutdown.DrainTimeout)
+	a.state.NotReady("draining")
+	a.health.Shutdown()
+	a.log.Info("draining", "timeout", a.cfg.Shutdown.DrainTimeout)
+
+	stopped := make(chan struct{})
+	go func() {
+		a.grpc.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(time.Until(deadline)):
+		a.log.Warn("grpc drain timed out; cancelling in-flight calls")
+		a.grpc.Stop()
+		<-stopped
+	}
+
+	var err error
+	if left := a.sink.Flush(max(time.Until(deadline), time.Second)); left > 0 {
+		err = fmt.Errorf("drain: %d records still unacknowledged by kafka at shutdown", left)
+		a.log.Error("records not flushed", "count", left)
+	}
+	a.sink.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = a.ops.Shutdown(ctx)
+	a.log.Info("stopped", "drain", time.Since(start).Round(time.Millisecond))
+	return err
+}

@@ -1,0 +1,223 @@
+// Package config loads and validates the exhook producer's YAML configuration.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
+)
+
+// Default is the embedded configuration used when no --config is given: every address on
+// loopback, matching the dev stack that `make demo` starts.
+//
+//go:embed default.yaml
+var Default []byte
+
+// Config is the whole producer configuration. YAML keys are camelCase.
+type Config struct {
+	GRPC     GRPC           `yaml:"grpc"`
+	HTTP     HTTP           `yaml:"http"`
+	Log      Log            `yaml:"log"`
+	Kafka    Kafka          `yaml:"kafka"`
+	Registry Registry       `yaml:"registry"`
+	Shutdown Shutdown       `yaml:"shutdown"`
+	Topics   Topics         `yaml:"topics"`
+	Routes   []route.Config `yaml:"routes"`
+}
+
+// GRPC is the HookProvider listener EMQX connects to.
+type GRPC struct {
+	ListenAddress string `yaml:"listenAddress"`
+}
+
+// HTTP serves /metrics, /healthz and /ready.
+type HTTP struct {
+	ListenAddress string `yaml:"listenAddress"`
+}
+
+// Log sets slog's level and handler.
+type Log struct {
+	Level  string `yaml:"level"`  // debug|info|warn|error
+	Format string `yaml:"format"` // json|text
+}
+
+// Kafka configures the librdkafka producer.
+type Kafka struct {
+	BootstrapServers string `yaml:"bootstrapServers"`
+	ClientID         string `yaml:"clientId"`
+	// SyncTimeout bounds a sync-mode wait when EMQX sent no deadline.
+	SyncTimeout time.Duration `yaml:"syncTimeout"`
+	// Properties are extra librdkafka settings (security.protocol, sasl.*, linger.ms, ...).
+	// Settings that guarantee delivery semantics (acks, enable.idempotence) cannot be weakened.
+	Properties map[string]string `yaml:"properties"`
+}
+
+// Registry is the Confluent-compatible schema registry.
+type Registry struct {
+	URL          string `yaml:"url"`
+	AutoRegister bool   `yaml:"autoRegister"`
+	// Username and Password come from REGISTRY_USERNAME / REGISTRY_PASSWORD, never from YAML.
+	Username string `yaml:"-"`
+	Password string `yaml:"-"`
+}
+
+// Shutdown bounds the drain on SIGTERM.
+type Shutdown struct {
+	DrainTimeout time.Duration `yaml:"drainTimeout"`
+}
+
+// Topics are the Kafka topics that are not per route.
+type Topics struct {
+	Status     string `yaml:"status"`
+	DeadLetter string `yaml:"deadLetter"`
+}
+
+// Load reads path (or the embedded default when path is empty), applies defaults and
+// environment overrides, and validates.
+func Load(path string) (*Config, error) {
+	data := Default
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", cmp(path, "(embedded default)"), err)
+	}
+	return cfg, nil
+}
+
+func cmp(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Parse decodes YAML strictly (unknown keys are errors), applies defaults and the
+// environment, and validates.
+func Parse(data []byte) (*Config, error) {
+	cfg := defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		return nil, fmt.Errorf("parse yaml: %w", err)
+	}
+	cfg.applyEnv()
+	for i := range cfg.Routes {
+		cfg.Routes[i].ApplyDefaults()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func defaults() *Config {
+	return &Config{
+		GRPC:     GRPC{ListenAddress: ":9000"},
+		HTTP:     HTTP{ListenAddress: ":8080"},
+		Log:      Log{Level: "info", Format: "json"},
+		Kafka:    Kafka{ClientID: "exhook-producer", SyncTimeout: 5 * time.Second},
+		Registry: Registry{AutoRegister: true},
+		Shutdown: Shutdown{DrainTimeout: 20 * time.Second},
+		Topics:   Topics{Status: "iov.vehicle.status", DeadLetter: "iov.deadletter"},
+	}
+}
+
+// applyEnv lets deployments override addresses and inject secrets without editing YAML.
+func (c *Config) applyEnv() {
+	if v := os.Getenv("EXHOOK_KAFKA_BOOTSTRAP_SERVERS"); v != "" {
+		c.Kafka.BootstrapServers = v
+	}
+	if v := os.Getenv("EXHOOK_REGISTRY_URL"); v != "" {
+		c.Registry.URL = v
+	}
+	c.Registry.Username = os.Getenv("REGISTRY_USERNAME")
+	c.Registry.Password = os.Getenv("REGISTRY_PASSWORD")
+}
+
+// protected are librdkafka settings the producer owns: changing them would break the
+// at-least-once, in-order-per-vehicle guarantee.
+var protected = map[string]string{
+	"acks":                                  "all",
+	"enable.idempotence":                    "true",
+	"max.in.flight.requests.per.connection": "5",
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	for name, addr := range map[string]string{"grpc.listenAddress": c.GRPC.ListenAddress, "http.listenAddress": c.HTTP.ListenAddress} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			add("%s %q: %v", name, addr, err)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		add("log.format %q: want json or text", c.Log.Format)
+	}
+	if strings.TrimSpace(c.Kafka.BootstrapServers) == "" {
+		add("kafka.bootstrapServers is required")
+	}
+	if c.Kafka.SyncTimeout <= 0 {
+		add("kafka.syncTimeout must be positive")
+	}
+	for k, v := range c.Kafka.Properties {
+		if want, ok := protected[k]; ok && v != want {
+			add("kafka.properties.%s=%s: the producer requires %s", k, v, want)
+		}
+		if k == "bootstrap.servers" {
+			add("kafka.properties.bootstrap.servers: set kafka.bootstrapServers instead")
+		}
+	}
+	if c.Registry.URL == "" {
+		add("registry.url is required")
+	} else if !strings.HasPrefix(c.Registry.URL, "http://") && !strings.HasPrefix(c.Registry.URL, "https://") {
+		add("registry.url %q: want an http:// or https:// URL", c.Registry.URL)
+	}
+	if c.Shutdown.DrainTimeout <= 0 {
+		add("shutdown.drainTimeout must be positive")
+	}
+	if c.Topics.Status == "" {
+		add("topics.status is required")
+	}
+	if c.Topics.DeadLetter == "" {
+		add("topics.deadLetter is required")
+	}
+	if len(c.Routes) == 0 {
+		add("routes: at least one route is required")
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Routes {
+		if err := r.Validate(); err != nil {
+			add("routes[%d]: %w", i, err)
+		}
+		if seen[r.Name] {
+			add("routes[%d]: duplicate route name %q", i, r.Name)
+		}
+		seen[r.Name] = true
+		if r.KafkaTopic == c.Topics.DeadLetter || r.KafkaTopic == c.Topics.Status {
+			add("routes[%d]: kafkaTopic %q is reserved for status or dead-letter records", i, r.KafkaTopic)
+		}
+	}
+	return errors.Join(errs...)
+}

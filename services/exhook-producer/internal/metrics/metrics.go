@@ -1,0 +1,58 @@
+// Package metrics defines the producer's Prometheus collectors. Every collector is created
+// on a caller-supplied registry, so tests can run several producers in one process.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Outcomes of a message.publish call, the `outcome` label of Messages.
+const (
+	OutcomeProduced     = "produced"      // queued (async) or acknowledged by Kafka (sync)
+	OutcomeDeadLettered = "dead_lettered" // payload or key failed; raw payload went to the DLQ
+	OutcomeFailed       = "failed"        // could not be queued or acknowledged; EMQX got an error
+	OutcomeUnrouted     = "unrouted"      // no route matched; passed through untouched
+)
+
+// Metrics holds every collector.
+type Metrics struct {
+	Messages       *prometheus.CounterVec   // route, outcome
+	HookDuration   *prometheus.HistogramVec // hook, mode
+	ClientEvents   *prometheus.CounterVec   // event, outcome
+	Deliveries     *prometheus.CounterVec   // topic, result
+	ProducerErrors *prometheus.CounterVec   // code
+	Ready          prometheus.Gauge
+}
+
+// New registers the collectors on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		Messages: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "exhook_messages_total",
+			Help: "MQTT messages seen on message.publish, by route and outcome.",
+		}, []string{"route", "outcome"}),
+		HookDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:                            "exhook_hook_duration_seconds",
+			Help:                            "Time from hook request to reply, by hook and delivery mode.",
+			Buckets:                         []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"hook", "mode"}),
+		ClientEvents: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "exhook_client_events_total",
+			Help: "client.connected/disconnected events, by event and outcome.",
+		}, []string{"event", "outcome"}),
+		Deliveries: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "exhook_kafka_deliveries_total",
+			Help: "Kafka delivery reports, by topic and result (delivered|failed).",
+		}, []string{"topic", "result"}),
+		ProducerErrors: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "exhook_kafka_client_errors_total",
+			Help: "Errors reported by the Kafka client outside delivery reports, by error code.",
+		}, []string{"code"}),
+		Ready: f.NewGauge(prometheus.GaugeOpts{
+			Name: "exhook_ready",
+			Help: "1 while the producer accepts hook calls, 0 while starting or draining.",
+		}),
+	}
+}

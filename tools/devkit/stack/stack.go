@@ -1,0 +1,173 @@
+// Package stack runs the platform's backing services in-process for tests, the demo and load
+// runs: a Kafka cluster (franz-go's kfake) and a Confluent-compatible schema registry
+// (franz-go's srfake). Both speak the real wire protocols, so the services under test use
+// their production clients (librdkafka, srclient) against them.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+)
+
+// Options configures Start. Zero values pick free loopback ports.
+type Options struct {
+	KafkaPort    int      // 0: any free port
+	RegistryAddr string   // "": 127.0.0.1:0
+	Partitions   int32    // partitions of every topic; default 6
+	Topics       []string // created up front; others are auto-created
+	DataDir      string   // kfake persistence, so a restarted cluster keeps its records
+}
+
+// Stack is a running Kafka + registry pair.
+type Stack struct {
+	opts     Options
+	Kafka    *kfake.Cluster
+	Registry *srfake.Registry
+	regSrv   *http.Server
+	regLn    net.Listener
+}
+
+// Start launches both services.
+func Start(opts Options) (*Stack, error) {
+	if opts.Partitions == 0 {
+		opts.Partitions = 6
+	}
+	s := &Stack{opts: opts}
+	if err := s.StartKafka(); err != nil {
+		return nil, err
+	}
+	if err := s.startRegistry(); err != nil {
+		s.Kafka.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// StartKafka (re)starts the Kafka cluster on the same port, e.g. after StopKafka in an
+// outage test. With Options.DataDir the records written before survive.
+func (s *Stack) StartKafka() error {
+	kopts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(int(s.opts.Partitions)),
+	}
+	if s.opts.KafkaPort != 0 {
+		kopts = append(kopts, kfake.Ports(s.opts.KafkaPort))
+	}
+	if len(s.opts.Topics) > 0 {
+		kopts = append(kopts, kfake.SeedTopics(s.opts.Partitions, s.opts.Topics...))
+	}
+	if s.opts.DataDir != "" {
+		kopts = append(kopts, kfake.DataDir(s.opts.DataDir))
+	}
+	c, err := kfake.NewCluster(kopts...)
+	if err != nil {
+		return fmt.Errorf("start kafka: %w", err)
+	}
+	s.Kafka = c
+	if s.opts.KafkaPort == 0 {
+		_, port, _ := net.SplitHostPort(c.ListenAddrs()[0])
+		fmt.Sscan(port, &s.opts.KafkaPort)
+	}
+	return nil
+}
+
+// StopKafka closes the Kafka cluster; its port refuses connections until StartKafka.
+func (s *Stack) StopKafka() { s.Kafka.Close() }
+
+func (s *Stack) startRegistry() error {
+	addr := s.opts.RegistryAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("start registry: %w", err)
+	}
+	// srfake.New also starts an httptest server; we serve its handler on our own listener
+	// so that the address can be fixed for the demo.
+	s.Registry = srfake.New()
+	s.regLn = ln
+	s.regSrv = &http.Server{Handler: s.Registry.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.regSrv.Serve(ln) }()
+	return nil
+}
+
+// KafkaBootstrap is the bootstrap.servers string for clients.
+func (s *Stack) KafkaBootstrap() string { return fmt.Sprintf("127.0.0.1:%d", s.opts.KafkaPort) }
+
+// RegistryURL is the registry's base URL.
+func (s *Stack) RegistryURL() string { return "http://" + s.regLn.Addr().String() }
+
+// Close stops both services.
+func (s *Stack) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.regSrv.Shutdown(ctx)
+	s.Registry.Close()
+	s.Kafka.Close()
+}
+
+// Record is one Kafka record read back by ReadAll.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   map[string]string
+}
+
+// ReadAll reads every record currently in the topics (from the start, no consumer group),
+// stopping once it has seen want records or when ctx ends. want <= 0 reads until ctx ends or
+// the topics are drained (no new record for idle).
+func ReadAll(ctx context.Context, bootstrap string, want int, idle time.Duration, topics ...string) ([]Record, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(bootstrap),
+		kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(100*time.Millisecond),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("read client: %w", err)
+	}
+	defer cl.Close()
+	var out []Record
+	for want <= 0 || len(out) < want {
+		pctx, cancel := context.WithTimeout(ctx, idle)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		if fs.IsClientClosed() {
+			return out, errors.New("read client closed")
+		}
+		for _, fe := range fs.Errors() {
+			if !errors.Is(fe.Err, context.DeadlineExceeded) {
+				return out, fmt.Errorf("fetch %s/%d: %w", fe.Topic, fe.Partition, fe.Err)
+			}
+		}
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			h := make(map[string]string, len(r.Headers))
+			for _, kv := range r.Headers {
+				h[kv.Key] = string(kv.Value)
+			}
+			out = append(out, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Headers: h})
+		})
+		if n == 0 && want <= 0 {
+			return out, nil
+		}
+	}
+	return out, nil
+}
