@@ -171,10 +171,13 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}()
 
-	if err := a.sink.Ping(5 * time.Second); err != nil {
-		// Not fatal: librdkafka keeps retrying and queues meanwhile; readiness tells.
-		a.log.Warn("kafka not reachable yet", "err", err)
-	}
+	go func() {
+		// Only a hint in the log: librdkafka keeps reconnecting and queues meanwhile, and
+		// sync routes report failures to EMQX themselves.
+		if err := a.sink.Ping(5 * time.Second); err != nil {
+			a.log.Warn("kafka not reachable yet", "err", err)
+		}
+	}()
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	a.health.SetServingStatus(exhookv2.HookProvider_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	a.state.Ready()

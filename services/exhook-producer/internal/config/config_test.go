@@ -1,0 +1,94 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEmbeddedDefaultIsValid(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kafka.BootstrapServers != "127.0.0.1:9092" || len(cfg.Routes) != 3 || cfg.Shutdown.DrainTimeout != 20*time.Second {
+		t.Fatalf("unexpected default: %+v", cfg)
+	}
+	if cfg.Routes[1].Delivery != "sync" {
+		t.Fatalf("events route delivery = %s", cfg.Routes[1].Delivery)
+	}
+}
+
+const minimal = `
+kafka: {bootstrapServers: "k:9092"}
+registry: {url: "http://r:8081"}
+routes:
+  - {name: t, filter: "v/+/t", kafkaTopic: tel}
+`
+
+func TestDefaultsApplied(t *testing.T) {
+	cfg, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Routes[0]
+	if r.Key.From != "clientid" || r.Payload != "bytes" || r.Delivery != "async" {
+		t.Fatalf("route defaults not applied: %+v", r)
+	}
+	if cfg.GRPC.ListenAddress != ":9000" || cfg.Topics.DeadLetter != "iov.deadletter" || !cfg.Registry.AutoRegister {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	t.Setenv("EXHOOK_KAFKA_BOOTSTRAP_SERVERS", "other:9093")
+	t.Setenv("REGISTRY_USERNAME", "u")
+	t.Setenv("REGISTRY_PASSWORD", "p")
+	cfg, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kafka.BootstrapServers != "other:9093" || cfg.Registry.Username != "u" || cfg.Registry.Password != "p" {
+		t.Fatalf("env not applied: %+v", cfg)
+	}
+}
+
+func TestInvalidConfigs(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", minimal + "\nbogus: 1\n", "field bogus not found"},
+		{"no bootstrap", strings.Replace(minimal, `"k:9092"`, `""`, 1), "kafka.bootstrapServers is required"},
+		{"bad registry url", strings.Replace(minimal, `http://r:8081`, `r:8081`, 1), "registry.url"},
+		{"no routes", "kafka: {bootstrapServers: k}\nregistry: {url: 'http://r'}\n", "at least one route"},
+		{"bad log level", minimal + "log: {level: loud}\n", "log.level"},
+		{"bad listen", minimal + "grpc: {listenAddress: '9000'}\n", "grpc.listenAddress"},
+		{"bad delivery", strings.Replace(minimal, "kafkaTopic: tel}", "kafkaTopic: tel, delivery: maybe}", 1), `delivery "maybe"`},
+		{"duplicate route", minimal + `  - {name: t, filter: "v/+/u", kafkaTopic: tel2}` + "\n", "duplicate route name"},
+		{"route on dead-letter topic", strings.Replace(minimal, "kafkaTopic: tel", "kafkaTopic: iov.deadletter", 1), "reserved"},
+		{"negative drain", minimal + "shutdown: {drainTimeout: -1s}\n", "drainTimeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if tt.want != "" && !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q lacks %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestWeakerDeliverySettingsRejected(t *testing.T) {
+	cfg, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Kafka.Properties = map[string]string{"acks": "1", "enable.idempotence": "false"}
+	err = cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "acks=1") || !strings.Contains(err.Error(), "enable.idempotence=false") {
+		t.Fatalf("Validate = %v", err)
+	}
+}

@@ -1,0 +1,241 @@
+package hook
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
+	"github.com/iov-platform/iov/schemas"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/sink"
+)
+
+// fakeProducer records what would have gone to Kafka.
+type fakeProducer struct {
+	mu    sync.Mutex
+	recs  []sink.Record
+	waits []bool
+	err   error
+}
+
+func (f *fakeProducer) Produce(_ context.Context, rec sink.Record, wait bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.recs = append(f.recs, rec)
+	f.waits = append(f.waits, wait)
+	return nil
+}
+
+// fakeEncoder keeps the value it was given, so tests can inspect the envelope.
+type fakeEncoder struct {
+	last any
+	err  error
+}
+
+func (e *fakeEncoder) Encode(v any) ([]byte, error) {
+	e.last = v
+	return []byte("avro"), e.err
+}
+
+type fixture struct {
+	srv     *Server
+	prod    *fakeProducer
+	enc     *fakeEncoder
+	status  *fakeEncoder
+	metrics *metrics.Metrics
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	rt, err := route.New([]route.Config{
+		{Name: "tel", Filter: "vehicles/+/telemetry", KafkaTopic: "tel", Key: route.KeyConfig{From: route.KeyTopicSegment, Segment: 1}, Payload: route.PayloadJSON, Delivery: route.Async},
+		{Name: "ev", Filter: "vehicles/+/events/#", KafkaTopic: "ev", Key: route.KeyConfig{From: route.KeyTopicSegment, Segment: 1}, Payload: route.PayloadBytes, Delivery: route.Sync},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{prod: &fakeProducer{}, enc: &fakeEncoder{}, status: &fakeEncoder{}, metrics: metrics.New(prometheus.NewRegistry())}
+	f.srv, err = New(Options{
+		Router: rt, Producer: f.prod, Messages: map[string]Encoder{"tel": f.enc, "ev": f.enc},
+		Status: f.status, StatusTopic: "status", DeadLetter: "dlq", SyncTimeout: time.Second,
+		Metrics: f.metrics, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time { return time.UnixMilli(42) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func publish(topic, from string, payload []byte) *exhookv2.MessagePublishRequest {
+	return &exhookv2.MessagePublishRequest{Message: &exhookv2.Message{
+		Node: "emqx@n1", Id: "ID1", Qos: 1, From: from, Topic: topic, Payload: payload, Timestamp: 1000,
+		Headers: map[string]string{"username": "u1", "peerhost": "10.0.0.9"},
+	}}
+}
+
+func TestPublishRoutesAndReplies(t *testing.T) {
+	tests := []struct {
+		name       string
+		topic      string
+		payload    string
+		wantTopic  string // "" = nothing produced
+		wantWait   bool
+		wantKey    string
+		wantOutcom string
+		wantRoute  string
+	}{
+		{"async json", "vehicles/V1/telemetry", `{"a":1}`, "tel", false, "V1", metrics.OutcomeProduced, "tel"},
+		{"sync bytes", "vehicles/V2/events/x", "\x00\x01", "ev", true, "V2", metrics.OutcomeProduced, "ev"},
+		{"bad json to dlq", "vehicles/V3/telemetry", `{`, "dlq", false, "V3", metrics.OutcomeDeadLettered, "tel"},
+		{"empty vehicle to dlq keyed by client", "vehicles//telemetry", `{}`, "dlq", false, "client-9", metrics.OutcomeDeadLettered, "tel"},
+		{"unrouted passes", "other/topic", `x`, "", false, "", metrics.OutcomeUnrouted, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			resp, err := f.srv.OnMessagePublish(context.Background(), publish(tt.topic, "client-9", []byte(tt.payload)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.GetType() != exhookv2.ValuedResponse_IGNORE || resp.GetMessage() != nil {
+				t.Fatalf("reply %+v, want bare IGNORE so EMQX publishes the message unchanged", resp)
+			}
+			if got := testutil.ToFloat64(f.metrics.Messages.WithLabelValues(tt.wantRoute, tt.wantOutcom)); got != 1 {
+				t.Fatalf("metric %s/%s = %v", tt.wantRoute, tt.wantOutcom, got)
+			}
+			if tt.wantTopic == "" {
+				if len(f.prod.recs) != 0 {
+					t.Fatalf("produced %d records for an unrouted topic", len(f.prod.recs))
+				}
+				return
+			}
+			if len(f.prod.recs) != 1 {
+				t.Fatalf("produced %d records", len(f.prod.recs))
+			}
+			rec := f.prod.recs[0]
+			if rec.Topic != tt.wantTopic || string(rec.Key) != tt.wantKey || f.prod.waits[0] != tt.wantWait {
+				t.Fatalf("record topic=%s key=%s wait=%v", rec.Topic, rec.Key, f.prod.waits[0])
+			}
+			if tt.wantTopic == "dlq" {
+				if string(rec.Value) != tt.payload {
+					t.Fatalf("dead letter value %q, want the raw payload", rec.Value)
+				}
+				h := map[string]string{}
+				for _, kv := range rec.Headers {
+					h[kv.Key] = string(kv.Value)
+				}
+				if h[HeaderError] == "" || h[HeaderTopic] != tt.topic || h[HeaderRoute] != "tel" || h[HeaderMessageID] != "ID1" {
+					t.Fatalf("dead letter headers %v", h)
+				}
+				return
+			}
+			m := f.enc.last.(*schemas.VehicleMessage)
+			if m.VehicleID != tt.wantKey || m.MQTTTopic != tt.topic || string(m.Payload) != tt.payload || m.Route != tt.wantRoute ||
+				m.Username == nil || *m.Username != "u1" || m.PublishedAt.UnixMilli() != 1000 || m.IngestedAt.UnixMilli() != 42 || m.Node != "emqx@n1" {
+				t.Fatalf("envelope %+v", m)
+			}
+		})
+	}
+}
+
+func TestPublishErrorsBecomeGRPCStatus(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want codes.Code
+	}{
+		{"deadline", context.DeadlineExceeded, codes.DeadlineExceeded},
+		{"fatal producer", sink.ErrFatal, codes.Internal},
+		{"too large", kafka.NewError(kafka.ErrMsgSizeTooLarge, "too big", false), codes.InvalidArgument},
+		{"broker down", errors.New("all brokers down"), codes.Unavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.prod.err = tt.err
+			_, err := f.srv.OnMessagePublish(context.Background(), publish("vehicles/V/events/x", "c", []byte("x")))
+			if status.Code(err) != tt.want {
+				t.Fatalf("code %v (%v), want %v", status.Code(err), err, tt.want)
+			}
+			if got := testutil.ToFloat64(f.metrics.Messages.WithLabelValues("ev", metrics.OutcomeFailed)); got != 1 {
+				t.Fatalf("failed metric = %v", got)
+			}
+		})
+	}
+	f := newFixture(t)
+	if _, err := f.srv.OnMessagePublish(context.Background(), &exhookv2.MessagePublishRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("request without message: %v", err)
+	}
+}
+
+func TestProviderLoadedRegistersRouteFilters(t *testing.T) {
+	f := newFixture(t)
+	resp, err := f.srv.OnProviderLoaded(context.Background(), &exhookv2.ProviderLoadedRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, h := range resp.GetHooks() {
+		got[h.GetName()] = h.GetTopics()
+	}
+	if len(got) != 3 || len(got[HookMessagePublish]) != 2 || got[HookMessagePublish][1] != "vehicles/+/events/#" {
+		t.Fatalf("hooks %v", got)
+	}
+}
+
+func TestClientEvents(t *testing.T) {
+	f := newFixture(t)
+	ci := &exhookv2.ClientInfo{Clientid: "V7", Username: "fleet", Peerhost: "1.2.3.4", Protocol: "mqtt", Node: "n"}
+	if _, err := f.srv.OnClientDisconnected(context.Background(), &exhookv2.ClientDisconnectedRequest{Clientinfo: ci, Reason: "normal"}); err != nil {
+		t.Fatal(err)
+	}
+	ev := f.status.last.(*schemas.ClientEvent)
+	if ev.Event != schemas.ClientDisconnected || *ev.Reason != "normal" || ev.VehicleID != "V7" || *ev.Username != "fleet" {
+		t.Fatalf("event %+v", ev)
+	}
+	if rec := f.prod.recs[0]; rec.Topic != "status" || string(rec.Key) != "V7" {
+		t.Fatalf("record %+v", rec)
+	}
+	if _, err := f.srv.OnClientConnected(context.Background(), &exhookv2.ClientConnectedRequest{Clientinfo: &exhookv2.ClientInfo{}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("connected without clientid: %v", err)
+	}
+}
+
+// BenchmarkOnMessagePublish measures the hook's own cost per message (routing, envelope,
+// Avro encoding of the real schema) without Kafka.
+func BenchmarkOnMessagePublish(b *testing.B) {
+	f := newFixture(b)
+	schema, err := schemas.MustLatest(schemas.VehicleMessageName).Parse()
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.srv.o.Messages["tel"] = avroEncoder{schema}
+	f.srv.o.Producer = discard{}
+	req := publish("vehicles/WVW1234567890/telemetry", "WVW1234567890", []byte(`{"speed":88,"soc":0.71,"lat":48.1,"lon":11.5}`))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := f.srv.OnMessagePublish(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type discard struct{}
+
+func (discard) Produce(context.Context, sink.Record, bool) error { return nil }

@@ -1,0 +1,264 @@
+// Package load drives an ExHook provider like a fleet behind EMQX and checks, from Kafka,
+// that every acknowledged message arrived once and in order per vehicle.
+package load
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hamba/avro/v2"
+
+	"github.com/iov-platform/iov/schemas"
+	"github.com/iov-platform/iov/schemas/serde"
+	"github.com/iov-platform/iov/tools/devkit/emqxsim"
+	"github.com/iov-platform/iov/tools/devkit/stack"
+)
+
+// Options describes one load run.
+type Options struct {
+	Addr           string        // HookProvider address
+	Vehicles       int           // simulated vehicles, each publishing in sequence
+	Messages       int           // messages per vehicle
+	Pool           int           // gRPC connections (EMQX exhook pool_size)
+	RequestTimeout time.Duration // EMQX request_timeout
+	TopicTemplate  string        // MQTT topic; %s is the vehicle id
+	PayloadBytes   int           // approximate JSON payload size
+	QoS            uint32
+
+	// Verification: read the Kafka topic back and match what was acknowledged.
+	Bootstrap   string // empty: no verification
+	RegistryURL string
+	KafkaTopic  string
+	VerifyWait  time.Duration // how long to wait for records to arrive
+	// RawRecords says the Kafka values are the raw MQTT payloads (not Avro envelopes), as the
+	// old Python bridge writes them.
+	RawRecords bool
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Sent, Acked, Errors int
+	Elapsed             time.Duration
+	P50, P90, P99, Max  time.Duration
+	Verified            bool
+	Consumed            int // distinct acknowledged messages of this run found in Kafka
+	Lost                int // acknowledged but not in Kafka
+	Duplicates          int
+	OutOfOrder          int
+	FirstError          string
+}
+
+// Rate is acknowledged messages per second.
+func (r Report) Rate() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Acked) / r.Elapsed.Seconds()
+}
+
+// OK is true when nothing acknowledged was lost, duplicated or reordered.
+func (r Report) OK() bool {
+	return r.Errors == 0 && (!r.Verified || (r.Lost == 0 && r.Duplicates == 0 && r.OutOfOrder == 0))
+}
+
+// Print writes the human summary.
+func (r Report) Print(w io.Writer, name string) {
+	fmt.Fprintf(w, "%s: sent=%d acked=%d errors=%d elapsed=%s rate=%.0f msg/s latency p50=%s p90=%s p99=%s max=%s\n",
+		name, r.Sent, r.Acked, r.Errors, r.Elapsed.Round(time.Millisecond), r.Rate(),
+		r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
+	if r.Verified {
+		fmt.Fprintf(w, "%s: consumed=%d lost=%d duplicates=%d out_of_order=%d\n", name, r.Consumed, r.Lost, r.Duplicates, r.OutOfOrder)
+	}
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "%s: first error: %s\n", name, r.FirstError)
+	}
+}
+
+// payload is what every simulated message carries, so the run can be told apart in Kafka.
+type payload struct {
+	Run     string `json:"run"`
+	Vehicle string `json:"vin"`
+	Seq     int    `json:"seq"`
+	Speed   int    `json:"speed"`
+	Pad     string `json:"pad,omitempty"`
+}
+
+func (o *Options) defaults() error {
+	if o.Addr == "" {
+		return errors.New("load: Addr is required")
+	}
+	if o.Vehicles <= 0 || o.Messages <= 0 {
+		return errors.New("load: Vehicles and Messages must be positive")
+	}
+	if o.TopicTemplate == "" {
+		o.TopicTemplate = "vehicles/%s/telemetry"
+	}
+	if !strings.Contains(o.TopicTemplate, "%s") {
+		return fmt.Errorf("load: topic template %q has no %%s for the vehicle id", o.TopicTemplate)
+	}
+	if o.Bootstrap != "" && (o.KafkaTopic == "" || (!o.RawRecords && o.RegistryURL == "")) {
+		return errors.New("load: verification needs KafkaTopic and RegistryURL")
+	}
+	if o.VerifyWait <= 0 {
+		o.VerifyWait = 60 * time.Second
+	}
+	return nil
+}
+
+// Run sends the load and, if Bootstrap is set, verifies it from Kafka.
+func Run(ctx context.Context, o Options) (Report, error) {
+	if err := o.defaults(); err != nil {
+		return Report{}, err
+	}
+	sim, err := emqxsim.Dial(emqxsim.Options{Addr: o.Addr, PoolSize: o.Pool, RequestTimeout: o.RequestTimeout})
+	if err != nil {
+		return Report{}, err
+	}
+	defer sim.Close()
+	if _, err := sim.Load(ctx); err != nil {
+		return Report{}, fmt.Errorf("OnProviderLoaded: %w", err)
+	}
+
+	run := fmt.Sprintf("%x", rand.Uint64())
+	pad := strings.Repeat("x", max(0, o.PayloadBytes-60))
+	latencies := make([][]time.Duration, o.Vehicles)
+	acked := make([][]int, o.Vehicles) // seqs acknowledged per vehicle
+	var errCount atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	for v := range o.Vehicles {
+		wg.Go(func() {
+			vin := vehicleID(v)
+			topic := fmt.Sprintf(o.TopicTemplate, vin)
+			lat := make([]time.Duration, 0, o.Messages)
+			for seq := range o.Messages {
+				if ctx.Err() != nil {
+					break
+				}
+				body, _ := json.Marshal(payload{Run: run, Vehicle: vin, Seq: seq, Speed: seq % 180, Pad: pad})
+				t0 := time.Now()
+				_, err := sim.Publish(ctx, sim.NewMessage(vin, topic, o.QoS, body))
+				d := time.Since(t0)
+				if err != nil {
+					errCount.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				lat = append(lat, d)
+				acked[v] = append(acked[v], seq)
+			}
+			latencies[v] = lat
+		})
+	}
+	wg.Wait()
+	rep := Report{Elapsed: time.Since(start), Errors: int(errCount.Load())}
+	if s, ok := firstErr.Load().(string); ok {
+		rep.FirstError = s
+	}
+	all := slices.Concat(latencies...)
+	slices.Sort(all)
+	rep.Acked = len(all)
+	rep.Sent = rep.Acked + rep.Errors
+	if len(all) > 0 {
+		pct := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
+		rep.P50, rep.P90, rep.P99, rep.Max = pct(.50), pct(.90), pct(.99), all[len(all)-1]
+	}
+	if o.Bootstrap == "" {
+		return rep, nil
+	}
+	return rep, verify(ctx, o, run, acked, &rep)
+}
+
+func vehicleID(i int) string { return fmt.Sprintf("SIMVIN%07d", i) }
+
+// verify reads the Kafka topic and matches it with what was acknowledged.
+func verify(ctx context.Context, o Options, run string, acked [][]int, rep *Report) error {
+	want := map[string]map[int]bool{}
+	for v, seqs := range acked {
+		m := make(map[int]bool, len(seqs))
+		for _, s := range seqs {
+			m[s] = true
+		}
+		want[vehicleID(v)] = m
+	}
+	var reader avro.Schema
+	var dec *serde.Decoder
+	if !o.RawRecords {
+		var err error
+		if reader, err = schemas.MustLatest(schemas.VehicleMessageName).Parse(); err != nil {
+			return err
+		}
+		dec = serde.NewDecoder(serde.NewRegistry(o.RegistryURL, "", ""))
+	}
+	found := map[string]map[int]bool{}
+	last := map[string]int{}
+	deadline := time.Now().Add(o.VerifyWait)
+	for {
+		rctx, cancel := context.WithDeadline(ctx, deadline)
+		recs, err := stack.ReadAll(rctx, o.Bootstrap, 0, 2*time.Second, o.KafkaTopic)
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("verify: %w", err)
+		}
+		clear(found)
+		clear(last)
+		rep.Consumed, rep.Duplicates, rep.OutOfOrder = 0, 0, 0
+		for _, r := range recs {
+			body := r.Value
+			if !o.RawRecords {
+				var m schemas.VehicleMessage
+				if _, err := dec.Decode(r.Value, reader, &m); err != nil {
+					return fmt.Errorf("verify: record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+				}
+				if m.VehicleID != string(r.Key) {
+					return fmt.Errorf("verify: record key %q but vehicle_id %q", r.Key, m.VehicleID)
+				}
+				body = m.Payload
+			}
+			var p payload
+			if json.Unmarshal(body, &p) != nil || p.Run != run {
+				continue // not this run's
+			}
+			if string(r.Key) != p.Vehicle {
+				return fmt.Errorf("verify: record key %q for vehicle %q", r.Key, p.Vehicle)
+			}
+			if found[p.Vehicle] == nil {
+				found[p.Vehicle] = map[int]bool{}
+			}
+			if found[p.Vehicle][p.Seq] {
+				rep.Duplicates++
+				continue
+			}
+			found[p.Vehicle][p.Seq] = true
+			if prev, ok := last[p.Vehicle]; ok && p.Seq < prev {
+				rep.OutOfOrder++
+			}
+			last[p.Vehicle] = p.Seq
+		}
+		rep.Lost = 0
+		for vin, seqs := range want {
+			for s := range seqs {
+				if found[vin][s] {
+					rep.Consumed++
+				} else {
+					rep.Lost++
+				}
+			}
+		}
+		rep.Verified = true
+		if rep.Lost == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
