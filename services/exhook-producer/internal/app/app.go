@@ -31,6 +31,7 @@ import (
 	"github.com/iov-platform/iov/services/exhook-producer/internal/ops"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/sink"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/spool"
 )
 
 // App is a wired, listening producer.
@@ -44,6 +45,11 @@ type App struct {
 	health  *health.Server
 	sink    *sink.Sink
 	metrics *metrics.Metrics
+
+	// Spool mode, nil when no route uses it.
+	spool     *spool.Spool
+	spoolSink *sink.Sink
+	shipper   *spool.Shipper
 }
 
 // New connects to the registry (registering or looking up every schema), creates the Kafka
@@ -103,19 +109,31 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if router.Uses(route.Spool) {
+		if err := a.openSpool(cfg, m, reg); err != nil {
+			a.sink.Close()
+			return nil, err
+		}
+	}
+	var spooler hook.Spooler
+	if a.spool != nil {
+		spooler = a.spool
+	}
 	hooks, err := hook.New(hook.Options{
-		Router:      router,
-		Producer:    a.sink,
-		Messages:    encoders,
-		Status:      statusEnc,
-		StatusTopic: cfg.Topics.Status,
-		DeadLetter:  cfg.Topics.DeadLetter,
-		SyncTimeout: cfg.Kafka.SyncTimeout,
-		Metrics:     m,
-		Log:         log,
+		Router:          router,
+		Producer:        a.sink,
+		Spool:           spooler,
+		Messages:        encoders,
+		Status:          statusEnc,
+		StatusTopic:     cfg.Topics.Status,
+		DeadLetter:      cfg.Topics.DeadLetter,
+		SyncTimeout:     cfg.Kafka.SyncTimeout,
+		MaxPayloadBytes: cfg.Kafka.MaxPayloadBytes,
+		Metrics:         m,
+		Log:             log,
 	})
 	if err != nil {
-		a.sink.Close()
+		a.closeSinks()
 		return nil, err
 	}
 
@@ -144,6 +162,45 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	return a, nil
 }
 
+// openSpool opens the durable spool and its shipper. The shipper has its own producer that
+// retries transient failures forever (message.timeout.ms=0): the spool, not a timeout,
+// decides how long a record may wait.
+func (a *App) openSpool(cfg *config.Config, m *metrics.Metrics, reg prometheus.Registerer) error {
+	sp, err := spool.Open(spool.Options{
+		Dir: cfg.Spool.Dir, MaxBytes: cfg.Spool.MaxBytes, WhenFull: cfg.Spool.WhenFull,
+		Metrics: spool.NewMetrics(reg), Log: a.log.With("component", "spool"),
+	})
+	if err != nil {
+		return err
+	}
+	props := map[string]string{}
+	for k, v := range cfg.Kafka.Properties {
+		props[k] = v
+	}
+	props["message.timeout.ms"] = "0"
+	ss, err := sink.New(sink.Config{BootstrapServers: cfg.Kafka.BootstrapServers, ClientID: cfg.Kafka.ClientID + "-spool", Properties: props}, a.log.With("component", "spool-producer"), m)
+	if err != nil {
+		_ = sp.Close()
+		return err
+	}
+	sh, err := spool.NewShipper(sp, ss, cfg.Topics.DeadLetter, a.log.With("component", "spool-shipper"))
+	if err != nil {
+		ss.Close()
+		_ = sp.Close()
+		return err
+	}
+	a.spool, a.spoolSink, a.shipper = sp, ss, sh
+	return nil
+}
+
+func (a *App) closeSinks() {
+	a.sink.Close()
+	if a.spool != nil {
+		a.spoolSink.Close()
+		_ = a.spool.Close()
+	}
+}
+
 func (a *App) closeListeners() {
 	if a.grpcLn != nil {
 		_ = a.grpcLn.Close()
@@ -163,7 +220,19 @@ func (a *App) HTTPAddr() string { return a.ops.Addr() }
 // GracefulStop (bounded by the drain timeout) so in-flight hook calls finish, then Flush so
 // every record EMQX was answered for reaches Kafka, then Close.
 func (a *App) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	shipCtx, stopShipper := context.WithCancel(context.Background())
+	shipperDone := make(chan struct{})
+	if a.shipper != nil {
+		go func() {
+			defer close(shipperDone)
+			if err := a.shipper.Run(shipCtx); err != nil {
+				errc <- err
+			}
+		}()
+	} else {
+		close(shipperDone)
+	}
 	go func() { errc <- a.ops.Serve() }()
 	go func() {
 		if err := a.grpc.Serve(a.grpcLn); err != nil {
@@ -189,10 +258,10 @@ func (a *App) Run(ctx context.Context) error {
 	case runErr = <-errc:
 		a.log.Error("server failed", "err", runErr)
 	}
-	return errors.Join(runErr, a.drain())
+	return errors.Join(runErr, a.drain(stopShipper, shipperDone))
 }
 
-func (a *App) drain() error {
+func (a *App) drain(stopShipper context.CancelFunc, shipperDone <-chan struct{}) error {
 	start := time.Now()
 	deadline := start.Add(a.cfg.Shutdown.DrainTimeout)
 	a.state.NotReady("draining")
@@ -213,8 +282,26 @@ func (a *App) drain() error {
 	}
 
 	var err error
+	if a.shipper != nil {
+		// Hook calls are over: ship what the spool holds while there is time; whatever is
+		// left stays on disk for the next start, so this is not an error.
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		if werr := a.shipper.WaitEmpty(ctx); werr != nil {
+			a.log.Warn("spool not empty at shutdown; it will be shipped after restart", "err", werr)
+		}
+		cancel()
+		stopShipper()
+		<-shipperDone
+		a.spoolSink.Flush(time.Second)
+		a.spoolSink.Close()
+		if cerr := a.spool.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close spool: %w", cerr))
+		}
+	} else {
+		stopShipper()
+	}
 	if left := a.sink.Flush(max(time.Until(deadline), time.Second)); left > 0 {
-		err = fmt.Errorf("drain: %d records still unacknowledged by kafka at shutdown", left)
+		err = errors.Join(err, fmt.Errorf("drain: %d records still unacknowledged by kafka at shutdown", left))
 		a.log.Error("records not flushed", "count", left)
 	}
 	a.sink.Close()

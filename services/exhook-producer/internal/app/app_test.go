@@ -73,7 +73,10 @@ func logger(t *testing.T) *slog.Logger {
 
 type testWriter struct{ t *testing.T }
 
-func (w *testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 func start(t *testing.T, cfg *config.Config, st *stack.Stack) *harness {
 	t.Helper()

@@ -31,6 +31,7 @@ type Config struct {
 	Registry Registry       `yaml:"registry"`
 	Shutdown Shutdown       `yaml:"shutdown"`
 	Topics   Topics         `yaml:"topics"`
+	Spool    Spool          `yaml:"spool"`
 	Routes   []route.Config `yaml:"routes"`
 }
 
@@ -54,6 +55,10 @@ type Log struct {
 type Kafka struct {
 	BootstrapServers string `yaml:"bootstrapServers"`
 	ClientID         string `yaml:"clientId"`
+	// MaxPayloadBytes is the largest MQTT payload forwarded; larger ones are refused with
+	// a note on the dead-letter topic. Keep it below the topic's max.message.bytes minus
+	// the envelope (~1 KiB).
+	MaxPayloadBytes int `yaml:"maxPayloadBytes"`
 	// SyncTimeout bounds a sync-mode wait when EMQX sent no deadline.
 	SyncTimeout time.Duration `yaml:"syncTimeout"`
 	// Properties are extra librdkafka settings (security.protocol, sasl.*, linger.ms, ...).
@@ -73,6 +78,13 @@ type Registry struct {
 // Shutdown bounds the drain on SIGTERM.
 type Shutdown struct {
 	DrainTimeout time.Duration `yaml:"drainTimeout"`
+}
+
+// Spool configures the durable delivery mode used by routes with delivery: spool.
+type Spool struct {
+	Dir      string `yaml:"dir"`      // on a persistent volume in production
+	MaxBytes int64  `yaml:"maxBytes"` // size limit on disk
+	WhenFull string `yaml:"whenFull"` // reject | block
 }
 
 // Topics are the Kafka topics that are not per route.
@@ -129,10 +141,11 @@ func defaults() *Config {
 		GRPC:     GRPC{ListenAddress: ":9000"},
 		HTTP:     HTTP{ListenAddress: ":8080"},
 		Log:      Log{Level: "info", Format: "json"},
-		Kafka:    Kafka{ClientID: "exhook-producer", SyncTimeout: 5 * time.Second},
+		Kafka:    Kafka{ClientID: "exhook-producer", SyncTimeout: 5 * time.Second, MaxPayloadBytes: 1000000},
 		Registry: Registry{AutoRegister: true},
 		Shutdown: Shutdown{DrainTimeout: 20 * time.Second},
 		Topics:   Topics{Status: "iov.vehicle.status", DeadLetter: "iov.deadletter"},
+		Spool:    Spool{MaxBytes: 1 << 30, WhenFull: "reject"},
 	}
 }
 
@@ -178,6 +191,9 @@ func (c *Config) Validate() error {
 	if strings.TrimSpace(c.Kafka.BootstrapServers) == "" {
 		add("kafka.bootstrapServers is required")
 	}
+	if c.Kafka.MaxPayloadBytes <= 0 {
+		add("kafka.maxPayloadBytes must be positive")
+	}
 	if c.Kafka.SyncTimeout <= 0 {
 		add("kafka.syncTimeout must be positive")
 	}
@@ -202,6 +218,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Topics.DeadLetter == "" {
 		add("topics.deadLetter is required")
+	}
+	usesSpool := false
+	for _, r := range c.Routes {
+		usesSpool = usesSpool || r.Delivery == route.Spool
+	}
+	if usesSpool && c.Spool.Dir == "" {
+		add("spool.dir is required when a route uses delivery: spool")
+	}
+	if c.Spool.MaxBytes <= 0 {
+		add("spool.maxBytes must be positive")
+	}
+	if c.Spool.WhenFull != "reject" && c.Spool.WhenFull != "block" {
+		add("spool.whenFull %q: want reject or block", c.Spool.WhenFull)
 	}
 	if len(c.Routes) == 0 {
 		add("routes: at least one route is required")

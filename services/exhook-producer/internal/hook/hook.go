@@ -18,11 +18,17 @@ import (
 	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/sink"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/spool"
 )
 
 // Producer is the part of the Kafka sink the hooks use.
 type Producer interface {
 	Produce(ctx context.Context, rec sink.Record, wait bool) error
+}
+
+// Spooler is the durable spool of delivery: spool routes.
+type Spooler interface {
+	Append(ctx context.Context, e *spool.Entry) error
 }
 
 // Encoder frames a value as a Confluent Avro record.
@@ -39,6 +45,7 @@ const (
 	HeaderMessageID = "iov.mqtt.message_id"
 	HeaderNode      = "iov.emqx.node"
 	HeaderQoS       = "iov.mqtt.qos"
+	HeaderSize      = "iov.payload.size"
 )
 
 // Hook names as EMQX spells them in HookSpec.
@@ -52,14 +59,17 @@ const (
 type Options struct {
 	Router      *route.Router
 	Producer    Producer
+	Spool       Spooler            // required when a route uses delivery: spool
 	Messages    map[string]Encoder // per Kafka topic of each route
 	Status      Encoder
 	StatusTopic string
 	DeadLetter  string
 	SyncTimeout time.Duration // used when EMQX sent no deadline
-	Metrics     *metrics.Metrics
-	Log         *slog.Logger
-	Now         func() time.Time
+	// MaxPayloadBytes is the largest MQTT payload that fits a Kafka record; 0 = no limit.
+	MaxPayloadBytes int
+	Metrics         *metrics.Metrics
+	Log             *slog.Logger
+	Now             func() time.Time
 }
 
 // Server is the HookProvider.
@@ -73,6 +83,9 @@ func New(o Options) (*Server, error) {
 	for _, r := range o.Router.Routes() {
 		if o.Messages[r.KafkaTopic] == nil {
 			return nil, fmt.Errorf("route %s: no encoder for topic %s", r.Name, r.KafkaTopic)
+		}
+		if r.Delivery == route.Spool && o.Spool == nil {
+			return nil, fmt.Errorf("route %s: delivery spool without a spool", r.Name)
 		}
 	}
 	if o.Now == nil {
@@ -118,21 +131,23 @@ func (s *Server) OnMessagePublish(ctx context.Context, req *exhookv2.MessagePubl
 	}()
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	wait := r.Delivery == route.Sync
 
 	vehicle, err := r.VehicleID(msg.GetTopic(), msg.GetFrom())
+	if n := len(msg.GetPayload()); s.o.MaxPayloadBytes > 0 && n > s.o.MaxPayloadBytes {
+		return s.oversize(ctx, r, msg, vehicle, n)
+	}
 	if err == nil {
 		err = r.CheckPayload(msg.GetPayload())
 	}
 	if err != nil {
-		return s.deadLetter(ctx, r, msg, vehicle, err, wait)
+		return s.deadLetter(ctx, r, msg, vehicle, err)
 	}
 
 	value, err := s.o.Messages[r.KafkaTopic].Encode(s.envelope(r, msg, vehicle))
 	if err != nil {
-		return s.deadLetter(ctx, r, msg, vehicle, fmt.Errorf("encode envelope: %w", err), wait)
+		return s.deadLetter(ctx, r, msg, vehicle, fmt.Errorf("encode envelope: %w", err))
 	}
-	err = s.o.Producer.Produce(ctx, sink.Record{Topic: r.KafkaTopic, Key: []byte(vehicle), Value: value}, wait)
+	err = s.deliver(ctx, r.Delivery, sink.Record{Topic: r.KafkaTopic, Key: []byte(vehicle), Value: value})
 	if err != nil {
 		s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeFailed).Inc()
 		s.o.Log.Warn("message not forwarded", "route", r.Name, "vehicle", vehicle, "mqtt_topic", msg.GetTopic(), "message_id", msg.GetId(), "err", err)
@@ -170,7 +185,7 @@ func (s *Server) envelope(r *route.Route, msg *exhookv2.Message, vehicle string)
 
 // deadLetter sends the raw payload to the dead-letter topic with the reason in headers. EMQX
 // still gets IGNORE: the message was accepted and kept, just not where its route points.
-func (s *Server) deadLetter(ctx context.Context, r *route.Route, msg *exhookv2.Message, vehicle string, cause error, wait bool) (*exhookv2.ValuedResponse, error) {
+func (s *Server) deadLetter(ctx context.Context, r *route.Route, msg *exhookv2.Message, vehicle string, cause error) (*exhookv2.ValuedResponse, error) {
 	key := vehicle
 	if key == "" {
 		key = msg.GetFrom()
@@ -189,7 +204,7 @@ func (s *Server) deadLetter(ctx context.Context, r *route.Route, msg *exhookv2.M
 			HeaderQoS:       fmt.Sprint(msg.GetQos()),
 		}),
 	}
-	if err := s.o.Producer.Produce(ctx, rec, wait); err != nil {
+	if err := s.deliver(ctx, r.Delivery, rec); err != nil {
 		s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeFailed).Inc()
 		s.o.Log.Error("dead-letter not written", "route", r.Name, "mqtt_topic", msg.GetTopic(), "message_id", msg.GetId(), "cause", cause, "err", err)
 		return nil, toStatus(err)
@@ -197,6 +212,44 @@ func (s *Server) deadLetter(ctx context.Context, r *route.Route, msg *exhookv2.M
 	s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeDeadLettered).Inc()
 	s.o.Log.Info("message dead-lettered", "route", r.Name, "mqtt_topic", msg.GetTopic(), "message_id", msg.GetId(), "err", cause)
 	return ignore, nil
+}
+
+// oversize records, on the dead-letter topic, that a payload too large for Kafka was seen
+// (headers only: the payload cannot fit a record) and tells EMQX with InvalidArgument.
+func (s *Server) oversize(ctx context.Context, r *route.Route, msg *exhookv2.Message, vehicle string, n int) (*exhookv2.ValuedResponse, error) {
+	cause := fmt.Errorf("payload of %d bytes exceeds the %d-byte record limit", n, s.o.MaxPayloadBytes)
+	key := vehicle
+	if key == "" {
+		key = msg.GetFrom()
+	}
+	rec := sink.Record{Topic: s.o.DeadLetter, Key: []byte(key), Headers: sink.Headers(map[string]string{
+		HeaderError: cause.Error(), HeaderRoute: r.Name, HeaderTopic: msg.GetTopic(), HeaderClientID: msg.GetFrom(),
+		HeaderMessageID: msg.GetId(), HeaderNode: msg.GetNode(), HeaderSize: fmt.Sprint(n),
+	})}
+	if err := s.deliver(ctx, r.Delivery, rec); err != nil {
+		s.o.Log.Error("oversize note not written", "route", r.Name, "message_id", msg.GetId(), "err", err)
+	}
+	s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeOversize).Inc()
+	s.o.Log.Warn("payload too large for kafka", "route", r.Name, "mqtt_topic", msg.GetTopic(), "message_id", msg.GetId(), "bytes", n)
+	return nil, status.Error(codes.InvalidArgument, cause.Error())
+}
+
+// deliver hands rec to Kafka the way the route's mode says: queued (async), acknowledged by
+// Kafka (sync) or durable in the spool (spool).
+func (s *Server) deliver(ctx context.Context, mode route.Mode, rec sink.Record) error {
+	switch mode {
+	case route.Spool:
+		e := &spool.Entry{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, AcceptedAt: s.o.Now().UnixMilli(),
+			Headers: make([]spool.Header, len(rec.Headers))}
+		for i, h := range rec.Headers {
+			e.Headers[i] = spool.Header{Key: h.Key, Value: h.Value}
+		}
+		return s.o.Spool.Append(ctx, e)
+	case route.Sync:
+		return s.o.Producer.Produce(ctx, rec, true)
+	default:
+		return s.o.Producer.Produce(ctx, rec, false)
+	}
 }
 
 // OnClientConnected writes a CONNECTED status event.
@@ -262,6 +315,8 @@ func toStatus(err error) error {
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, spool.ErrFull):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, sink.ErrFatal):
 		return status.Error(codes.Internal, err.Error())
 	}

@@ -13,6 +13,7 @@ const (
 	OutcomeDeadLettered = "dead_lettered" // payload or key failed; raw payload went to the DLQ
 	OutcomeFailed       = "failed"        // could not be queued or acknowledged; EMQX got an error
 	OutcomeUnrouted     = "unrouted"      // no route matched; passed through untouched
+	OutcomeOversize     = "oversize"      // payload larger than a Kafka record may be; EMQX got InvalidArgument
 )
 
 // Metrics holds every collector.
@@ -34,9 +35,9 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "MQTT messages seen on message.publish, by route and outcome.",
 		}, []string{"route", "outcome"}),
 		HookDuration: f.NewHistogramVec(prometheus.HistogramOpts{
-			Name:                            "exhook_hook_duration_seconds",
-			Help:                            "Time from hook request to reply, by hook and delivery mode.",
-			Buckets:                         []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+			Name:    "exhook_hook_duration_seconds",
+			Help:    "Time from hook request to reply, by hook and delivery mode.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"hook", "mode"}),
 		ClientEvents: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "exhook_client_events_total",

@@ -32,6 +32,9 @@ const (
 	// Sync replies after Kafka acknowledged the record (acks=all) or returns an error
 	// within the request deadline.
 	Sync Mode = "sync"
+	// Spool replies after the record is durable in the local spool (fsync, group commit);
+	// a shipper drains the spool to Kafka, surviving Kafka outages and restarts.
+	Spool Mode = "spool"
 )
 
 // Config is one route as written in YAML.
@@ -96,9 +99,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("payload %q: want %s or %s", c.Payload, PayloadJSON, PayloadBytes))
 	}
 	switch c.Delivery {
-	case Async, Sync:
+	case Async, Sync, Spool:
 	default:
-		errs = append(errs, fmt.Errorf("delivery %q: want %s or %s", c.Delivery, Async, Sync))
+		errs = append(errs, fmt.Errorf("delivery %q: want %s, %s or %s", c.Delivery, Async, Sync, Spool))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("route %q: %w", c.Name, errors.Join(errs...))
@@ -147,6 +150,16 @@ func New(cfgs []Config) (*Router, error) {
 
 // Routes returns the compiled routes in match order.
 func (rt *Router) Routes() []*Route { return rt.routes }
+
+// Uses reports whether any route delivers with mode m.
+func (rt *Router) Uses(m Mode) bool {
+	for _, r := range rt.routes {
+		if r.Delivery == m {
+			return true
+		}
+	}
+	return false
+}
 
 // Filters returns the distinct MQTT filters, for registering message.publish with EMQX.
 func (rt *Router) Filters() []string {

@@ -98,39 +98,12 @@ func (s *Sink) Fatal() error {
 // queued in the producer. A full local queue is back-pressure: Produce retries until ctx
 // ends.
 func (s *Sink) Produce(ctx context.Context, rec Record, wait bool) error {
-	if err := s.Fatal(); err != nil {
-		return err
-	}
-	msg := &kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &rec.Topic, Partition: kafka.PartitionAny},
-		Key:            rec.Key,
-		Value:          rec.Value,
-		Headers:        rec.Headers,
-	}
-	var ack chan error
-	if wait {
-		ack = make(chan error, 1)
-		msg.Opaque = ack
-	}
-	backoff := time.Millisecond
-	for {
-		err := s.p.Produce(msg, nil)
-		if err == nil {
-			break
-		}
-		var kerr kafka.Error
-		if !errors.As(err, &kerr) || kerr.Code() != kafka.ErrQueueFull {
-			return fmt.Errorf("produce %s: %w", rec.Topic, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("produce %s: local queue full: %w", rec.Topic, context.Cause(ctx))
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 50*time.Millisecond)
-	}
 	if !wait {
-		return nil
+		return s.produce(ctx, rec, nil)
+	}
+	ack := make(chan error, 1)
+	if err := s.produce(ctx, rec, ack); err != nil {
+		return err
 	}
 	select {
 	case err := <-ack:
@@ -142,6 +115,42 @@ func (s *Sink) Produce(ctx context.Context, rec Record, wait bool) error {
 		// The record stays queued and may still be delivered: a sync failure means "not
 		// confirmed", never "not written".
 		return fmt.Errorf("produce %s: no acknowledgement: %w", rec.Topic, context.Cause(ctx))
+	}
+}
+
+// ProduceCallback queues rec and calls done, from the event loop, with the delivery result.
+// done must not block.
+func (s *Sink) ProduceCallback(ctx context.Context, rec Record, done func(error)) error {
+	return s.produce(ctx, rec, done)
+}
+
+func (s *Sink) produce(ctx context.Context, rec Record, opaque any) error {
+	if err := s.Fatal(); err != nil {
+		return err
+	}
+	msg := &kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &rec.Topic, Partition: kafka.PartitionAny},
+		Key:            rec.Key,
+		Value:          rec.Value,
+		Headers:        rec.Headers,
+		Opaque:         opaque,
+	}
+	backoff := time.Millisecond
+	for {
+		err := s.p.Produce(msg, nil)
+		if err == nil {
+			return nil
+		}
+		var kerr kafka.Error
+		if !errors.As(err, &kerr) || kerr.Code() != kafka.ErrQueueFull {
+			return fmt.Errorf("produce %s: %w", rec.Topic, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("produce %s: local queue full: %w", rec.Topic, context.Cause(ctx))
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 50*time.Millisecond)
 	}
 }
 
@@ -164,8 +173,11 @@ func (s *Sink) events() {
 			} else {
 				s.metrics.Deliveries.WithLabelValues(topic, "delivered").Inc()
 			}
-			if ack, ok := e.Opaque.(chan error); ok {
-				ack <- err
+			switch done := e.Opaque.(type) {
+			case chan error:
+				done <- err
+			case func(error):
+				done(err)
 			}
 		case kafka.Error:
 			s.metrics.ProducerErrors.WithLabelValues(strings.ToLower(e.Code().String())).Inc()
@@ -229,4 +241,3 @@ func Headers(kv map[string]string) []kafka.Header {
 	}
 	return hs
 }
-

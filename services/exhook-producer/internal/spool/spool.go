@@ -1,0 +1,308 @@
+// Package spool is the durable delivery mode: every accepted record is appended to a local
+// write-ahead log (tidwall/wal) and EMQX is answered only once the append is fsynced. Appends
+// that arrive while an fsync is running are written together in the next batch (group
+// commit), so one fsync covers many hook calls. A shipper drains the log to Kafka in append
+// order (so per vehicle order holds) and truncates what Kafka acknowledged. The log survives
+// Kafka outages and process restarts; after a crash, records between the last truncation and
+// the crash are shipped again (at-least-once).
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/tidwall/wal"
+)
+
+// Full-spool policies.
+const (
+	WhenFullReject = "reject" // fail the hook call at once
+	WhenFullBlock  = "block"  // wait for the shipper to make room, until the call's deadline
+)
+
+// ErrFull is returned when the spool is at its size limit.
+var ErrFull = errors.New("spool is full")
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("spool is closed")
+
+// Entry is one record waiting for Kafka.
+type Entry struct {
+	Topic      string   `avro:"topic"`
+	Key        []byte   `avro:"key"`
+	Value      []byte   `avro:"value"`
+	Headers    []Header `avro:"headers"`
+	AcceptedAt int64    `avro:"accepted_at"` // unix millis
+}
+
+// Header is a Kafka record header.
+type Header struct {
+	Key   string `avro:"key"`
+	Value []byte `avro:"value"`
+}
+
+// entrySchema is the on-disk format of an entry. Changing it needs a migration of spools
+// that may still hold entries.
+var entrySchema = avro.MustParse(`{
+  "type": "record", "name": "SpoolEntry", "namespace": "io.iovplatform.internal.v1",
+  "fields": [
+    {"name": "topic", "type": "string"},
+    {"name": "key", "type": "bytes"},
+    {"name": "value", "type": "bytes"},
+    {"name": "headers", "type": {"type": "array", "items": {
+      "type": "record", "name": "Header",
+      "fields": [{"name": "key", "type": "string"}, {"name": "value", "type": "bytes"}]}}},
+    {"name": "accepted_at", "type": "long"}
+  ]}`)
+
+// Options configures Open.
+type Options struct {
+	Dir      string
+	MaxBytes int64  // size limit of the log on disk
+	WhenFull string // reject | block
+	// SegmentBytes is the WAL segment size (default 16 MiB).
+	SegmentBytes int
+	Metrics      *Metrics
+	Log          *slog.Logger
+}
+
+type appendReq struct {
+	data []byte
+	done chan error
+}
+
+// Spool is the durable queue.
+type Spool struct {
+	o   Options
+	wal *wal.Log
+
+	mu      sync.Mutex
+	pending []*appendReq
+	closed  bool
+	bytes   int64 // on-disk size, approximate between truncations
+	kick    chan struct{}
+	room    chan struct{} // closed and replaced when truncation frees space
+	written chan struct{} // closed and replaced after each durable batch
+
+	commitDone chan struct{}
+}
+
+// Open opens or creates the spool in o.Dir. Entries left by a previous run are shipped
+// first.
+func Open(o Options) (*Spool, error) {
+	if o.SegmentBytes <= 0 {
+		o.SegmentBytes = 16 << 20
+	}
+	if o.WhenFull == "" {
+		o.WhenFull = WhenFullReject
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("spool dir: %w", err)
+	}
+	l, err := wal.Open(o.Dir, &wal.Options{SegmentSize: o.SegmentBytes, AllowEmpty: true, DirPerms: 0o750, FilePerms: 0o640})
+	if err != nil {
+		return nil, fmt.Errorf("open spool %s: %w", o.Dir, err)
+	}
+	s := &Spool{o: o, wal: l, kick: make(chan struct{}, 1), room: make(chan struct{}), written: make(chan struct{}), commitDone: make(chan struct{})}
+	s.bytes = dirSize(o.Dir)
+	first, last, _ := s.Bounds()
+	if last >= first {
+		o.Log.Info("spool holds records from a previous run", "dir", o.Dir, "records", last-first+1, "bytes", s.bytes)
+	}
+	s.updateGauges()
+	go s.committer()
+	return s, nil
+}
+
+// Append writes the entry and returns once it is durable on disk.
+func (s *Spool) Append(ctx context.Context, e *Entry) error {
+	data, err := avro.Marshal(entrySchema, e)
+	if err != nil {
+		return fmt.Errorf("spool encode: %w", err)
+	}
+	req := &appendReq{data: data, done: make(chan error, 1)}
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		if s.o.MaxBytes <= 0 || s.bytes+int64(len(data)) <= s.o.MaxBytes {
+			s.bytes += int64(len(data))
+			s.pending = append(s.pending, req)
+			select { // under the lock: Close cannot close kick in between
+			case s.kick <- struct{}{}:
+			default:
+			}
+			s.mu.Unlock()
+			break
+		}
+		room := s.room
+		s.mu.Unlock()
+		if s.o.WhenFull == WhenFullReject {
+			s.o.Metrics.appends("full")
+			return fmt.Errorf("%w (%d bytes limit)", ErrFull, s.o.MaxBytes)
+		}
+		select {
+		case <-room:
+		case <-ctx.Done():
+			s.o.Metrics.appends("full")
+			return fmt.Errorf("%w: waited for room: %w", ErrFull, context.Cause(ctx))
+		}
+	}
+	// The append cannot be withdrawn once queued: wait for its fate even past ctx, so a
+	// success is never reported as an error (the committer is bounded by disk speed).
+	err = <-req.done
+	if err != nil {
+		s.o.Metrics.appends("error")
+		return fmt.Errorf("spool append: %w", err)
+	}
+	s.o.Metrics.appends("ok")
+	return nil
+}
+
+// committer writes pending appends in batches, one fsync per batch.
+func (s *Spool) committer() {
+	defer close(s.commitDone)
+	var batch wal.Batch
+	for range s.kick {
+		for {
+			s.mu.Lock()
+			reqs := s.pending
+			s.pending = nil
+			s.mu.Unlock()
+			if len(reqs) == 0 {
+				break
+			}
+			last, err := s.wal.LastIndex()
+			if err == nil {
+				for i, r := range reqs {
+					batch.Write(last+uint64(i)+1, r.data)
+				}
+				start := time.Now()
+				err = s.wal.WriteBatch(&batch)
+				s.o.Metrics.batch(len(reqs), time.Since(start))
+			}
+			batch.Clear()
+			for _, r := range reqs {
+				r.done <- err
+			}
+			if err != nil {
+				s.o.Log.Error("spool write failed", "dir", s.o.Dir, "records", len(reqs), "err", err)
+			}
+			s.mu.Lock()
+			close(s.written)
+			s.written = make(chan struct{})
+			s.mu.Unlock()
+			s.updateGauges()
+		}
+	}
+}
+
+// Bounds returns the first and last index held; last < first when empty.
+func (s *Spool) Bounds() (first, last uint64, err error) {
+	if first, err = s.wal.FirstIndex(); err != nil {
+		return 0, 0, err
+	}
+	if last, err = s.wal.LastIndex(); err != nil {
+		return 0, 0, err
+	}
+	return first, last, nil
+}
+
+// Written returns a channel closed after the next durable batch, for the shipper to wait on.
+func (s *Spool) Written() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.written
+}
+
+// Read returns the entry at index.
+func (s *Spool) Read(index uint64) (*Entry, error) {
+	data, err := s.wal.Read(index)
+	if err != nil {
+		return nil, fmt.Errorf("spool read %d: %w", index, err)
+	}
+	var e Entry
+	if err := avro.Unmarshal(entrySchema, data, &e); err != nil {
+		return nil, fmt.Errorf("spool decode %d: %w", index, err)
+	}
+	return &e, nil
+}
+
+// Release drops every entry before index: Kafka has acknowledged them.
+func (s *Spool) Release(index uint64) error {
+	first, err := s.wal.FirstIndex()
+	if err != nil || index <= first {
+		return err
+	}
+	if err := s.wal.TruncateFront(index); err != nil {
+		return fmt.Errorf("spool truncate to %d: %w", index, err)
+	}
+	size := dirSize(s.o.Dir)
+	s.mu.Lock()
+	// Appends accepted but not yet written are counted in s.bytes and not on disk yet.
+	for _, r := range s.pending {
+		size += int64(len(r.data))
+	}
+	s.bytes = size
+	close(s.room)
+	s.room = make(chan struct{})
+	s.mu.Unlock()
+	s.updateGauges()
+	return nil
+}
+
+func (s *Spool) updateGauges() {
+	first, last, err := s.Bounds()
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	b := s.bytes
+	s.mu.Unlock()
+	entries := int64(0)
+	if last >= first {
+		entries = int64(last - first + 1)
+	}
+	s.o.Metrics.gauges(entries, b, s.o.MaxBytes)
+}
+
+// Close stops accepting appends, waits for queued ones, and closes the log. Entries not yet
+// released stay on disk for the next Open.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.kick)
+	s.mu.Unlock()
+	<-s.commitDone
+	return s.wal.Close()
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
