@@ -22,6 +22,8 @@ import (
 const (
 	VehicleMessageName = "vehicle_message"
 	ClientEventName    = "client_event"
+	VehicleCommandName = "vehicle_command"
+	CommandStatusName  = "command_status"
 )
 
 //go:embed avro

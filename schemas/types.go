@@ -14,6 +14,23 @@ const (
 	ClientDisconnected = "DISCONNECTED"
 )
 
+// Command states of CommandStatus.status.
+const (
+	CommandSent      = "SENT"
+	CommandDelivered = "DELIVERED"
+	CommandAcked     = "ACKED"
+	CommandResponded = "RESPONDED"
+	CommandExpired   = "EXPIRED"
+	CommandFailed    = "FAILED"
+)
+
+// Sources of CommandStatus.source.
+const (
+	SourceDownlink = "downlink"
+	SourceBroker   = "broker"
+	SourceVehicle  = "vehicle"
+)
+
 // VehicleMessage matches the latest avro/vehicle_message version. Readers decode older
 // versions into it through schema resolution (missing fields take their defaults).
 type VehicleMessage struct {
@@ -43,4 +60,27 @@ type ClientEvent struct {
 	Reason     *string   `avro:"reason"`
 	OccurredAt time.Time `avro:"occurred_at"`
 	Node       string    `avro:"node"`
+}
+
+// VehicleCommand matches the latest avro/vehicle_command version.
+type VehicleCommand struct {
+	CommandID string            `avro:"command_id"`
+	VehicleID string            `avro:"vehicle_id"`
+	Name      string            `avro:"name"`
+	Params    map[string]string `avro:"params"`
+	IssuedAt  time.Time         `avro:"issued_at"`
+	ExpiresAt time.Time         `avro:"expires_at"`
+	IssuedBy  *string           `avro:"issued_by"`
+}
+
+// CommandStatus matches the latest avro/command_status version.
+type CommandStatus struct {
+	CommandID  string    `avro:"command_id"`
+	VehicleID  string    `avro:"vehicle_id"`
+	Status     string    `avro:"status"`
+	Reason     *string   `avro:"reason"`
+	Source     string    `avro:"source"`
+	OccurredAt time.Time `avro:"occurred_at"`
+	Node       string    `avro:"node"`
+	Response   []byte    `avro:"response"`
 }

@@ -134,3 +134,19 @@ func (c *Client) Disconnected(ctx context.Context, clientID, reason string) erro
 	_, err := c.pick().OnClientDisconnected(ctx, &exhookv2.ClientDisconnectedRequest{Clientinfo: c.clientInfo(clientID), Reason: reason, Meta: c.meta()})
 	return err
 }
+
+// Delivered calls OnMessageDelivered: EMQX handed msg to clientID's session.
+func (c *Client) Delivered(ctx context.Context, clientID string, msg *exhookv2.Message) error {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	_, err := c.pick().OnMessageDelivered(ctx, &exhookv2.MessageDeliveredRequest{Clientinfo: c.clientInfo(clientID), Message: msg, Meta: c.meta()})
+	return err
+}
+
+// Acked calls OnMessageAcked: clientID acknowledged msg (QoS 1 PUBACK).
+func (c *Client) Acked(ctx context.Context, clientID string, msg *exhookv2.Message) error {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	_, err := c.pick().OnMessageAcked(ctx, &exhookv2.MessageAckedRequest{Clientinfo: c.clientInfo(clientID), Message: msg, Meta: c.meta()})
+	return err
+}

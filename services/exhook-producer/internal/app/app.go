@@ -93,6 +93,19 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("status topic: %w", err)
 	}
+	var commands *hook.Commands
+	if c := cfg.Commands; c.Enabled {
+		def, err := schemas.Latest(schemas.CommandStatusName)
+		if err != nil {
+			return nil, err
+		}
+		enc, err := serde.NewEncoder(registry, serde.TopicSubject(c.StatusTopic), def, cfg.Registry.AutoRegister)
+		if err != nil {
+			return nil, fmt.Errorf("command status topic: %w", err)
+		}
+		commands = &hook.Commands{TopicFilter: c.TopicFilter, ResponseFilter: c.ResponseFilter,
+			VehicleSegment: c.VehicleSegment, CommandSegment: c.CommandSegment, Topic: c.StatusTopic, Encoder: enc}
+	}
 
 	if a.ops, err = ops.Listen(cfg.HTTP.ListenAddress, a.state, reg); err != nil {
 		return nil, err
@@ -127,6 +140,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		Status:          statusEnc,
 		StatusTopic:     cfg.Topics.Status,
 		DeadLetter:      cfg.Topics.DeadLetter,
+		Commands:        commands,
 		SyncTimeout:     cfg.Kafka.SyncTimeout,
 		MaxPayloadBytes: cfg.Kafka.MaxPayloadBytes,
 		Metrics:         m,

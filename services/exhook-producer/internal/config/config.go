@@ -32,6 +32,7 @@ type Config struct {
 	Shutdown Shutdown       `yaml:"shutdown"`
 	Topics   Topics         `yaml:"topics"`
 	Spool    Spool          `yaml:"spool"`
+	Commands Commands       `yaml:"commands"`
 	Routes   []route.Config `yaml:"routes"`
 }
 
@@ -85,6 +86,21 @@ type Spool struct {
 	Dir      string `yaml:"dir"`      // on a persistent volume in production
 	MaxBytes int64  `yaml:"maxBytes"` // size limit on disk
 	WhenFull string `yaml:"whenFull"` // reject | block
+}
+
+// Commands tracks the downlink: EMQX's message.delivered / message.acked for command topics
+// and vehicles' responses become CommandStatus events.
+type Commands struct {
+	Enabled bool `yaml:"enabled"`
+	// TopicFilter matches the MQTT topics the downlink publishes commands to.
+	TopicFilter string `yaml:"topicFilter"`
+	// ResponseFilter matches the MQTT topics vehicles publish command responses to.
+	ResponseFilter string `yaml:"responseFilter"`
+	// VehicleSegment and CommandSegment are the 0-based topic levels holding the vehicle
+	// id and the command id, in both command and response topics.
+	VehicleSegment int    `yaml:"vehicleSegment"`
+	CommandSegment int    `yaml:"commandSegment"`
+	StatusTopic    string `yaml:"statusTopic"`
 }
 
 // Topics are the Kafka topics that are not per route.
@@ -146,6 +162,10 @@ func defaults() *Config {
 		Shutdown: Shutdown{DrainTimeout: 20 * time.Second},
 		Topics:   Topics{Status: "iov.vehicle.status", DeadLetter: "iov.deadletter"},
 		Spool:    Spool{MaxBytes: 1 << 30, WhenFull: "reject"},
+		Commands: Commands{
+			TopicFilter: "vehicles/+/commands/+", ResponseFilter: "vehicles/+/commands/+/response",
+			VehicleSegment: 1, CommandSegment: 3, StatusTopic: "iov.vehicle.command-status",
+		},
 	}
 }
 
@@ -231,6 +251,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Spool.WhenFull != "reject" && c.Spool.WhenFull != "block" {
 		add("spool.whenFull %q: want reject or block", c.Spool.WhenFull)
+	}
+	if c.Commands.Enabled {
+		for name, f := range map[string]string{"commands.topicFilter": c.Commands.TopicFilter, "commands.responseFilter": c.Commands.ResponseFilter} {
+			if err := route.ValidateFilter(f); err != nil {
+				add("%s %q: %w", name, f, err)
+			}
+		}
+		if c.Commands.VehicleSegment < 0 || c.Commands.CommandSegment < 0 || c.Commands.VehicleSegment == c.Commands.CommandSegment {
+			add("commands: vehicleSegment and commandSegment must be distinct levels >= 0")
+		}
+		if c.Commands.StatusTopic == "" {
+			add("commands.statusTopic is required")
+		}
 	}
 	if len(c.Routes) == 0 {
 		add("routes: at least one route is required")

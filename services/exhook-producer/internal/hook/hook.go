@@ -64,6 +64,7 @@ type Options struct {
 	Status      Encoder
 	StatusTopic string
 	DeadLetter  string
+	Commands    *Commands     // nil: no downlink tracking
 	SyncTimeout time.Duration // used when EMQX sent no deadline
 	// MaxPayloadBytes is the largest MQTT payload that fits a Kafka record; 0 = no limit.
 	MaxPayloadBytes int
@@ -99,11 +100,16 @@ func New(o Options) (*Server, error) {
 func (s *Server) OnProviderLoaded(_ context.Context, req *exhookv2.ProviderLoadedRequest) (*exhookv2.LoadedResponse, error) {
 	s.o.Log.Info("provider loaded by broker",
 		"node", req.GetMeta().GetNode(), "cluster", req.GetMeta().GetClusterName(), "emqx_version", req.GetBroker().GetVersion())
-	return &exhookv2.LoadedResponse{Hooks: []*exhookv2.HookSpec{
-		{Name: HookClientConnected},
-		{Name: HookClientDisconnected},
-		{Name: HookMessagePublish, Topics: s.o.Router.Filters()},
-	}}, nil
+	filters := s.o.Router.Filters()
+	hooks := []*exhookv2.HookSpec{{Name: HookClientConnected}, {Name: HookClientDisconnected}}
+	if c := s.o.Commands; c != nil {
+		filters = append([]string{c.ResponseFilter}, filters...)
+		hooks = append(hooks,
+			&exhookv2.HookSpec{Name: HookMessageDelivered, Topics: []string{c.TopicFilter}},
+			&exhookv2.HookSpec{Name: HookMessageAcked, Topics: []string{c.TopicFilter}})
+	}
+	hooks = append(hooks, &exhookv2.HookSpec{Name: HookMessagePublish, Topics: filters})
+	return &exhookv2.LoadedResponse{Hooks: hooks}, nil
 }
 
 // OnProviderUnloaded is logged.
@@ -120,6 +126,9 @@ func (s *Server) OnMessagePublish(ctx context.Context, req *exhookv2.MessagePubl
 	msg := req.GetMessage()
 	if msg == nil {
 		return nil, status.Error(codes.InvalidArgument, "message.publish without message")
+	}
+	if s.isCommandResponse(msg.GetTopic()) {
+		return s.commandResponse(ctx, msg)
 	}
 	r := s.o.Router.Match(msg.GetTopic())
 	if r == nil {

@@ -21,6 +21,7 @@ type Metrics struct {
 	Messages       *prometheus.CounterVec   // route, outcome
 	HookDuration   *prometheus.HistogramVec // hook, mode
 	ClientEvents   *prometheus.CounterVec   // event, outcome
+	Commands       *prometheus.CounterVec   // status, outcome
 	Deliveries     *prometheus.CounterVec   // topic, result
 	ProducerErrors *prometheus.CounterVec   // code
 	Ready          prometheus.Gauge
@@ -43,6 +44,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "exhook_client_events_total",
 			Help: "client.connected/disconnected events, by event and outcome.",
 		}, []string{"event", "outcome"}),
+		Commands: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "exhook_command_events_total",
+			Help: "Command status events from broker hooks and vehicle responses, by status and outcome.",
+		}, []string{"status", "outcome"}),
 		Deliveries: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "exhook_kafka_deliveries_total",
 			Help: "Kafka delivery reports, by topic and result (delivered|failed).",
