@@ -6,7 +6,7 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 MODULES   := proto schemas services/exhook-producer services/sample-consumer tools/devkit
 SERVICES  := exhook-producer sample-consumer
-TOOLS     := devstack loadgen bench
+TOOLS     := devstack loadgen bench compare
 GOTEST    := $(GO) test -race -count=1
 FUZZTIME  ?= 10s
 
@@ -17,6 +17,7 @@ help: ## List the targets
 .PHONY: deps
 deps: ## Install the system packages the build and tests need (Debian; needs root)
 	@tools/install-deps.sh
+	@tools/baseline-python/install-deps.sh
 
 .PHONY: build
 build: ## Build every service and dev tool into bin/
@@ -32,6 +33,11 @@ demo: build ## Run the whole uplink on the embedded default: in-process Kafka + 
 bench: build ## Measure msg/s and p50/p99 hook latency, async and sync, 1k vehicles
 	@$(BIN)/bench --producer $(BIN)/exhook-producer
 	@cd services/exhook-producer && $(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+.PHONY: compare
+compare: build ## Python exhook bridge vs ours, same load: msg/s, p50/p99, peak RSS, ratios (SYNC=1 adds sync mode)
+	@tools/baseline-python/install-deps.sh
+	@$(BIN)/compare --producer $(BIN)/exhook-producer --bridge tools/baseline-python/exhook_bridge.py $(if $(SYNC),--sync)
 
 .PHONY: test
 test: deps lint proto-check test-go chart-test ## Everything CI runs: lint, generated-code check, Go tests with -race, chart tests
@@ -71,8 +77,16 @@ chart-test: ## Helm lint, offline render, helm-unittest, kubectl-validate, hapro
 	@bash tools/chart-test.sh
 
 .PHONY: chart-golden
-chart-golden: ## Rewrite the chart golden files
+chart-golden: ## Rewrite the chart goldens and the infra/ reference files
 	@bash tools/chart-test.sh --update
+
+HELM ?= helm
+.PHONY: chart-deps
+chart-deps: ## Download the umbrella chart's third-party dependencies (needs network)
+	@$(HELM) repo add strimzi https://strimzi.io/charts/ --force-update
+	@$(HELM) repo add emqx https://repos.emqx.io/charts --force-update
+	@$(HELM) repo add haproxytech https://haproxytech.github.io/helm-charts --force-update
+	@$(HELM) dependency build charts/iov-platform
 
 .PHONY: tidy
 tidy: ## go mod tidy in every module

@@ -39,8 +39,7 @@ type Options struct {
 	RegistryURL string
 	KafkaTopic  string
 	VerifyWait  time.Duration // how long to wait for records to arrive
-	// RawRecords says the Kafka values are the raw MQTT payloads (not Avro envelopes), as the
-	// old Python bridge writes them.
+	// RawRecords says the Kafka values are the raw MQTT payloads (not Avro envelopes).
 	RawRecords bool
 }
 

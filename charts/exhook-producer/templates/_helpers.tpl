@@ -1,0 +1,205 @@
+{{/*
+Chart name, truncated to the DNS label limit.
+*/}}
+{{- define "exhook-producer.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name: <release>-exhook-producer, or the release name alone
+when it already contains the chart name.
+*/}}
+{{- define "exhook-producer.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "exhook-producer.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels: stable for the lifetime of the release (never add versions here).
+*/}}
+{{- define "exhook-producer.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "exhook-producer.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Common labels.
+*/}}
+{{- define "exhook-producer.labels" -}}
+helm.sh/chart: {{ include "exhook-producer.chart" . }}
+{{ include "exhook-producer.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/component: exhook
+app.kubernetes.io/part-of: iov-platform
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Labels of the `helm test` Pods: deliberately NOT the selector labels, so the
+Service and the PodDisruptionBudget never select a test Pod.
+*/}}
+{{- define "exhook-producer.testLabels" -}}
+helm.sh/chart: {{ include "exhook-producer.chart" . }}
+app.kubernetes.io/name: {{ include "exhook-producer.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+app.kubernetes.io/part-of: iov-platform
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "exhook-producer.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "exhook-producer.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "exhook-producer.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Port number of a Go listen address such as ":9000" or "0.0.0.0:9000".
+*/}}
+{{- define "exhook-producer.portOf" -}}
+{{- $port := regexFind "[0-9]+$" . -}}
+{{- if not $port }}{{ fail (printf "exhook-producer: cannot find a port in listen address %q" .) }}{{ end -}}
+{{- $port -}}
+{{- end }}
+
+{{- define "exhook-producer.grpcContainerPort" -}}
+{{- include "exhook-producer.portOf" .Values.config.grpc.listenAddress }}
+{{- end }}
+
+{{- define "exhook-producer.httpContainerPort" -}}
+{{- include "exhook-producer.portOf" .Values.config.http.listenAddress }}
+{{- end }}
+
+{{/*
+Kafka bootstrap servers: explicit config > global override > in-chart Strimzi
+cluster (<kafkaClusterName or release>-kafka-bootstrap:9092, the plain listener
+created by the iov-platform umbrella chart).
+*/}}
+{{- define "exhook-producer.kafkaBootstrapServers" -}}
+{{- $g := (.Values.global).iov | default dict -}}
+{{- $cluster := $g.kafkaClusterName | default .Release.Name -}}
+{{- coalesce .Values.config.kafka.bootstrapServers $g.kafkaBootstrapServers (printf "%s-kafka-bootstrap:9092" $cluster) -}}
+{{- end }}
+
+{{/*
+Schema registry URL: explicit config > global override > in-chart registry.
+*/}}
+{{- define "exhook-producer.registryUrl" -}}
+{{- $g := (.Values.global).iov | default dict -}}
+{{- coalesce .Values.config.registry.url $g.schemaRegistryUrl (printf "http://%s-schema-registry:8081" .Release.Name) -}}
+{{- end }}
+
+{{/*
+Seconds in a Go duration made of h/m/s units (e.g. "20s", "1m30s").
+*/}}
+{{- define "exhook-producer.durationSeconds" -}}
+{{- $d := toString . -}}
+{{- if not (regexMatch "^([0-9]+h)?([0-9]+m)?([0-9]+s)?$" $d) }}{{ fail (printf "exhook-producer: %q is not a duration like 20s, 1m or 1m30s" $d) }}{{ end -}}
+{{- $h := regexFind "[0-9]+h" $d | trimSuffix "h" | default "0" | atoi -}}
+{{- $m := regexFind "[0-9]+m" $d | trimSuffix "m" | default "0" | atoi -}}
+{{- $s := regexFind "[0-9]+s" $d | trimSuffix "s" | default "0" | atoi -}}
+{{- add (mul $h 3600) (mul $m 60) $s -}}
+{{- end }}
+
+{{/*
+preStop sleep seconds (0 when no sleep action is configured).
+*/}}
+{{- define "exhook-producer.preStopSleepSeconds" -}}
+{{- $ps := (.Values.lifecycle).preStop | default dict -}}
+{{- (($ps.sleep | default dict).seconds | default 0) | int -}}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: explicit (validated) or drain + preStop + 10s.
+*/}}
+{{- define "exhook-producer.terminationGracePeriodSeconds" -}}
+{{- $drain := include "exhook-producer.durationSeconds" .Values.config.shutdown.drainTimeout | int -}}
+{{- $min := add $drain (include "exhook-producer.preStopSleepSeconds" . | int) -}}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds -}}
+{{- add $min 10 -}}
+{{- else -}}
+{{- $tgp := .Values.terminationGracePeriodSeconds | int -}}
+{{- if le $tgp $min }}{{ fail (printf "exhook-producer: terminationGracePeriodSeconds (%d) must exceed shutdown.drainTimeout + preStop sleep (%ds)" $tgp $min) }}{{ end -}}
+{{- $tgp -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Fail on route problems JSON schema cannot express: duplicate names, MQTT filter
+syntax, topic-segment keys that point outside the filter.
+*/}}
+{{- define "exhook-producer.validateRoutes" -}}
+{{- $seen := dict -}}
+{{- range $i, $r := .Values.config.routes -}}
+{{- if hasKey $seen $r.name }}{{ fail (printf "exhook-producer: duplicate route name %q" $r.name) }}{{ end -}}
+{{- $_ := set $seen $r.name true -}}
+{{- $levels := splitList "/" $r.filter -}}
+{{- range $j, $lvl := $levels -}}
+{{- if and (contains "#" $lvl) (or (ne $lvl "#") (ne (add1 $j) (len $levels))) }}{{ fail (printf "exhook-producer: route %q: '#' must be the last level of the filter %q" $r.name $r.filter) }}{{ end -}}
+{{- if and (contains "+" $lvl) (ne $lvl "+") }}{{ fail (printf "exhook-producer: route %q: '+' must occupy a whole level in %q" $r.name $r.filter) }}{{ end -}}
+{{- end -}}
+{{- if eq $r.key.from "topic-segment" -}}
+{{- $fixed := len $levels -}}
+{{- if eq (last $levels) "#" }}{{ $fixed = sub $fixed 1 }}{{ end -}}
+{{- if ge (int $r.key.segment) $fixed }}{{ fail (printf "exhook-producer: route %q: key segment %d is outside the filter %q (levels 0..%d)" $r.name (int $r.key.segment) $r.filter (sub $fixed 1)) }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+"true" when a route uses delivery: spool.
+*/}}
+{{- define "exhook-producer.usesSpool" -}}
+{{- $uses := false -}}
+{{- range .Values.config.routes }}{{ if eq .delivery "spool" }}{{ $uses = true }}{{ end }}{{ end -}}
+{{- if $uses }}true{{ end -}}
+{{- end }}
+
+{{/*
+The effective service configuration (config.yaml).
+*/}}
+{{- define "exhook-producer.config" -}}
+{{- include "exhook-producer.validateRoutes" . -}}
+{{- if and (include "exhook-producer.usesSpool" .) (not (.Values.config.spool).dir) }}{{ fail "exhook-producer: config.spool.dir is required when a route uses delivery: spool" }}{{ end -}}
+{{- $cfg := deepCopy .Values.config -}}
+{{- $_ := set $cfg.kafka "bootstrapServers" (include "exhook-producer.kafkaBootstrapServers" .) -}}
+{{- $_ := set $cfg.registry "url" (include "exhook-producer.registryUrl" .) -}}
+{{- toYaml $cfg -}}
+{{- end }}
+
+{{/*
+Topology spread constraints with the selector labels injected where missing.
+*/}}
+{{- define "exhook-producer.topologySpreadConstraints" -}}
+{{- $out := list -}}
+{{- range .Values.topologySpreadConstraints -}}
+{{- $c := deepCopy . -}}
+{{- if not (hasKey $c "labelSelector") -}}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "exhook-producer.selectorLabels" $ | fromYaml)) -}}
+{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end }}

@@ -1,0 +1,117 @@
+{{- define "iov-platform.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Name of a component owned by this chart: <release>-<component>.
+Usage: include "iov-platform.componentName" (list . "schema-registry")
+*/}}
+{{- define "iov-platform.componentName" -}}
+{{- $root := index . 0 -}}
+{{- printf "%s-%s" $root.Release.Name (index . 1) | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{/*
+Selector labels of a component. Usage: include "iov-platform.selectorLabels" (list . "schema-registry")
+*/}}
+{{- define "iov-platform.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ index . 1 }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+{{- end }}
+
+{{/*
+Common labels of a component. Usage: include "iov-platform.labels" (list . "kafka")
+*/}}
+{{- define "iov-platform.labels" -}}
+{{- $root := index . 0 -}}
+helm.sh/chart: {{ include "iov-platform.chart" $root }}
+{{ include "iov-platform.selectorLabels" . }}
+app.kubernetes.io/component: {{ index . 1 }}
+app.kubernetes.io/part-of: iov-platform
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+{{- end }}
+
+{{/*
+Release-wide Helm fullname logic used by the dependency charts:
+<release>-<name>, or the release name when it already contains <name>.
+Usage: include "iov-platform.depFullname" (dict "Release" .Release "values" $subValues "name" "emqx")
+*/}}
+{{- define "iov-platform.depFullname" -}}
+{{- $v := .values | default dict -}}
+{{- if $v.fullnameOverride -}}
+{{- $v.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .name $v.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Service name of the exhook-producer subchart.
+*/}}
+{{- define "iov-platform.producerFullname" -}}
+{{- include "iov-platform.depFullname" (dict "Release" .Release "values" (index .Values "exhook-producer") "name" "exhook-producer") -}}
+{{- end }}
+
+{{/*
+gRPC Service port of the exhook-producer subchart.
+*/}}
+{{- define "iov-platform.producerGrpcPort" -}}
+{{- ((index .Values "exhook-producer").service | default dict).grpcPort | default 9000 -}}
+{{- end }}
+
+{{- define "iov-platform.emqxFullname" -}}
+{{- include "iov-platform.depFullname" (dict "Release" .Release "values" .Values.emqx "name" "emqx") -}}
+{{- end }}
+
+{{- define "iov-platform.haproxyFullname" -}}
+{{- include "iov-platform.depFullname" (dict "Release" .Release "values" .Values.haproxy "name" "haproxy") -}}
+{{- end }}
+
+{{/*
+Strimzi Kafka cluster name (global.iov.kafkaClusterName or the release name).
+*/}}
+{{- define "iov-platform.kafkaClusterName" -}}
+{{- ((.Values.global).iov).kafkaClusterName | default .Release.Name -}}
+{{- end }}
+
+{{/*
+Bootstrap servers of the platform Kafka (global override or the in-chart cluster).
+*/}}
+{{- define "iov-platform.kafkaBootstrapServers" -}}
+{{- ((.Values.global).iov).kafkaBootstrapServers | default (printf "%s-kafka-bootstrap:9092" (include "iov-platform.kafkaClusterName" .)) -}}
+{{- end }}
+
+{{- define "iov-platform.schemaRegistryName" -}}
+{{- include "iov-platform.componentName" (list . "schema-registry") -}}
+{{- end }}
+
+{{/*
+Schema registry URL (global override or the in-chart registry).
+*/}}
+{{- define "iov-platform.schemaRegistryUrl" -}}
+{{- ((.Values.global).iov).schemaRegistryUrl | default (printf "http://%s:%v" (include "iov-platform.schemaRegistryName" .) .Values.schemaRegistry.service.port) -}}
+{{- end }}
+
+{{/*
+Topology spread constraints with selector labels injected where missing.
+Usage: include "iov-platform.topologySpread" (list . "schema-registry" $constraints)
+*/}}
+{{- define "iov-platform.topologySpread" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- $out := list -}}
+{{- range (index . 2) -}}
+{{- $c := deepCopy . -}}
+{{- if not (hasKey $c "labelSelector") -}}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "iov-platform.selectorLabels" (list $root $component) | fromYaml)) -}}
+{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end }}

@@ -1,0 +1,100 @@
+{{/*
+Kafka topic names the platform needs, derived from the exhook-producer values so
+the KafkaTopic resources can never drift from the routes:
+  every routes[].kafkaTopic + topics.status + topics.deadLetter
+  + commands.statusTopic (when commands.enabled) + kafka.topics.extra[].name
+Returns a YAML list of unique names, sorted.
+*/}}
+{{- define "iov-platform.topicNames" -}}
+{{- $names := dict -}}
+{{- $producer := index .Values "exhook-producer" | default dict -}}
+{{- $cfg := $producer.config | default dict -}}
+{{- range ($cfg.routes | default list) -}}
+{{- $_ := set $names .kafkaTopic true -}}
+{{- end -}}
+{{- with $cfg.topics -}}
+{{- $_ := set $names .status true -}}
+{{- $_ := set $names .deadLetter true -}}
+{{- end -}}
+{{- with $cfg.commands -}}
+{{- if .enabled }}{{ $_ := set $names (.statusTopic | default "iov.vehicle.command-status") true }}{{ end -}}
+{{- end -}}
+{{- range .Values.kafka.topics.extra -}}
+{{- $_ := set $names .name true -}}
+{{- end -}}
+{{- toYaml (keys $names | sortAlpha) -}}
+{{- end }}
+
+{{/*
+Kubernetes object name of a KafkaTopic: the topic name itself when it is a valid
+object name (Strimzi's convention), otherwise lower-cased with "_" turned into
+"-". spec.topicName always carries the real topic name.
+Usage: include "iov-platform.topicObjectName" "iov.vehicle.telemetry"
+*/}}
+{{- define "iov-platform.topicObjectName" -}}
+{{- if regexMatch "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$" . -}}
+{{- . -}}
+{{- else -}}
+{{- regexReplaceAll "^[^a-z0-9]+|[^a-z0-9]+$" (. | lower | replace "_" "-") "" | trunc 253 -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Effective spec (partitions, replicas, config) of one derived topic:
+kafka.topics.defaults < extra[] item < kafka.topics.overrides[<name>].
+Usage: include "iov-platform.topicSpec" (list . "iov.vehicle.telemetry")
+*/}}
+{{- define "iov-platform.topicSpec" -}}
+{{- $root := index . 0 -}}
+{{- $topic := index . 1 -}}
+{{- $spec := deepCopy $root.Values.kafka.topics.defaults -}}
+{{- range $root.Values.kafka.topics.extra -}}
+{{- if eq .name $topic -}}
+{{- $spec = mergeOverwrite $spec (omit (deepCopy .) "name") -}}
+{{- end -}}
+{{- end -}}
+{{- with (index ($root.Values.kafka.topics.overrides | default dict) $topic) -}}
+{{- $spec = mergeOverwrite $spec (deepCopy .) -}}
+{{- end -}}
+{{- toYaml $spec -}}
+{{- end }}
+
+{{/*
+Total number of broker nodes over all node pools.
+*/}}
+{{- define "iov-platform.brokerCount" -}}
+{{- $n := 0 -}}
+{{- range .Values.kafka.nodePools -}}
+{{- if has "broker" .roles }}{{ $n = add $n (int .replicas) }}{{ end -}}
+{{- end -}}
+{{- $n -}}
+{{- end }}
+
+{{/*
+Total number of controller nodes over all node pools.
+*/}}
+{{- define "iov-platform.controllerCount" -}}
+{{- $n := 0 -}}
+{{- range .Values.kafka.nodePools -}}
+{{- if has "controller" .roles }}{{ $n = add $n (int .replicas) }}{{ end -}}
+{{- end -}}
+{{- $n -}}
+{{- end }}
+
+{{/*
+JBOD storage of a node pool: one volume that also stores the KRaft metadata.
+*/}}
+{{- define "iov-platform.nodePoolStorage" -}}
+{{- $s := . -}}
+{{- $vol := dict "id" 0 "type" $s.type "kraftMetadata" "shared" -}}
+{{- if eq $s.type "persistent-claim" -}}
+{{- $_ := set $vol "size" $s.size -}}
+{{- $_ := set $vol "deleteClaim" ($s.deleteClaim | default false) -}}
+{{- with $s.class }}{{ $_ := set $vol "class" . }}{{ end -}}
+{{- else -}}
+{{- with $s.size }}{{ $_ := set $vol "sizeLimit" . }}{{ end -}}
+{{- end -}}
+type: jbod
+volumes:
+  {{- toYaml (list $vol) | nindent 2 }}
+{{- end }}

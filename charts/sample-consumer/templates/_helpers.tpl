@@ -1,0 +1,133 @@
+{{/*
+Chart name, truncated to the DNS label limit.
+*/}}
+{{- define "sample-consumer.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name: <release>-sample-consumer, or the release name alone
+when it already contains the chart name.
+*/}}
+{{- define "sample-consumer.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "sample-consumer.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels: stable for the lifetime of the release (never add versions here).
+*/}}
+{{- define "sample-consumer.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sample-consumer.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Common labels.
+*/}}
+{{- define "sample-consumer.labels" -}}
+helm.sh/chart: {{ include "sample-consumer.chart" . }}
+{{ include "sample-consumer.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/component: consumer
+app.kubernetes.io/part-of: iov-platform
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Labels of the `helm test` Pods: deliberately NOT the selector labels, so the
+Service and the PodDisruptionBudget never select a test Pod.
+*/}}
+{{- define "sample-consumer.testLabels" -}}
+helm.sh/chart: {{ include "sample-consumer.chart" . }}
+app.kubernetes.io/name: {{ include "sample-consumer.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+app.kubernetes.io/part-of: iov-platform
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "sample-consumer.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "sample-consumer.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "sample-consumer.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Port number of a Go listen address such as ":8080" or "0.0.0.0:8080".
+*/}}
+{{- define "sample-consumer.portOf" -}}
+{{- $port := regexFind "[0-9]+$" . -}}
+{{- if not $port }}{{ fail (printf "sample-consumer: cannot find a port in listen address %q" .) }}{{ end -}}
+{{- $port -}}
+{{- end }}
+
+{{- define "sample-consumer.httpContainerPort" -}}
+{{- include "sample-consumer.portOf" .Values.config.http.listenAddress }}
+{{- end }}
+
+{{/*
+Kafka bootstrap servers: explicit config > global override > in-chart Strimzi
+cluster (<kafkaClusterName or release>-kafka-bootstrap:9092, the plain listener
+created by the iov-platform umbrella chart).
+*/}}
+{{- define "sample-consumer.kafkaBootstrapServers" -}}
+{{- $g := (.Values.global).iov | default dict -}}
+{{- $cluster := $g.kafkaClusterName | default .Release.Name -}}
+{{- coalesce .Values.config.kafka.bootstrapServers $g.kafkaBootstrapServers (printf "%s-kafka-bootstrap:9092" $cluster) -}}
+{{- end }}
+
+{{/*
+Schema registry URL: explicit config > global override > in-chart registry.
+*/}}
+{{- define "sample-consumer.registryUrl" -}}
+{{- $g := (.Values.global).iov | default dict -}}
+{{- coalesce .Values.config.registry.url $g.schemaRegistryUrl (printf "http://%s-schema-registry:8081" .Release.Name) -}}
+{{- end }}
+
+{{/*
+The effective service configuration (config.yaml).
+*/}}
+{{- define "sample-consumer.config" -}}
+{{- $cfg := deepCopy .Values.config -}}
+{{- $_ := set $cfg.kafka "bootstrapServers" (include "sample-consumer.kafkaBootstrapServers" .) -}}
+{{- $_ := set $cfg.registry "url" (include "sample-consumer.registryUrl" .) -}}
+{{- toYaml $cfg -}}
+{{- end }}
+
+{{/*
+Topology spread constraints with the selector labels injected where missing.
+*/}}
+{{- define "sample-consumer.topologySpreadConstraints" -}}
+{{- $out := list -}}
+{{- range .Values.topologySpreadConstraints -}}
+{{- $c := deepCopy . -}}
+{{- if not (hasKey $c "labelSelector") -}}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "sample-consumer.selectorLabels" $ | fromYaml)) -}}
+{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end }}

@@ -1,0 +1,354 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
+	"github.com/iov-platform/iov/tools/devkit/emqxsim"
+	"github.com/iov-platform/iov/tools/devkit/load"
+	"github.com/iov-platform/iov/tools/devkit/stack"
+)
+
+const statusFixture = `Name:	python3
+Umask:	0022
+State:	S (sleeping)
+Tgid:	4242
+Pid:	4242
+VmPeak:	 1290412 kB
+VmSize:	 1224876 kB
+VmLck:	       0 kB
+VmHWM:	   63416 kB
+VmRSS:	   59012 kB
+RssAnon:	   41200 kB
+Threads:	15
+`
+
+func TestParseProcStatus(t *testing.T) {
+	st, err := parseProcStatus(strings.NewReader(statusFixture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.VmHWM != 63416*1024 || st.VmRSS != 59012*1024 {
+		t.Fatalf("got %+v", st)
+	}
+	for name, in := range map[string]string{
+		"kernel thread (no Vm lines)": "Name:\tkthreadd\nState:\tS (sleeping)\n",
+		"only VmHWM":                  "VmHWM:\t 1 kB\n",
+		"unit":                        "VmHWM:\t 1 MB\nVmRSS:\t 1 kB\n",
+		"number":                      "VmHWM:\t x kB\nVmRSS:\t 1 kB\n",
+		"negative":                    "VmHWM:\t -1 kB\nVmRSS:\t 1 kB\n",
+	} {
+		if st, err := parseProcStatus(strings.NewReader(in)); err == nil {
+			t.Errorf("%s: accepted as %+v", name, st)
+		}
+	}
+
+	self, err := readProcStatus(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.VmRSS <= 0 || self.VmHWM < self.VmRSS {
+		t.Fatalf("own status %+v: want 0 < VmRSS <= VmHWM", self)
+	}
+}
+
+func TestParseProcStatCPU(t *testing.T) {
+	// The command name may contain spaces and parentheses; utime=250 and stime=50 ticks.
+	line := "4242 (py (thon) 3) S 1 4242 4242 0 -1 4194560 9000 0 0 0 250 50 0 0 20 0 15 0 12345 1254273024 14753 18446744073709551615\n"
+	d, err := parseProcStatCPU(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d != 3*time.Second {
+		t.Fatalf("cpu %s, want 3s", d)
+	}
+	for _, bad := range []string{"", "4242 python3 S 1", "4242 (x) S 1 2 3", "4242 (x) S 1 4242 4242 0 -1 0 0 0 0 0 a 50 0"} {
+		if _, err := parseProcStatCPU(bad); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+	self, err := readCPU(os.Getpid())
+	if err != nil || self < 0 {
+		t.Fatalf("own cpu %s, %v", self, err)
+	}
+}
+
+func TestRatioMedianSummary(t *testing.T) {
+	if got := ratio(20000, 2000); got != 10 {
+		t.Errorf("ratio = %v", got)
+	}
+	if ratio(0, 5) != 0 || ratio(5, 0) != 0 || fmtRatio(0) != "n/a" || fmtRatio(9.64) != "9.6x" {
+		t.Error("ratio of nothing must print n/a")
+	}
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("odd median %v", m)
+	}
+	if m := median([]time.Duration{4, 1, 3, 2}); m != 2 { // (2+3)/2 in integer nanoseconds
+		t.Errorf("even median %v", m)
+	}
+	if median([]int64(nil)) != 0 {
+		t.Error("median of nothing")
+	}
+
+	r := result{rounds: []load.Report{
+		{Acked: 100, Elapsed: time.Second, P50: 10 * time.Millisecond, P99: 90 * time.Millisecond, Max: 100 * time.Millisecond},
+		{Acked: 100, Elapsed: 500 * time.Millisecond, P50: 30 * time.Millisecond, P99: 70 * time.Millisecond, Max: 80 * time.Millisecond},
+		{Acked: 98, Errors: 2, Elapsed: 2 * time.Second, P50: 20 * time.Millisecond, P99: 80 * time.Millisecond, Max: 90 * time.Millisecond, FirstError: "boom"},
+	}, cpu: 298 * time.Millisecond}
+	r.summarize()
+	if r.rate != 100 || r.rateMin != 49 || r.rateMax != 200 {
+		t.Errorf("rate %v (%v-%v)", r.rate, r.rateMin, r.rateMax)
+	}
+	if r.p50 != 20*time.Millisecond || r.p99 != 80*time.Millisecond || r.max != 90*time.Millisecond {
+		t.Errorf("p50 %s p99 %s max %s", r.p50, r.p99, r.max)
+	}
+	if r.acked != 298 || r.errors != 2 || r.firstError != "boom" || r.ok() || r.cpuPerMsg() != time.Millisecond {
+		t.Errorf("summary %+v cpu/msg %s", r, r.cpuPerMsg())
+	}
+
+	ours := result{server: nameOurs, mode: "async", rate: 20000, p50: 50 * time.Millisecond, p99: 100 * time.Millisecond,
+		acked: 10, cpu: 10 * time.Microsecond, peakRSS: 80 << 20, lostExact: true, exit: "exit 0"}
+	py := result{server: namePython, mode: "async", rate: 2000, p50: 500 * time.Millisecond, p99: 1500 * time.Millisecond,
+		acked: 10, cpu: 100 * time.Microsecond, peakRSS: 40 << 20, lost: 3, lostExact: false, exit: "exit 1", stats: "published=10"}
+	var b strings.Builder
+	printResults(&b, []result{py, ours})
+	out := b.String()
+	for _, want := range []string{
+		"ratios async: msg/s ours/python 10.0x; python/ours: p50 10.0x, p99 15.0x, peak RSS 0.5x, CPU/msg 10.0x",
+		">=3", "note async: the python bridge had errors=0 lost=>=3",
+		"note: python-bridge async stopped with exit 1", "python-bridge async counters at exit (incl. warm-up): published=10",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// envRecord is a Kafka record as the bridge writes it.
+func envRecord(t *testing.T, run, vin string, seq int, key string) stack.Record {
+	t.Helper()
+	payload, _ := json.Marshal(map[string]any{"run": run, "vin": vin, "seq": seq, "speed": 1})
+	value, err := json.Marshal(envelope{ID: fmt.Sprintf("%s-%d", vin, seq), ClientID: vin, Topic: "compare/" + vin + "/telemetry",
+		QoS: 1, Payload: payload, Timestamp: 1, Node: "emqx@127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stack.Record{Topic: "t", Key: []byte(key), Value: value}
+}
+
+func TestCheckEnvelopes(t *testing.T) {
+	recs := []stack.Record{
+		envRecord(t, "warm", "V1", 0, "V1"), // skipped run
+		envRecord(t, "r", "V1", 0, "V1"),
+		envRecord(t, "r", "V1", 2, "V1"),
+		envRecord(t, "r", "V1", 1, "V1"), // out of order
+		envRecord(t, "r", "V1", 2, "V1"), // duplicate
+		envRecord(t, "r", "V2", 0, "V2"), // V2/1 is missing
+	}
+	v, err := checkEnvelopes(recs, map[string]bool{"warm": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.found != 4 || v.duplicates != 1 || v.outOfOrder != 1 || !v.runs["r"] || len(v.runs) != 1 || v.lost(5) != 1 || v.lost(3) != 0 {
+		t.Fatalf("got %+v lost(5)=%d", v, v.lost(5))
+	}
+
+	bad := map[string][]stack.Record{
+		"key is not the client id": {envRecord(t, "r", "V1", 0, "V2")},
+		"not JSON":                 {{Value: []byte("\x00\x00\x00\x00\x01avro")}},
+		"not a load payload":       {{Value: []byte(`{"clientid":"V1","payload":"aGVsbG8="}`)}},
+		"incomplete envelope":      {{Key: []byte("V1"), Value: []byte(`{"clientid":"V1","payload":"eyJydW4iOiJyIiwidmluIjoiVjEiLCJzZXEiOjB9"}`)}},
+		"two new runs":             {envRecord(t, "r", "V1", 0, "V1"), envRecord(t, "s", "V1", 0, "V1")},
+	}
+	for name, recs := range bad {
+		if v, err := checkEnvelopes(recs, nil); err == nil {
+			t.Errorf("%s: accepted as %+v", name, v)
+		}
+	}
+}
+
+// bridgeOrSkip returns the interpreter and bridge script, or skips the test when the Debian
+// packages the bridge runs on are not installed.
+func bridgeOrSkip(t *testing.T) (python, bridge string) {
+	t.Helper()
+	python = os.Getenv("COMPARE_PYTHON")
+	if python == "" {
+		python = "/usr/bin/python3"
+	}
+	const install = "tools/baseline-python/install-deps.sh installs the Debian packages"
+	if _, err := os.Stat(python); err != nil {
+		t.Skipf("python bridge test needs %s (Debian python3): %v; %s", python, err, install)
+	}
+	if out, err := exec.Command(python, "-c", "import grpc, kafka, google.protobuf").CombinedOutput(); err != nil {
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		t.Skipf("python bridge test needs python3-grpcio, python3-kafka and python3-protobuf for %s (%s); %s",
+			python, lines[len(lines)-1], install)
+	}
+	if _, err := exec.LookPath("protoc"); err != nil {
+		t.Skipf("python bridge test needs protoc (protobuf-compiler); %s", install)
+	}
+	return python, "../../../baseline-python/exhook_bridge.py"
+}
+
+// TestPythonBridge runs the baseline bridge against the in-process Kafka: every message of a
+// small load arrives as a well-formed envelope keyed by client id, every RPC answers, the
+// publish hook replies IGNORE, and SIGTERM stops it cleanly with its counters.
+func TestPythonBridge(t *testing.T) {
+	python, bridge := bridgeOrSkip(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	st, err := stack.Start(stack.Options{Partitions: 3, Topics: []string{"py.async"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	logw := &testLog{t: t}
+	srv, err := startPython(ctx, pythonOptions{Python: python, Bridge: bridge, Bootstrap: st.KafkaBootstrap(),
+		Topic: "py.async", Filter: mqttFilter, Workers: 4, Log: logw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			srv.stop(10 * time.Second)
+		}
+	}()
+
+	rep, err := load.Run(ctx, load.Options{Addr: srv.addr, Vehicles: 5, Messages: 5, Pool: 2,
+		RequestTimeout: 5 * time.Second, TopicTemplate: mqttTopic, PayloadBytes: 100, QoS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Acked != 25 || rep.Errors != 0 {
+		t.Fatalf("load: %+v", rep)
+	}
+	v, err := verifyEnvelopes(ctx, st.KafkaBootstrap(), "py.async", nil, rep.Acked, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.found != 25 || v.lost(rep.Acked) != 0 || v.duplicates != 0 || v.outOfOrder != 0 {
+		t.Fatalf("kafka holds %+v, want all 25 once and in order", v)
+	}
+
+	sim, err := emqxsim.Dial(emqxsim.Options{Addr: srv.addr, PoolSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	loaded, err := sim.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := loaded.GetHooks(); len(h) != 1 || h[0].GetName() != "message.publish" || len(h[0].GetTopics()) != 1 || h[0].GetTopics()[0] != mqttFilter {
+		t.Fatalf("OnProviderLoaded hooks %v", h)
+	}
+	resp, err := sim.Publish(ctx, sim.NewMessage("VIN1", "compare/VIN1/telemetry", 1, []byte(`{"x":1}`)))
+	if err != nil || resp.GetType() != exhookv2.ValuedResponse_IGNORE {
+		t.Fatalf("OnMessagePublish = %v, %v; want IGNORE", resp, err)
+	}
+	// Every other RPC of the service answers (an empty request is valid for every message).
+	cc, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if n := len(exhookv2.HookProvider_ServiceDesc.Methods); n != 21 {
+		t.Fatalf("service has %d RPCs", n)
+	}
+	for _, m := range exhookv2.HookProvider_ServiceDesc.Methods {
+		if m.MethodName == "OnMessagePublish" {
+			continue // would write an empty message to Kafka; exercised above
+		}
+		if err := cc.Invoke(ctx, "/"+exhookv2.HookProvider_ServiceDesc.ServiceName+"/"+m.MethodName,
+			&exhookv2.EmptySuccess{}, &exhookv2.EmptySuccess{}); err != nil {
+			t.Errorf("%s: %v", m.MethodName, err)
+		}
+	}
+
+	exit := srv.stop(20 * time.Second)
+	stopped = true
+	if exit != "exit 0" || srv.Stats() != "published=26 delivered=26 rejected=0 lost=0" {
+		t.Fatalf("stopped with %q, stats %q", exit, srv.Stats())
+	}
+}
+
+// TestPythonBridgeSyncOutage: in sync mode a Kafka outage is an error for EMQX (not a silent
+// IGNORE), and SIGTERM flushes the record of the failed call once Kafka is back.
+func TestPythonBridgeSyncOutage(t *testing.T) {
+	python, bridge := bridgeOrSkip(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	st, err := stack.Start(stack.Options{Partitions: 1, Topics: []string{"py.sync"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv, err := startPython(ctx, pythonOptions{Python: python, Bridge: bridge, Bootstrap: st.KafkaBootstrap(),
+		Topic: "py.sync", Filter: mqttFilter, Workers: 2, Sync: true, Log: &testLog{t: t},
+		ExtraArgs: []string{"--sync-timeout", "0.5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			srv.stop(10 * time.Second)
+		}
+	}()
+	sim, err := emqxsim.Dial(emqxsim.Options{Addr: srv.addr, PoolSize: 1, RequestTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	if _, err := sim.Publish(ctx, sim.NewMessage("VIN1", "compare/VIN1/telemetry", 1, []byte(`{"n":"before"}`))); err != nil {
+		t.Fatalf("publish with Kafka up: %v", err)
+	}
+
+	st.StopKafka()
+	_, err = sim.Publish(ctx, sim.NewMessage("VIN1", "compare/VIN1/telemetry", 1, []byte(`{"n":"during"}`)))
+	if c := status.Code(err); (c != codes.DeadlineExceeded && c != codes.Unavailable) || !strings.Contains(err.Error(), "kafka produce failed") {
+		t.Fatalf("publish with Kafka down: %v; want the bridge's DEADLINE_EXCEEDED or UNAVAILABLE", err)
+	}
+
+	if err := st.StartKafka(); err != nil {
+		t.Fatal(err)
+	}
+	exit := srv.stop(20 * time.Second)
+	stopped = true
+	if exit != "exit 0" || srv.Stats() != "published=1 delivered=1 rejected=1 lost=0" {
+		t.Fatalf("stopped with %q, stats %q", exit, srv.Stats())
+	}
+	// The restarted Kafka is empty; the flush on SIGTERM wrote the failed call's record
+	// (at-least-once, as with our producer's sync route).
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer rcancel()
+	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 1, time.Second, "py.sync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env envelope
+	if len(recs) != 1 || json.Unmarshal(recs[0].Value, &env) != nil || string(env.Payload) != `{"n":"during"}` || string(recs[0].Key) != "VIN1" {
+		t.Fatalf("after restart kafka holds %d records: %+v", len(recs), recs)
+	}
+}
+
+// testLog sends a child's output to the test log.
+type testLog struct{ t *testing.T }
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

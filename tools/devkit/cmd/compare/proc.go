@@ -1,0 +1,358 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// server is a running HookProvider child process.
+type server struct {
+	name string
+	cmd  *exec.Cmd
+	addr string // gRPC address
+	dir  string // temp dir to remove after stop, if any
+
+	done    chan struct{} // closed when the process has exited and its output is copied
+	waitErr error         // cmd.Wait's result, valid after done
+
+	mu    sync.Mutex
+	stats string // the bridge's STATS line
+}
+
+// start starts cmd and watches for its exit.
+func (s *server) start() error {
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", s.cmd.Path, err)
+	}
+	s.done = make(chan struct{})
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		close(s.done)
+	}()
+	return nil
+}
+
+func (s *server) pid() int { return s.cmd.Process.Pid }
+
+func (s *server) setStats(line string) {
+	s.mu.Lock()
+	s.stats = line
+	s.mu.Unlock()
+}
+
+// Stats is what the bridge reported when it stopped ("" for our producer).
+func (s *server) Stats() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// stop sends SIGTERM, waits up to timeout for a graceful exit (then kills) and describes how
+// the process ended: "exit 0", "exit 1", "killed after 1m0s".
+func (s *server) stop(timeout time.Duration) string {
+	if s.dir != "" {
+		defer os.RemoveAll(s.dir)
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		return exitDesc(s.waitErr)
+	case <-time.After(timeout):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		return fmt.Sprintf("killed after %s", timeout)
+	}
+}
+
+// kill ends a server that failed to start.
+func (s *server) kill() {
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+}
+
+func exitDesc(err error) string {
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return "exit 0"
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return "signal " + ws.Signal().String()
+		}
+		return fmt.Sprintf("exit %d", ee.ExitCode())
+	default:
+		return err.Error()
+	}
+}
+
+// lineWriter calls fn for every complete line written to it; exec copies a child's output
+// into it and Wait returns only after the last line was handled.
+type lineWriter struct {
+	mu  sync.Mutex
+	buf []byte
+	fn  func(line string)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.fn(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+}
+
+func prefixed(w io.Writer, prefix string) *lineWriter {
+	return &lineWriter{fn: func(line string) { fmt.Fprintf(w, "%s: %s\n", prefix, line) }}
+}
+
+type pythonOptions struct {
+	Python, Bridge   string
+	Bootstrap, Topic string
+	Filter           string
+	Workers          int
+	Sync             bool
+	Log              io.Writer // the bridge's logs, prefixed
+	ReadyTimeout     time.Duration
+	ExtraArgs        []string // more bridge flags
+}
+
+// startPython starts the baseline bridge on a free port and waits for its READY line.
+func startPython(ctx context.Context, o pythonOptions) (*server, error) {
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 60 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	args := []string{o.Bridge, "--listen", "127.0.0.1:0", "--bootstrap", o.Bootstrap, "--topic", o.Topic,
+		"--filter", o.Filter, "--workers", strconv.Itoa(o.Workers)}
+	if o.Sync {
+		args = append(args, "--sync")
+	}
+	args = append(args, o.ExtraArgs...)
+	s := &server{name: namePython, cmd: exec.Command(o.Python, args...)}
+	ready := make(chan string, 1)
+	s.cmd.Stdout = &lineWriter{fn: func(line string) {
+		switch {
+		case strings.HasPrefix(line, "READY "):
+			select {
+			case ready <- strings.TrimPrefix(line, "READY "):
+			default:
+			}
+		case strings.HasPrefix(line, "STATS "):
+			s.setStats(strings.TrimPrefix(line, "STATS "))
+		default:
+			fmt.Fprintf(o.Log, "%s: %s\n", namePython, line)
+		}
+	}}
+	s.cmd.Stderr = prefixed(o.Log, namePython)
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	timer := time.NewTimer(o.ReadyTimeout)
+	defer timer.Stop()
+	select {
+	case s.addr = <-ready:
+		return s, nil
+	case <-s.done:
+		return nil, fmt.Errorf("python bridge exited during startup: %s", exitDesc(s.waitErr))
+	case <-timer.C:
+		s.kill()
+		return nil, fmt.Errorf("python bridge not ready after %s", o.ReadyTimeout)
+	case <-ctx.Done():
+		s.kill()
+		return nil, ctx.Err()
+	}
+}
+
+type producerOptions struct {
+	Binary                 string
+	Bootstrap, RegistryURL string
+	Topic, Filter          string
+	Delivery               string // async | sync
+	Log                    io.Writer
+}
+
+// producerConfig is the exhook-producer configuration for one compare run: one route, keyed
+// by the vehicle id in the topic (the same value as the client id the load uses).
+const producerConfig = `
+grpc: {listenAddress: %q}
+http: {listenAddress: %q}
+log: {level: warn, format: text}
+kafka:
+  bootstrapServers: %q
+  properties: {linger.ms: "5"}
+registry: {url: %q}
+routes:
+  - {name: compare, filter: %q, kafkaTopic: %q, key: {from: topic-segment, segment: 1}, payload: json, delivery: %s}
+`
+
+// startProducer starts our exhook-producer with a generated config and waits for /ready.
+func startProducer(ctx context.Context, o producerOptions) (*server, error) {
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	dir, err := os.MkdirTemp("", "compare")
+	if err != nil {
+		return nil, err
+	}
+	grpcAddr, httpAddr := freeAddr(), freeAddr()
+	cfg := filepath.Join(dir, "producer.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, producerConfig, grpcAddr, httpAddr, o.Bootstrap, o.RegistryURL, o.Filter, o.Topic, o.Delivery), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s := &server{name: nameOurs, cmd: exec.Command(o.Binary, "--config", cfg), addr: grpcAddr, dir: dir}
+	s.cmd.Stdout, s.cmd.Stderr = prefixed(o.Log, nameOurs), prefixed(o.Log, nameOurs)
+	if err := s.start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := waitReady(ctx, httpAddr, s.done); err != nil {
+		s.kill()
+		return nil, err
+	}
+	return s, nil
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitReady polls the producer's /ready until 200, the process exits or 30s pass.
+func waitReady(ctx context.Context, addr string, exited <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		resp, err := http.Get("http://" + addr + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return errors.New("producer exited during startup")
+		case <-ctx.Done():
+			return fmt.Errorf("producer at %s not ready: %w", addr, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// procStatus is what compare reads from /proc/<pid>/status, in bytes.
+type procStatus struct {
+	VmHWM, VmRSS int64
+}
+
+func readProcStatus(pid int) (procStatus, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return procStatus{}, err
+	}
+	defer f.Close()
+	return parseProcStatus(f)
+}
+
+// parseProcStatus reads the VmHWM (peak resident set) and VmRSS lines ("VmHWM:   63416 kB").
+func parseProcStatus(r io.Reader) (procStatus, error) {
+	var st procStatus
+	var seen int
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		key, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch key {
+		case "VmHWM":
+			dst = &st.VmHWM
+		case "VmRSS":
+			dst = &st.VmRSS
+		default:
+			continue
+		}
+		f := strings.Fields(val)
+		if len(f) != 2 || f[1] != "kB" {
+			return st, fmt.Errorf("proc status: malformed %s line %q", key, sc.Text())
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || n < 0 {
+			return st, fmt.Errorf("proc status: malformed %s line %q", key, sc.Text())
+		}
+		*dst = n * 1024
+		seen++
+	}
+	if err := sc.Err(); err != nil {
+		return st, err
+	}
+	if seen != 2 {
+		return st, errors.New("proc status: no VmHWM/VmRSS (kernel thread or exited process?)")
+	}
+	return st, nil
+}
+
+// userHZ is the unit of the tick counts in /proc/<pid>/stat (USER_HZ, 100 on Linux's
+// mainstream architectures; it is part of the user-space ABI, not CONFIG_HZ).
+const userHZ = 100
+
+func readCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStatCPU(string(b))
+}
+
+// parseProcStatCPU returns utime+stime of a /proc/<pid>/stat line, whose second field (the
+// command name, in parentheses) may itself contain spaces and parentheses.
+func parseProcStatCPU(line string) (time.Duration, error) {
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("proc stat: no command name in %q", line)
+	}
+	f := strings.Fields(line[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("proc stat: %d fields after the command name", len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("proc stat: bad tick count %q", s)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}
