@@ -5,10 +5,14 @@
 #   tools/chart-test.sh --update   rewrite the goldens and the infra/ reference files
 #
 # What is checked (each line counts as one check in the closing summary):
-#   * Chart.yaml: third-party dependencies pinned, local subcharts in sync
-#   * helm lint --strict of every chart (umbrella with default and production values)
+#   * Chart.yaml: third-party dependencies pinned, local subcharts in sync, every
+#     chart in charts/ wired into the umbrella
+#   * helm lint --strict of every chart (umbrella with default and production values,
+#     subcharts with their defaults and each charts/<subchart>/ci/*-values.yaml)
 #   * helm-unittest suites of every chart
-#   * helm template of the umbrella WITHOUT the third-party charts (see below)
+#   * helm template of the umbrella WITHOUT the third-party charts (see below), and
+#     of each subchart standalone (defaults and ci/*-values.yaml, e.g. the
+#     exhook-producer spool StatefulSet)
 #   * negative renders: every charts/testdata/bad-values/*.yaml must be rejected
 #   * kubectl-validate of the rendered built-in kinds against Kubernetes schemas
 #   * kubectl-validate of the rendered Strimzi / ServiceMonitor resources against the
@@ -40,7 +44,7 @@ UPDATE=0
 for arg in "$@"; do
   case "$arg" in
     --update) UPDATE=1 ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "chart-test: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -178,7 +182,7 @@ elif what == "strimzi-kafka":
     open(out, "w").write(head + yaml.safe_dump_all(sel, sort_keys=False))
 elif what == "strimzi-topics":
     sel = [clean(d) for d in docs if d["kind"] == "KafkaTopic"]
-    head = "# Reference KafkaTopics derived from the exhook-producer routes, rendered by\n# charts/iov-platform with default values (release iov, namespace iov).\n# Regenerate with tools/chart-test.sh --update; do not edit by hand.\n"
+    head = "# Reference KafkaTopics derived from the service values (producer routes, downlink, consumer), rendered by\n# charts/iov-platform with default values (release iov, namespace iov).\n# Regenerate with tools/chart-test.sh --update; do not edit by hand.\n"
     open(out, "w").write(head + yaml.safe_dump_all(sel, sort_keys=False))
 else:
     sys.exit("unknown extract " + what)
@@ -397,9 +401,20 @@ PY
 # ---------------------------------------------------------------- offline copy
 section "offline umbrella copy (third-party charts stripped)"
 OFF="$WORK/charts"
+# Our subcharts: the file:// dependencies of the umbrella (charts/<name>).
+LOCAL_CHARTS=()
+while IFS= read -r name; do [ -n "$name" ] && LOCAL_CHARTS+=("$name"); done < <("$PY" - "$UMBRELLA/Chart.yaml" <<'PY'
+import sys, yaml
+for d in yaml.safe_load(open(sys.argv[1])).get("dependencies", []):
+    if str(d.get("repository", "")).startswith("file://"):
+        print(d["name"])
+PY
+)
+echo "local subcharts: ${LOCAL_CHARTS[*]}"
 make_offline_copy() {
   mkdir -p "$OFF"
-  cp -r "$CHARTS/iov-platform" "$CHARTS/exhook-producer" "$CHARTS/sample-consumer" "$OFF/"
+  cp -r "$CHARTS/iov-platform" "$OFF/"
+  for c in "${LOCAL_CHARTS[@]}"; do cp -r "$CHARTS/$c" "$OFF/"; done
   rm -rf "$OFF/iov-platform/charts" "$OFF/iov-platform/Chart.lock"
   "$PY" - "$OFF/iov-platform/Chart.yaml" <<'PY'
 import sys, yaml
@@ -415,7 +430,7 @@ print("NOT rendered offline (needs `helm dependency build` with network): " +
 print("rendered offline: " + ", ".join(f"{d['name']} ({d['repository']})" for d in kept))
 PY
   mkdir -p "$OFF/iov-platform/charts"
-  cp -r "$OFF/exhook-producer" "$OFF/sample-consumer" "$OFF/iov-platform/charts/"
+  for c in "${LOCAL_CHARTS[@]}"; do cp -r "$OFF/$c" "$OFF/iov-platform/charts/"; done
 }
 if out="$(make_offline_copy 2>&1)"; then
   printf '%s\n' "$out"
@@ -442,16 +457,25 @@ for d in c["dependencies"]:
             errors.append(f"{d['name']}: repository {repo!r} is not https")
     if not d.get("condition"):
         errors.append(f"{d['name']}: no condition")
+local = {str(d["repository"])[len("file://../"):] for d in c["dependencies"] if str(d["repository"]).startswith("file://../")}
+for entry in sorted(os.listdir(sys.argv[2])):
+    if entry != "iov-platform" and os.path.isfile(os.path.join(sys.argv[2], entry, "Chart.yaml")) and entry not in local:
+        errors.append(f"charts/{entry} is not a file:// dependency of charts/iov-platform")
 if errors:
     print("\n".join(errors)); sys.exit(1)
 PY
 }
-check "Chart.yaml: third-party versions pinned, local subcharts in sync, conditions set" check_dependencies
+check "Chart.yaml: third-party versions pinned, local subcharts in sync and all wired, conditions set" check_dependencies
 
 # ---------------------------------------------------------------- lint
 section "helm lint"
-check "lint exhook-producer" "$HELM" lint --strict --kube-version "$KUBE_VERSION" "$CHARTS/exhook-producer"
-check "lint sample-consumer" "$HELM" lint --strict --kube-version "$KUBE_VERSION" "$CHARTS/sample-consumer"
+for c in "${LOCAL_CHARTS[@]}"; do
+  check "lint $c" "$HELM" lint --strict --kube-version "$KUBE_VERSION" "$CHARTS/$c"
+  for f in "$CHARTS/$c"/ci/*-values.yaml; do
+    [ -f "$f" ] || continue
+    check "lint $c (ci/$(basename "$f"))" "$HELM" lint --strict --kube-version "$KUBE_VERSION" -f "$f" "$CHARTS/$c"
+  done
+done
 check "lint iov-platform (offline copy, default values)" "$HELM" lint --strict --kube-version "$KUBE_VERSION" "$OFF/iov-platform"
 check "lint iov-platform (offline copy, ci/production-values.yaml)" "$HELM" lint --strict --kube-version "$KUBE_VERSION" -f "$UMBRELLA/ci/production-values.yaml" "$OFF/iov-platform"
 
@@ -467,8 +491,9 @@ run_unittest() {
   shift
   if out="$(unittest "$@" 2>&1)"; then ok "$name ($(echo "$out" | sed -n 's/^Tests: //p'))"; else bad "$name" "$out"; fi
 }
-run_unittest "helm-unittest exhook-producer" "$CHARTS/exhook-producer"
-run_unittest "helm-unittest sample-consumer" "$CHARTS/sample-consumer"
+for c in "${LOCAL_CHARTS[@]}"; do
+  run_unittest "helm-unittest $c" "$CHARTS/$c"
+done
 run_unittest "helm-unittest iov-platform" --with-subchart=false "$OFF/iov-platform"
 
 # ---------------------------------------------------------------- render
@@ -478,10 +503,21 @@ render() { "$HELM" template "$RELEASE" "$OFF/iov-platform" --namespace "$NAMESPA
 render_to() { local out="$1"; shift; render "$@" > "$out"; }
 check "render iov-platform with default values" render_to "$WORK/render/default/all.yaml"
 check "render iov-platform with ci/production-values.yaml" render_to "$WORK/render/production/all.yaml" -f "$UMBRELLA/ci/production-values.yaml"
-for chart in exhook-producer sample-consumer; do
+# Standalone renders: render/<chart> (defaults) and render/<chart>@<ci file> (ci/<x>-values.yaml).
+STANDALONE=()
+for chart in "${LOCAL_CHARTS[@]}"; do
   mkdir -p "$WORK/render/$chart"
   check "render $chart standalone" sh -c '"$1" template "$2" "$3" --namespace "$4" --kube-version "$5" > "$6"' _ \
     "$HELM" "$RELEASE" "$CHARTS/$chart" "$NAMESPACE" "$KUBE_VERSION" "$WORK/render/$chart/all.yaml"
+  STANDALONE+=("$chart")
+  for f in "$CHARTS/$chart"/ci/*-values.yaml; do
+    [ -f "$f" ] || continue
+    r="$chart@$(basename "$f" .yaml)"
+    mkdir -p "$WORK/render/$r"
+    check "render $chart standalone with ci/$(basename "$f")" sh -c '"$1" template "$2" "$3" --namespace "$4" --kube-version "$5" -f "$7" > "$6"' _ \
+      "$HELM" "$RELEASE" "$CHARTS/$chart" "$NAMESPACE" "$KUBE_VERSION" "$WORK/render/$r/all.yaml" "$f"
+    STANDALONE+=("$r")
+  done
 done
 
 section "negative renders (charts/testdata/bad-values/*.yaml must be rejected)"
@@ -526,7 +562,7 @@ for f, items in res.items():
     return 1
   fi
 }
-for r in default production exhook-producer sample-consumer; do
+for r in default production "${STANDALONE[@]}"; do
   dir="$WORK/render/$r"
   [ -s "$dir/all.yaml" ] || { bad "kubectl-validate $r" "no render"; continue; }
   summary="$("$PY" "$WORK/split.py" "$dir/all.yaml" "$dir" 2>&1)" || { bad "split $r render" "$summary"; continue; }
@@ -575,15 +611,21 @@ section "checksum/config annotations"
 checksum_of() { "$HELM" template "$RELEASE" "$CHARTS/$1" --kube-version "$KUBE_VERSION" "${@:2}" | sed -n 's/^ *checksum\/config: *//p'; }
 checksum_behaviour() {
   local chart="$1" base changed same
-  base="$(checksum_of "$chart")"
-  changed="$(checksum_of "$chart" --set config.log.level=debug)"
-  same="$(checksum_of "$chart" --set replicaCount=4)"
+  shift
+  base="$(checksum_of "$chart" "$@")"
+  changed="$(checksum_of "$chart" "$@" --set config.log.level=debug)"
+  same="$(checksum_of "$chart" "$@" --set replicaCount=4)"
   [ -n "$base" ] || { echo "no checksum/config annotation"; return 1; }
   [ "$base" != "$changed" ] || { echo "checksum did not change with config.log.level"; return 1; }
   [ "$base" = "$same" ] || { echo "checksum changed without a config change"; return 1; }
 }
-check "exhook-producer checksum/config follows config.yaml only" checksum_behaviour exhook-producer
-check "sample-consumer checksum/config follows config.yaml only" checksum_behaviour sample-consumer
+for c in "${LOCAL_CHARTS[@]}"; do
+  check "$c checksum/config follows config.yaml only" checksum_behaviour "$c"
+  for f in "$CHARTS/$c"/ci/*-values.yaml; do
+    [ -f "$f" ] || continue
+    check "$c checksum/config follows config.yaml only (ci/$(basename "$f"))" checksum_behaviour "$c" -f "$f"
+  done
+done
 
 # ---------------------------------------------------------------- goldens and infra/
 section "goldens and infra/ reference files"

@@ -178,11 +178,57 @@ syntax, topic-segment keys that point outside the filter.
 {{- end }}
 
 {{/*
+"true" when the producer runs as a StatefulSet with a spool PVC per pod: a route
+uses delivery: spool, or persistence.enabled forces it.
+*/}}
+{{- define "exhook-producer.persistent" -}}
+{{- if or (include "exhook-producer.usesSpool" .) (.Values.persistence).enabled }}true{{ end -}}
+{{- end }}
+
+{{/*
+Governing headless Service of the StatefulSet: <fullname>-headless.
+*/}}
+{{- define "exhook-producer.headlessServiceName" -}}
+{{- printf "%s-headless" (include "exhook-producer.fullname" . | trunc 54 | trimSuffix "-") -}}
+{{- end }}
+
+{{/*
+Bytes in a Kubernetes quantity made of an integer and an optional Ki/Mi/Gi/Ti/Pi
+(binary) or k/M/G/T/P (decimal) suffix, e.g. "2Gi" -> 2147483648.
+Usage: include "exhook-producer.quantityBytes" (list "persistence.size" "2Gi")
+*/}}
+{{- define "exhook-producer.quantityBytes" -}}
+{{- $what := index . 0 -}}
+{{- $q := toString (index . 1) -}}
+{{- if not (regexMatch "^[0-9]+(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$" $q) }}{{ fail (printf "exhook-producer: %s %q is not a quantity like 512Mi, 2Gi or 1Ti (integer with an optional Ki/Mi/Gi/Ti/Pi or k/M/G/T/P suffix)" $what $q) }}{{ end -}}
+{{- $factors := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "P" 1000000000000000 -}}
+{{- $unit := regexReplaceAll "^[0-9]+" $q "" -}}
+{{- mul (regexFind "^[0-9]+" $q | atoi) (get $factors $unit) -}}
+{{- end }}
+
+{{/*
+Fail on spool persistence settings that cannot work: no mount point, a spool
+limit that does not fit on the volume, a StatefulSet name too long for the
+controller-revision-hash pod label.
+*/}}
+{{- define "exhook-producer.validatePersistence" -}}
+{{- $p := .Values.persistence -}}
+{{- $spool := .Values.config.spool | default dict -}}
+{{- $size := include "exhook-producer.quantityBytes" (list "persistence.size" $p.size) | int64 -}}
+{{- /* the service's default spool.maxBytes is 1 GiB */ -}}
+{{- $max := (hasKey $spool "maxBytes" | ternary $spool.maxBytes 1073741824) | int64 -}}
+{{- if ge $max $size }}{{ fail (printf "exhook-producer: config.spool.maxBytes (%d bytes%s) must be below persistence.size (%s = %d bytes), otherwise the volume fills up before the spool's own limit applies; raise persistence.size or lower config.spool.maxBytes" $max (hasKey $spool "maxBytes" | ternary "" ", the service default") (toString $p.size) $size) }}{{ end -}}
+{{- $name := include "exhook-producer.fullname" . -}}
+{{- if gt (len $name) 52 }}{{ fail (printf "exhook-producer: the StatefulSet name %q is longer than 52 characters (Kubernetes appends a revision hash to it in a pod label); set fullnameOverride" $name) }}{{ end -}}
+{{- end }}
+
+{{/*
 The effective service configuration (config.yaml).
 */}}
 {{- define "exhook-producer.config" -}}
 {{- include "exhook-producer.validateRoutes" . -}}
 {{- if and (include "exhook-producer.usesSpool" .) (not (.Values.config.spool).dir) }}{{ fail "exhook-producer: config.spool.dir is required when a route uses delivery: spool" }}{{ end -}}
+{{- if and (.Values.persistence).enabled (not (.Values.config.spool).dir) }}{{ fail "exhook-producer: config.spool.dir is required with persistence.enabled (the spool PVC is mounted there)" }}{{ end -}}
 {{- $cfg := deepCopy .Values.config -}}
 {{- $_ := set $cfg.kafka "bootstrapServers" (include "exhook-producer.kafkaBootstrapServers" .) -}}
 {{- $_ := set $cfg.registry "url" (include "exhook-producer.registryUrl" .) -}}

@@ -1,9 +1,12 @@
 {{/*
-Kafka topic names the platform needs, derived from the exhook-producer values so
-the KafkaTopic resources can never drift from the routes:
-  every routes[].kafkaTopic + topics.status + topics.deadLetter
-  + commands.statusTopic (when commands.enabled) + kafka.topics.extra[].name
-Returns a YAML list of unique names, sorted.
+Kafka topic names the platform needs, derived from the service values so the
+KafkaTopic resources can never drift from what the services use:
+  exhook-producer: every routes[].kafkaTopic + topics.status + topics.deadLetter
+                   + commands.statusTopic (when commands.enabled)
+  downlink (when enabled): kafka.commandsTopic + kafka.statusTopic + kafka.deadLetterTopic
+  sample-consumer (when enabled): kafka.deadLetterTopic (when set)
+  + kafka.topics.extra[].name
+Returns a YAML list of unique names (shared topics appear once), sorted.
 */}}
 {{- define "iov-platform.topicNames" -}}
 {{- $names := dict -}}
@@ -18,6 +21,17 @@ Returns a YAML list of unique names, sorted.
 {{- end -}}
 {{- with $cfg.commands -}}
 {{- if .enabled }}{{ $_ := set $names (.statusTopic | default "iov.vehicle.command-status") true }}{{ end -}}
+{{- end -}}
+{{- $downlink := .Values.downlink | default dict -}}
+{{- if $downlink.enabled -}}
+{{- $dk := ($downlink.config | default dict).kafka | default dict -}}
+{{- range $t := list $dk.commandsTopic $dk.statusTopic $dk.deadLetterTopic -}}
+{{- with $t }}{{ $_ := set $names . true }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- $consumer := index .Values "sample-consumer" | default dict -}}
+{{- if $consumer.enabled -}}
+{{- with (($consumer.config | default dict).kafka | default dict).deadLetterTopic }}{{ $_ := set $names . true }}{{ end -}}
 {{- end -}}
 {{- range .Values.kafka.topics.extra -}}
 {{- $_ := set $names .name true -}}

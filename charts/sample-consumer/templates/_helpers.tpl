@@ -108,9 +108,57 @@ Schema registry URL: explicit config > global override > in-chart registry.
 {{- end }}
 
 {{/*
+Nanoseconds in a Go duration made of integer ns/us/µs/ms/s/m/h parts ("200ms", "1m30s").
+*/}}
+{{- define "sample-consumer.durationNanos" -}}
+{{- $d := toString . -}}
+{{- if not (regexMatch "^([0-9]+(ns|us|µs|ms|s|m|h))+$" $d) }}{{ fail (printf "sample-consumer: %q is not a Go duration like 200ms, 10s or 1m30s" $d) }}{{ end -}}
+{{- $units := dict "ns" 1 "us" 1000 "µs" 1000 "ms" 1000000 "s" 1000000000 "m" 60000000000 "h" 3600000000000 -}}
+{{- $total := 0 -}}
+{{- range regexFindAll "[0-9]+(ns|us|µs|ms|s|m|h)" $d -1 -}}
+{{- $n := regexFind "^[0-9]+" . -}}
+{{- $total = add $total (mul ($n | atoi) (get $units (trimPrefix $n .))) -}}
+{{- end -}}
+{{- $total -}}
+{{- end }}
+
+{{/*
+Fail on consumer settings the service would reject at start that values.schema.json
+cannot express: the dead-letter topic among the consumed topics, and handler
+retries that back off longer in total than max.poll.interval.ms (the consumer
+would be thrown out of its group while retrying one record).
+*/}}
+{{- define "sample-consumer.validate" -}}
+{{- $k := .Values.config.kafka -}}
+{{- with $k.deadLetterTopic -}}
+{{- if has . $k.topics }}{{ fail (printf "sample-consumer: config.kafka.deadLetterTopic %q must not be one of config.kafka.topics (dead letters would be consumed again)" .) }}{{ end -}}
+{{- if has . (list "." "..") }}{{ fail (printf "sample-consumer: config.kafka.deadLetterTopic %q is not a valid Kafka topic name" .) }}{{ end -}}
+{{- end -}}
+{{- $h := .Values.config.handler | default dict -}}
+{{- $attempts := ($h.maxAttempts | default 5) | int -}}
+{{- $init := include "sample-consumer.durationNanos" ($h.initialBackoff | default "200ms") | int64 -}}
+{{- $max := include "sample-consumer.durationNanos" ($h.maxBackoff | default "10s") | int64 -}}
+{{- if le $init 0 }}{{ fail "sample-consumer: config.handler.initialBackoff must be positive" }}{{ end -}}
+{{- if lt $max $init }}{{ fail (printf "sample-consumer: config.handler.maxBackoff (%s) must not be below config.handler.initialBackoff (%s)" ($h.maxBackoff | default "10s") ($h.initialBackoff | default "200ms")) }}{{ end -}}
+{{- $limitMs := 300000 -}}
+{{- with index ($k.properties | default dict) "max.poll.interval.ms" -}}
+{{- if not (regexMatch "^[1-9][0-9]*$" (toString .)) }}{{ fail (printf "sample-consumer: config.kafka.properties.max.poll.interval.ms %q: want a positive number of milliseconds" (toString .)) }}{{ end -}}
+{{- $limitMs = atoi (toString .) -}}
+{{- end -}}
+{{- $d := $init -}}
+{{- $total := 0 -}}
+{{- range until (sub $attempts 1 | int) -}}
+{{- $total = add $total (min $d $max) -}}
+{{- if lt $d $max }}{{ $d = mul $d 2 }}{{ end -}}
+{{- end -}}
+{{- if ge (int64 $total) (mul $limitMs 1000000) }}{{ fail (printf "sample-consumer: config.handler: %d attempts back off up to %dms in total, not below max.poll.interval.ms (%dms); lower config.handler.maxAttempts or config.handler.maxBackoff" $attempts (div $total 1000000) $limitMs) }}{{ end -}}
+{{- end }}
+
+{{/*
 The effective service configuration (config.yaml).
 */}}
 {{- define "sample-consumer.config" -}}
+{{- include "sample-consumer.validate" . -}}
 {{- $cfg := deepCopy .Values.config -}}
 {{- $_ := set $cfg.kafka "bootstrapServers" (include "sample-consumer.kafkaBootstrapServers" .) -}}
 {{- $_ := set $cfg.registry "url" (include "sample-consumer.registryUrl" .) -}}

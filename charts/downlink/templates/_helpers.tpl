@@ -1,0 +1,230 @@
+{{/*
+Chart name, truncated to the DNS label limit.
+*/}}
+{{- define "downlink.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name: <release>-downlink, or the release name alone
+when it already contains the chart name.
+*/}}
+{{- define "downlink.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "downlink.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels: stable for the lifetime of the release (never add versions here).
+*/}}
+{{- define "downlink.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "downlink.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Common labels.
+*/}}
+{{- define "downlink.labels" -}}
+helm.sh/chart: {{ include "downlink.chart" . }}
+{{ include "downlink.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/component: downlink
+app.kubernetes.io/part-of: iov-platform
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Labels of the `helm test` Pods: deliberately NOT the selector labels, so the
+Service and the PodDisruptionBudget never select a test Pod.
+*/}}
+{{- define "downlink.testLabels" -}}
+helm.sh/chart: {{ include "downlink.chart" . }}
+app.kubernetes.io/name: {{ include "downlink.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+app.kubernetes.io/part-of: iov-platform
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "downlink.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "downlink.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "downlink.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Port number of a Go listen address such as ":8080" or "0.0.0.0:8080".
+*/}}
+{{- define "downlink.portOf" -}}
+{{- $port := regexFind "[0-9]+$" . -}}
+{{- if not $port }}{{ fail (printf "downlink: cannot find a port in listen address %q" .) }}{{ end -}}
+{{- $port -}}
+{{- end }}
+
+{{- define "downlink.httpContainerPort" -}}
+{{- include "downlink.portOf" .Values.config.http.listenAddress }}
+{{- end }}
+
+{{/*
+Kafka bootstrap servers: explicit config > global override > in-chart Strimzi
+cluster (<kafkaClusterName or release>-kafka-bootstrap:9092, the plain listener
+created by the iov-platform umbrella chart).
+*/}}
+{{- define "downlink.kafkaBootstrapServers" -}}
+{{- $g := (.Values.global).iov | default dict -}}
+{{- $cluster := $g.kafkaClusterName | default .Release.Name -}}
+{{- coalesce .Values.config.kafka.bootstrapServers $g.kafkaBootstrapServers (printf "%s-kafka-bootstrap:9092" $cluster) -}}
+{{- end }}
+
+{{/*
+Schema registry URL: explicit config > global override > in-chart registry.
+*/}}
+{{- define "downlink.registryUrl" -}}
+{{- $g := (.Values.global).iov | default dict -}}
+{{- coalesce .Values.config.registry.url $g.schemaRegistryUrl (printf "http://%s-schema-registry:8081" .Release.Name) -}}
+{{- end }}
+
+{{/*
+MQTT broker URL: explicit config > the EMQX Service of this release
+(mqtt://<release>-emqx:1883, or the release name when it already contains
+"emqx": the EMQX chart's fullname rule). The downlink is an internal client and
+connects to EMQX directly, not through HAProxy. The iov-platform umbrella
+chart fails when this default does not match its EMQX Service.
+*/}}
+{{- define "downlink.mqttBrokerUrl" -}}
+{{- $emqx := ternary .Release.Name (printf "%s-emqx" .Release.Name) (contains "emqx" .Release.Name) | trunc 63 | trimSuffix "-" -}}
+{{- .Values.config.mqtt.brokerUrl | default (printf "mqtt://%s:1883" $emqx) -}}
+{{- end }}
+
+{{/*
+Seconds in a Go duration made of h/m/s units (e.g. "20s", "1m30s").
+*/}}
+{{- define "downlink.durationSeconds" -}}
+{{- $d := toString . -}}
+{{- if not (regexMatch "^([0-9]+h)?([0-9]+m)?([0-9]+s)?$" $d) }}{{ fail (printf "downlink: %q is not a duration like 20s, 1m or 1m30s" $d) }}{{ end -}}
+{{- $h := regexFind "[0-9]+h" $d | trimSuffix "h" | default "0" | atoi -}}
+{{- $m := regexFind "[0-9]+m" $d | trimSuffix "m" | default "0" | atoi -}}
+{{- $s := regexFind "[0-9]+s" $d | trimSuffix "s" | default "0" | atoi -}}
+{{- add (mul $h 3600) (mul $m 60) $s -}}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: explicit (validated) or drain + preStop sleep + 10s.
+*/}}
+{{- define "downlink.terminationGracePeriodSeconds" -}}
+{{- $drain := include "downlink.durationSeconds" .Values.config.shutdown.drainTimeout | int -}}
+{{- $ps := (.Values.lifecycle).preStop | default dict -}}
+{{- $min := add $drain ((($ps.sleep | default dict).seconds | default 0) | int) -}}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds -}}
+{{- add $min 10 -}}
+{{- else -}}
+{{- $tgp := .Values.terminationGracePeriodSeconds | int -}}
+{{- if le $tgp $min }}{{ fail (printf "downlink: terminationGracePeriodSeconds (%d) must exceed shutdown.drainTimeout + preStop sleep (%ds)" $tgp $min) }}{{ end -}}
+{{- $tgp -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Parse an MQTT command/response topic template the way the service does:
+a topic name (no + or #, no leading $) in which {vehicle_id} and {command_id}
+each fill exactly one whole level. Returns YAML {levels, vehicle, command, filter}
+and fails with the offending key otherwise.
+Usage: include "downlink.parseTemplate" (list "mqtt.commandTopic" "vehicles/{vehicle_id}/commands/{command_id}")
+*/}}
+{{- define "downlink.parseTemplate" -}}
+{{- $key := index . 0 -}}
+{{- $t := toString (index . 1) -}}
+{{- if not $t }}{{ fail (printf "downlink: config.%s is required" $key) }}{{ end -}}
+{{- if regexMatch "[+#]" $t }}{{ fail (printf "downlink: config.%s %q contains a wildcard (+ or #): commands are published to topic names" $key $t) }}{{ end -}}
+{{- if hasPrefix "$" $t }}{{ fail (printf "downlink: config.%s %q starts with $ (reserved for broker topics)" $key $t) }}{{ end -}}
+{{- $levels := splitList "/" $t -}}
+{{- $vehicle := -1 -}}
+{{- $command := -1 -}}
+{{- $filter := list -}}
+{{- range $i, $l := $levels -}}
+{{- if eq $l "{vehicle_id}" -}}
+{{- if ge $vehicle 0 }}{{ fail (printf "downlink: config.%s %q: {vehicle_id} appears more than once" $key $t) }}{{ end -}}
+{{- $vehicle = $i -}}
+{{- $filter = append $filter "+" -}}
+{{- else if eq $l "{command_id}" -}}
+{{- if ge $command 0 }}{{ fail (printf "downlink: config.%s %q: {command_id} appears more than once" $key $t) }}{{ end -}}
+{{- $command = $i -}}
+{{- $filter = append $filter "+" -}}
+{{- else if regexMatch "[{}]" $l -}}
+{{- fail (printf "downlink: config.%s %q: level %q: only {vehicle_id} and {command_id} are allowed, each as a whole level" $key $t $l) -}}
+{{- else -}}
+{{- $filter = append $filter $l -}}
+{{- end -}}
+{{- end -}}
+{{- if or (lt $vehicle 0) (lt $command 0) }}{{ fail (printf "downlink: config.%s %q must contain {vehicle_id} and {command_id}" $key $t) }}{{ end -}}
+{{- toYaml (dict "levels" $levels "vehicle" $vehicle "command" $command "filter" (join "/" $filter)) -}}
+{{- end }}
+
+{{/*
+Fail on settings the service rejects at start that values.schema.json cannot
+express: topic templates, the three Kafka topics, a shared MQTT client id.
+*/}}
+{{- define "downlink.validate" -}}
+{{- $cmd := include "downlink.parseTemplate" (list "mqtt.commandTopic" .Values.config.mqtt.commandTopic) | fromYaml -}}
+{{- $resp := include "downlink.parseTemplate" (list "mqtt.responseTopic" .Values.config.mqtt.responseTopic) | fromYaml -}}
+{{- if eq $cmd.filter $resp.filter }}{{ fail "downlink: config.mqtt.responseTopic must differ from config.mqtt.commandTopic (vehicles would receive their own responses as commands)" }}{{ end -}}
+{{- $k := .Values.config.kafka -}}
+{{- $seen := dict -}}
+{{- range $name := list "commandsTopic" "statusTopic" "deadLetterTopic" -}}
+{{- $t := index $k $name -}}
+{{- if has $t (list "." "..") }}{{ fail (printf "downlink: config.kafka.%s %q is not a valid Kafka topic name" $name $t) }}{{ end -}}
+{{- if hasKey $seen $t }}{{ fail (printf "downlink: config.kafka.%s %q is the same topic as config.kafka.%s" $name $t (get $seen $t)) }}{{ end -}}
+{{- $_ := set $seen $t $name -}}
+{{- end -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not (contains "${" .Values.config.mqtt.clientId)) }}{{ fail (printf "downlink: config.mqtt.clientId %q is shared by all %d replicas (EMQX would keep disconnecting one for the other); include ${POD_NAME}" .Values.config.mqtt.clientId (int .Values.replicaCount)) }}{{ end -}}
+{{- end }}
+
+{{/*
+The effective service configuration (config.yaml).
+*/}}
+{{- define "downlink.config" -}}
+{{- include "downlink.validate" . -}}
+{{- $cfg := deepCopy .Values.config -}}
+{{- $_ := set $cfg.kafka "bootstrapServers" (include "downlink.kafkaBootstrapServers" .) -}}
+{{- $_ := set $cfg.registry "url" (include "downlink.registryUrl" .) -}}
+{{- $_ := set $cfg.mqtt "brokerUrl" (include "downlink.mqttBrokerUrl" .) -}}
+{{- toYaml $cfg -}}
+{{- end }}
+
+{{/*
+Topology spread constraints with the selector labels injected where missing.
+*/}}
+{{- define "downlink.topologySpreadConstraints" -}}
+{{- $out := list -}}
+{{- range .Values.topologySpreadConstraints -}}
+{{- $c := deepCopy . -}}
+{{- if not (hasKey $c "labelSelector") -}}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "downlink.selectorLabels" $ | fromYaml)) -}}
+{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end }}

@@ -1,0 +1,156 @@
+{{/*
+Pod template shared by the Deployment (no spool) and the StatefulSet (spool /
+persistence): same probes, security context, checksum and grace period. In the
+StatefulSet the spool PVC (volumeClaimTemplates "spool") is mounted at
+config.spool.dir and fsGroup defaults to 65532 so the non-root user can write it.
+*/}}
+{{- define "exhook-producer.podTemplate" -}}
+{{- $persistent := include "exhook-producer.persistent" . -}}
+metadata:
+  labels:
+    {{- include "exhook-producer.labels" . | nindent 4 }}
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    # Roll the pods whenever the rendered config.yaml changes.
+    checksum/config: {{ include "exhook-producer.config" . | sha256sum }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "exhook-producer.serviceAccountName" . }}
+  automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+  enableServiceLinks: false
+  terminationGracePeriodSeconds: {{ include "exhook-producer.terminationGracePeriodSeconds" . }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  securityContext:
+    {{- $psc := deepCopy (.Values.podSecurityContext | default dict) }}
+    {{- if $persistent }}
+    {{- if not (hasKey $psc "fsGroup") }}{{ $_ := set $psc "fsGroup" 65532 }}{{ end }}
+    {{- if not (hasKey $psc "fsGroupChangePolicy") }}{{ $_ := set $psc "fsGroupChangePolicy" "OnRootMismatch" }}{{ end }}
+    {{- end }}
+    {{- toYaml $psc | nindent 4 }}
+  containers:
+    - name: exhook-producer
+      image: {{ include "exhook-producer.image" . | quote }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args:
+        - --config
+        - /etc/exhook-producer/config.yaml
+      ports:
+        - name: grpc
+          containerPort: {{ include "exhook-producer.grpcContainerPort" . }}
+          protocol: TCP
+        - name: http
+          containerPort: {{ include "exhook-producer.httpContainerPort" . }}
+          protocol: TCP
+      {{- if or .Values.registryAuth.existingSecret .Values.extraEnv }}
+      env:
+        {{- with .Values.registryAuth.existingSecret }}
+        - name: REGISTRY_USERNAME
+          valueFrom:
+            secretKeyRef:
+              name: {{ . }}
+              key: {{ $.Values.registryAuth.usernameKey }}
+        - name: REGISTRY_PASSWORD
+          valueFrom:
+            secretKeyRef:
+              name: {{ . }}
+              key: {{ $.Values.registryAuth.passwordKey }}
+        {{- end }}
+        {{- with .Values.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- end }}
+      {{- with .Values.extraEnvFrom }}
+      envFrom:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.probes.startup }}
+      {{- if .enabled }}
+      startupProbe:
+        httpGet:
+          path: {{ .path }}
+          port: http
+        periodSeconds: {{ .periodSeconds }}
+        timeoutSeconds: {{ .timeoutSeconds }}
+        failureThreshold: {{ .failureThreshold }}
+      {{- end }}
+      {{- end }}
+      {{- with .Values.probes.liveness }}
+      {{- if .enabled }}
+      livenessProbe:
+        httpGet:
+          path: {{ .path }}
+          port: http
+        periodSeconds: {{ .periodSeconds }}
+        timeoutSeconds: {{ .timeoutSeconds }}
+        failureThreshold: {{ .failureThreshold }}
+      {{- end }}
+      {{- end }}
+      {{- with .Values.probes.readiness }}
+      {{- if .enabled }}
+      readinessProbe:
+        httpGet:
+          path: {{ .path }}
+          port: http
+        periodSeconds: {{ .periodSeconds }}
+        timeoutSeconds: {{ .timeoutSeconds }}
+        failureThreshold: {{ .failureThreshold }}
+      {{- end }}
+      {{- end }}
+      {{- with .Values.lifecycle }}
+      lifecycle:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      resources:
+        {{- toYaml .Values.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml .Values.securityContext | nindent 8 }}
+      volumeMounts:
+        - name: config
+          mountPath: /etc/exhook-producer
+          readOnly: true
+        - name: tmp
+          mountPath: /tmp
+        {{- if $persistent }}
+        - name: spool
+          mountPath: {{ .Values.config.spool.dir }}
+        {{- end }}
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "exhook-producer.fullname" . }}
+    - name: tmp
+      emptyDir:
+        sizeLimit: 64Mi
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if .Values.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- include "exhook-producer.topologySpreadConstraints" . | nindent 4 }}
+  {{- end }}
+{{- end }}
