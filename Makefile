@@ -4,8 +4,8 @@ SHELL := /bin/bash
 
 GO        ?= go
 BIN       := $(CURDIR)/bin
-MODULES   := proto schemas services/exhook-producer services/sample-consumer tools/devkit
-SERVICES  := exhook-producer sample-consumer
+MODULES   := proto schemas services/exhook-producer services/sample-consumer services/downlink tools/devkit
+SERVICES  := exhook-producer sample-consumer downlink
 TOOLS     := devstack loadgen bench compare
 GOTEST    := $(GO) test -race -count=1
 FUZZTIME  ?= 10s
@@ -58,7 +58,9 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s)
 	@set -e; for spec in \
 		"schemas/wire FuzzSplit" \
 		"schemas/serde FuzzDecode" \
-		"services/exhook-producer/internal/route FuzzMatchFilter"; do \
+		"services/exhook-producer/internal/route FuzzMatchFilter" \
+		"services/sample-consumer/internal/consume FuzzDecode" \
+		"services/downlink/internal/command FuzzTemplate"; do \
 		set -- $$spec; \
 		echo "== fuzz $$2 ($$1)"; \
 		(cd $$1 && $(GO) test -run '^$$' -fuzz "^$$2$$" -fuzztime $(FUZZTIME) .); \

@@ -1,0 +1,309 @@
+package app_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/iov-platform/iov/schemas"
+	"github.com/iov-platform/iov/services/downlink/internal/command"
+	"github.com/iov-platform/iov/services/downlink/internal/process"
+	"github.com/iov-platform/iov/tools/devkit/emqxsim"
+)
+
+// startProducer builds ../exhook-producer and runs it with command tracking enabled; it
+// returns the HookProvider's gRPC address.
+func startProducer(t *testing.T, e *env) string {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "exhook-producer")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = "../../../exhook-producer"
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build exhook-producer: %v\n%s", err, out)
+	}
+	addr := freePort(t)
+	cfg := filepath.Join(dir, "producer.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, `
+grpc: {listenAddress: %q}
+http: {listenAddress: "127.0.0.1:0"}
+log: {level: info, format: text}
+kafka: {bootstrapServers: %q, properties: {linger.ms: "1"}}
+registry: {url: %q}
+topics: {status: iov.vehicle.status, deadLetter: %s}
+routes:
+  - {name: telemetry, filter: "vehicles/+/telemetry", kafkaTopic: iov.vehicle.telemetry, key: {from: topic-segment, segment: 1}, payload: json, delivery: async}
+commands:
+  enabled: true
+  topicFilter: "vehicles/+/commands/+"
+  responseFilter: "vehicles/+/commands/+/response"
+  vehicleSegment: 1
+  commandSegment: 3
+  statusTopic: %s
+`, addr, e.stack.KafkaBootstrap(), e.stack.RegistryURL(), deadTopic, statusTopic), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config", cfg)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logMu sync.Mutex
+	var logs []string
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logMu.Lock()
+			logs = append(logs, sc.Text())
+			logMu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		<-drained
+		if t.Failed() {
+			logMu.Lock()
+			t.Logf("exhook-producer log:\n%s", strings.Join(logs, "\n"))
+			logMu.Unlock()
+		}
+	})
+	return addr
+}
+
+// hookLog records the broker's hook calls.
+type hookLog struct {
+	mu    sync.Mutex
+	calls []emqxsim.HookCall
+}
+
+func (h *hookLog) add(c emqxsim.HookCall) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, c)
+}
+
+func (h *hookLog) seen(hook, topic string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.ContainsFunc(h.calls, func(c emqxsim.HookCall) bool { return c.Hook == hook && c.Topic == topic && c.Err == nil })
+}
+
+// TestCommandRoundTrip runs the whole downlink against stand-ins: kfake + srfake, the real
+// exhook-producer binary, the emqxsim test-double broker calling it over ExHook gRPC, a
+// simulated vehicle on MQTT 5, and the downlink in-process.
+//
+// A valid command reaches the vehicle exactly once with its MQTT 5 properties, and its
+// status events arrive in order on the vehicle's partition: SENT (downlink), DELIVERED and
+// ACKED (broker), RESPONDED (vehicle, with the response payload). An expired command gets
+// one EXPIRED and never reaches the vehicle. An undecodable record and an invalid command
+// land on the dead-letter topic with the error headers (the invalid one also gets FAILED).
+// Offsets are committed: a second instance in the same group does not send anything again.
+func TestCommandRoundTrip(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "iov.vehicle.telemetry", "iov.vehicle.status")
+	hookAddr := startProducer(t, e)
+	hooks := &hookLog{}
+	broker, err := emqxsim.StartBroker(emqxsim.BrokerOptions{HookAddr: hookAddr, OnHook: hooks.add, LoadTimeout: 30 * time.Second, Log: e.log.With("component", "emqxsim")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = broker.Close() })
+	for _, want := range []string{"message.acked[vehicles/+/commands/+]", "message.delivered[vehicles/+/commands/+]"} {
+		if !slices.Contains(broker.Hooks(), want) {
+			t.Fatalf("broker hooks %v lack %s", broker.Hooks(), want)
+		}
+	}
+
+	car := startVehicle(t, broker.URL(), "VIN1")
+	responses := make(chan error, 4)
+	go func() { // the vehicle executes each command and responds once it has acknowledged it
+		for cmd := range car.in {
+			deadline := time.Now().Add(20 * time.Second)
+			for !hooks.seen(emqxsim.HookMessageAcked, cmd.Topic) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			var p command.Payload
+			_ = json.Unmarshal(cmd.Payload, &p)
+			responses <- car.respond(cmd, fmt.Appendf(nil, `{"command_id":%q,"result":"done"}`, p.CommandID))
+		}
+	}()
+
+	dl := e.startDownlink(t, e.downlinkConfig(t, broker.URL(), "iov-downlink", "iov-downlink-a"))
+	dl.waitReady(t)
+
+	now := time.Now()
+	valid := newCommand("cmd-1", "VIN1", "door.lock", now, now.Add(time.Minute))
+	expired := newCommand("cmd-expired", "VIN1", "door.unlock", now.Add(-2*time.Minute), now.Add(-time.Minute))
+	invalid := newCommand("cmd-invalid", "VIN1", "", now, now.Add(time.Minute))
+	garbage := &kgo.Record{Topic: commandsTopic, Key: []byte("VIN1"), Value: []byte("definitely not avro"), Headers: []kgo.RecordHeader{{Key: "trace-id", Value: []byte("t-garbage")}}}
+	recs := e.produce(t,
+		e.commandRecord(t, "VIN1", valid),
+		e.commandRecord(t, "VIN1", expired),
+		garbage,
+		e.commandRecord(t, "VIN1", invalid),
+	)
+
+	// The vehicle gets the valid command and responds.
+	var got received
+	select {
+	case err := <-responses:
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = car.received()[0]
+	case <-time.After(30 * time.Second):
+		t.Fatal("the vehicle received no command within 30s")
+	}
+	if got.Topic != "vehicles/VIN1/commands/cmd-1" || got.QoS != 1 {
+		t.Fatalf("command at %q QoS %d", got.Topic, got.QoS)
+	}
+	if string(got.Props.CorrelationData) != "cmd-1" || got.Props.ResponseTopic != "vehicles/VIN1/commands/cmd-1/response" ||
+		got.Props.ContentType != "application/json" || got.Props.User.Get("command") != "door.lock" {
+		t.Fatalf("MQTT 5 properties %+v", got.Props)
+	}
+	if got.Props.MessageExpiry == nil || *got.Props.MessageExpiry < 1 || *got.Props.MessageExpiry > 60 {
+		t.Fatalf("message expiry %v, want 1..60s", got.Props.MessageExpiry)
+	}
+	var payload command.Payload
+	if err := json.Unmarshal(got.Payload, &payload); err != nil {
+		t.Fatalf("payload %s: %v", got.Payload, err)
+	}
+	if payload.CommandID != "cmd-1" || payload.Name != "door.lock" || payload.Params["door"] != "all" ||
+		payload.ExpiresAt != valid.ExpiresAt.Format(command.TimeFormat) {
+		t.Fatalf("payload %s", got.Payload)
+	}
+	for _, u := range got.Props.User {
+		if strings.HasPrefix(u.Key, "x-emqxsim") {
+			t.Fatalf("broker-internal user property leaked: %v", u)
+		}
+	}
+
+	// Status events: the full life of cmd-1 in order, one EXPIRED, one FAILED.
+	var evs []statusEvent
+	waitFor(t, 30*time.Second, func() bool {
+		evs = e.statuses(t)
+		return len(byCommand(evs, "cmd-1")) >= 4 && len(byCommand(evs, "cmd-expired")) >= 1 && len(byCommand(evs, "cmd-invalid")) >= 1
+	}, func() string { return fmt.Sprintf("status events so far: %+v", evs) })
+	life := byCommand(evs, "cmd-1")
+	if states(life) != "SENT,DELIVERED,ACKED,RESPONDED" {
+		t.Fatalf("cmd-1 status events %s, want SENT,DELIVERED,ACKED,RESPONDED", states(life))
+	}
+	for i, ev := range life {
+		want := []string{schemas.SourceDownlink, schemas.SourceBroker, schemas.SourceBroker, schemas.SourceVehicle}[i]
+		if ev.Source != want || ev.VehicleID != "VIN1" || ev.Partition != life[0].Partition {
+			t.Fatalf("cmd-1 %s: source %q vehicle %q partition %d (SENT on %d)", ev.Status, ev.Source, ev.VehicleID, ev.Partition, life[0].Partition)
+		}
+		if i > 0 && ev.Offset <= life[i-1].Offset {
+			t.Fatalf("cmd-1 %s at offset %d after %s at %d", ev.Status, ev.Offset, life[i-1].Status, life[i-1].Offset)
+		}
+	}
+	if resp := string(life[3].Response); resp != `{"command_id":"cmd-1","result":"done"}` {
+		t.Fatalf("RESPONDED carries %q", resp)
+	}
+	if exp := byCommand(evs, "cmd-expired"); states(exp) != "EXPIRED" || exp[0].Reason == nil ||
+		!strings.Contains(*exp[0].Reason, "before it could be sent") || exp[0].Source != schemas.SourceDownlink {
+		t.Fatalf("cmd-expired events %+v", exp)
+	}
+	if bad := byCommand(evs, "cmd-invalid"); states(bad) != "FAILED" || bad[0].Reason == nil || !strings.Contains(*bad[0].Reason, "name is empty") {
+		t.Fatalf("cmd-invalid events %+v", bad)
+	}
+
+	// Dead letters: the garbage record and the invalid command, as written, with the headers.
+	var dead []map[string]string
+	waitFor(t, 20*time.Second, func() bool {
+		dead = dead[:0]
+		for _, r := range e.records(t, deadTopic) {
+			dead = append(dead, r.Headers)
+			if r.Headers[process.HeaderOffset] == strconv.FormatInt(recs[2].Offset, 10) && string(r.Value) != "definitely not avro" {
+				t.Fatalf("dead letter of the garbage record holds %q", r.Value)
+			}
+		}
+		return len(dead) >= 2
+	}, func() string { return fmt.Sprintf("dead letters so far: %v", dead) })
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want 2: %v", len(dead), dead)
+	}
+	for i, src := range []*kgo.Record{recs[2], recs[3]} {
+		h := dead[i]
+		if h[process.HeaderTopic] != commandsTopic || h[process.HeaderPartition] != strconv.Itoa(int(src.Partition)) ||
+			h[process.HeaderOffset] != strconv.FormatInt(src.Offset, 10) || h["trace-id"] == "" || h[process.HeaderError] == "" {
+			t.Fatalf("dead letter %d headers %v (source %d@%d)", i, h, src.Partition, src.Offset)
+		}
+	}
+	if !strings.Contains(dead[0][process.HeaderError], "magic") || dead[0][process.HeaderStage] != process.StageDecode {
+		t.Fatalf("garbage dead letter error %q stage %q", dead[0][process.HeaderError], dead[0][process.HeaderStage])
+	}
+	if !strings.Contains(dead[1][process.HeaderError], "name is empty") || dead[1][process.HeaderStage] != process.StageValidate {
+		t.Fatalf("invalid dead letter error %q stage %q", dead[1][process.HeaderError], dead[1][process.HeaderStage])
+	}
+
+	metrics := httpBody(dl.app.HTTPAddr(), "/metrics")
+	for _, want := range []string{
+		`downlink_commands_total{outcome="sent"} 1`,
+		`downlink_commands_total{outcome="expired"} 1`,
+		`downlink_commands_total{outcome="dead_lettered"} 2`,
+		`downlink_publish_duration_seconds_count{result="ok"} 1`,
+		"downlink_mqtt_connected 1",
+		"downlink_ready 1",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// Offsets are committed: a second instance in the same group starts after them. A new
+	// command on the same partition proves it consumes; nothing before it comes again.
+	if err := dl.stop(t); err != nil {
+		t.Fatalf("clean stop returned %v", err)
+	}
+	dl2 := e.startDownlink(t, e.downlinkConfig(t, broker.URL(), "iov-downlink", "iov-downlink-b"))
+	dl2.waitReady(t)
+	now = time.Now()
+	e.produce(t, e.commandRecord(t, "VIN1", newCommand("cmd-2", "VIN1", "climate.start", now, now.Add(time.Minute))))
+	select {
+	case err := <-responses:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second instance did not send cmd-2")
+	}
+	var topics []string
+	for _, r := range car.received() {
+		topics = append(topics, r.Topic)
+	}
+	if !slices.Equal(topics, []string{"vehicles/VIN1/commands/cmd-1", "vehicles/VIN1/commands/cmd-2"}) {
+		t.Fatalf("the vehicle received %v, want cmd-1 then cmd-2 once each", topics)
+	}
+	waitFor(t, 30*time.Second, func() bool {
+		evs = e.statuses(t)
+		return states(byCommand(evs, "cmd-2")) == "SENT,DELIVERED,ACKED,RESPONDED"
+	}, func() string { return "cmd-2 events: " + states(byCommand(evs, "cmd-2")) })
+	if s := states(byCommand(evs, "cmd-1")); s != "SENT,DELIVERED,ACKED,RESPONDED" {
+		t.Fatalf("cmd-1 events after the restart: %s", s)
+	}
+	if s := states(byCommand(evs, "cmd-expired")) + "|" + states(byCommand(evs, "cmd-invalid")); s != "EXPIRED|FAILED" {
+		t.Fatalf("expired|invalid events after the restart: %s", s)
+	}
+	if n := len(e.records(t, deadTopic)); n != 2 {
+		t.Fatalf("%d dead letters after the restart, want 2", n)
+	}
+}
