@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 GO        ?= go
 BIN       := $(CURDIR)/bin
-MODULES   := proto schemas services/exhook-producer services/sample-consumer services/downlink tools/devkit
+MODULES   := kit proto schemas services/exhook-producer services/sample-consumer services/downlink tools/devkit
 SERVICES  := exhook-producer sample-consumer downlink
 TOOLS     := devstack loadgen bench compare
 GOTEST    := $(GO) test -race -count=1

@@ -9,6 +9,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/iov-platform/iov/kit/logging"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -45,7 +46,10 @@ func run(ctx context.Context, args []string) error {
 			cfg.Kafka.StatusTopic, cfg.Kafka.DeadLetterTopic, cfg.Registry.URL)
 		return nil
 	}
-	log := config.NewLogger(cfg.Log, os.Stderr)
+	log, err := logging.New(cfg.Log.Level, cfg.Log.Format, "downlink", os.Stderr)
+	if err != nil {
+		return err
+	}
 	slog.SetDefault(log)
 	a, err := app.New(cfg, log)
 	if err != nil {

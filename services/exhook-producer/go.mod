@@ -3,6 +3,7 @@ module github.com/iov-platform/iov/services/exhook-producer
 go 1.26.8
 
 replace (
+	github.com/iov-platform/iov/kit => ../../kit
 	github.com/iov-platform/iov/proto => ../../proto
 	github.com/iov-platform/iov/schemas => ../../schemas
 	github.com/iov-platform/iov/tools/devkit => ../../tools/devkit
@@ -29,6 +30,7 @@ require (
 	github.com/go-viper/mapstructure/v2 v2.4.0 // indirect
 	github.com/golang/snappy v1.0.0 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
+	github.com/iov-platform/iov/kit v0.0.0-00010101000000-000000000000
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/kylelemons/godebug v1.1.0 // indirect

@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/iov-platform/iov/kit/logging"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -40,7 +41,10 @@ func run(ctx context.Context, args []string) error {
 		fmt.Printf("config ok: %d routes, kafka %s, registry %s\n", len(cfg.Routes), cfg.Kafka.BootstrapServers, cfg.Registry.URL)
 		return nil
 	}
-	log := config.NewLogger(cfg.Log, os.Stderr)
+	log, err := logging.New(cfg.Log.Level, cfg.Log.Format, "exhook-producer", os.Stderr)
+	if err != nil {
+		return err
+	}
 	slog.SetDefault(log)
 	a, err := app.New(cfg, log)
 	if err != nil {

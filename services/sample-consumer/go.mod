@@ -3,6 +3,7 @@ module github.com/iov-platform/iov/services/sample-consumer
 go 1.26.8
 
 replace (
+	github.com/iov-platform/iov/kit => ../../kit
 	github.com/iov-platform/iov/proto => ../../proto
 	github.com/iov-platform/iov/schemas => ../../schemas
 	github.com/iov-platform/iov/tools/devkit => ../../tools/devkit
@@ -25,9 +26,9 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-viper/mapstructure/v2 v2.4.0 // indirect
 	github.com/golang/snappy v1.0.0 // indirect
+	github.com/iov-platform/iov/kit v0.0.0-00010101000000-000000000000
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
-	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/linkedin/goavro/v2 v2.14.1 // indirect
 	github.com/modern-go/concurrent v0.0.0-20180306012644-bacd9c7ef1dd // indirect
 	github.com/modern-go/reflect2 v1.0.2 // indirect

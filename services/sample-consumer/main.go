@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/iov-platform/iov/kit/logging"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -43,7 +44,10 @@ func run(ctx context.Context, args []string) error {
 			cfg.Kafka.GroupID, cfg.Kafka.Topics, cfg.Kafka.BootstrapServers, cfg.Registry.URL, cfg.Kafka.DeadLetterTopic)
 		return nil
 	}
-	log := config.NewLogger(cfg.Log, os.Stderr)
+	log, err := logging.New(cfg.Log.Level, cfg.Log.Format, "sample-consumer", os.Stderr)
+	if err != nil {
+		return err
+	}
 	slog.SetDefault(log)
 
 	// REPLACE THIS with your application's handler (see internal/consume.Handler).

@@ -14,15 +14,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/iov-platform/iov/kit/ops"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/services/downlink/internal/config"
 	"github.com/iov-platform/iov/services/downlink/internal/engine"
 	"github.com/iov-platform/iov/services/downlink/internal/metrics"
 	"github.com/iov-platform/iov/services/downlink/internal/mqttpub"
-	"github.com/iov-platform/iov/services/downlink/internal/ops"
 	"github.com/iov-platform/iov/services/downlink/internal/process"
 	"github.com/iov-platform/iov/services/downlink/internal/sink"
+)
+
+// Readiness conditions of the downlink, besides ops.CondDraining.
+const (
+	condMQTT    = "mqtt not connected"
+	condJoined  = "consumer has not joined its group"
+	condStopped = "stopped"
 )
 
 // App is a wired downlink with its ops listener bound.
@@ -43,7 +50,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
-	a := &App{cfg: cfg, log: log, metrics: m, state: ops.NewState(m.Ready, ops.CondMQTT, ops.CondJoined)}
+	a := &App{cfg: cfg, log: log, metrics: m, state: ops.NewState(m.Ready, condMQTT, condJoined)}
 	var cleanup []func()
 	defer func() {
 		if err != nil {
@@ -74,7 +81,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		Config:   cfg.MQTT,
 		Log:      log,
 		Metrics:  m,
-		OnChange: func(up bool) { a.state.Set(ops.CondMQTT, !up) },
+		OnChange: func(up bool) { a.state.Set(condMQTT, !up) },
 	})
 	if err != nil {
 		return nil, err
@@ -103,7 +110,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		Handler:  proc,
 		Log:      log,
 		Metrics:  m,
-		OnJoined: func() { a.state.Set(ops.CondJoined, false) },
+		OnJoined: func() { a.state.Set(condJoined, false) },
 	})
 	if err != nil {
 		return nil, err
@@ -149,7 +156,7 @@ func (a *App) Run(ctx context.Context) error {
 	if cause := context.Cause(runCtx); cause != nil && !errors.Is(cause, context.Canceled) {
 		err = errors.Join(cause, err)
 	}
-	a.state.Set(ops.CondStopped, true)
+	a.state.Set(condStopped, true)
 
 	if left := a.sink.Flush(5 * time.Second); left > 0 {
 		err = errors.Join(err, fmt.Errorf("drain: %d records still unacknowledged by kafka at shutdown", left))

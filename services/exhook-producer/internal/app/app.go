@@ -22,13 +22,13 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/iov-platform/iov/kit/ops"
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/config"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/hook"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
-	"github.com/iov-platform/iov/services/exhook-producer/internal/ops"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/sink"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/spool"
@@ -58,7 +58,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
-	a := &App{cfg: cfg, log: log, metrics: m, state: ops.NewState(m.Ready)}
+	a := &App{cfg: cfg, log: log, metrics: m, state: ops.NewState(m.Ready, ops.CondStarting)}
 	defer func() {
 		if err != nil {
 			a.closeListeners()
@@ -263,7 +263,7 @@ func (a *App) Run(ctx context.Context) error {
 	}()
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	a.health.SetServingStatus(exhookv2.HookProvider_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	a.state.Ready()
+	a.state.Set(ops.CondStarting, false)
 	a.log.Info("exhook producer serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "routes", len(a.cfg.Routes))
 
 	var runErr error
@@ -278,7 +278,7 @@ func (a *App) Run(ctx context.Context) error {
 func (a *App) drain(stopShipper context.CancelFunc, shipperDone <-chan struct{}) error {
 	start := time.Now()
 	deadline := start.Add(a.cfg.Shutdown.DrainTimeout)
-	a.state.NotReady("draining")
+	a.state.Set(ops.CondDraining, true)
 	a.health.Shutdown()
 	a.log.Info("draining", "timeout", a.cfg.Shutdown.DrainTimeout)
 

@@ -11,12 +11,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/iov-platform/iov/kit/ops"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/config"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/consume"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/engine"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/metrics"
-	"github.com/iov-platform/iov/services/sample-consumer/internal/ops"
 )
 
 // App is a wired consumer with its ops listener bound.
@@ -34,7 +34,7 @@ func New(cfg *config.Config, log *slog.Logger, h consume.Handler) (*App, error) 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
-	a := &App{cfg: cfg, log: log, state: ops.NewState(m.Ready)}
+	a := &App{cfg: cfg, log: log, state: ops.NewState(m.Ready, ops.CondStarting)}
 
 	dec, err := consume.NewDecoder(serde.NewRegistry(cfg.Registry.URL, cfg.Registry.Username, cfg.Registry.Password))
 	if err != nil {
@@ -73,19 +73,19 @@ func (a *App) Run(ctx context.Context) error {
 			cancel(err)
 		}
 	}()
-	stopWatch := context.AfterFunc(ctx, func() { a.state.NotReady("draining") })
+	stopWatch := context.AfterFunc(ctx, func() { a.state.Set(ops.CondDraining, true) })
 	defer stopWatch()
 
-	a.state.Ready()
+	a.state.Set(ops.CondStarting, false)
 	a.log.Info("sample consumer running", "http", a.HTTPAddr(), "group", a.cfg.Kafka.GroupID, "max_attempts", a.cfg.Handler.MaxAttempts)
 	err := a.engine.Run(ctx)
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		err = errors.Join(cause, err)
 	}
 	if err != nil {
-		a.state.NotReady("stopped: " + err.Error())
+		a.state.Set("stopped: "+err.Error(), true)
 	} else {
-		a.state.NotReady("stopped")
+		a.state.Set("stopped", true)
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer scancel()

@@ -1,5 +1,6 @@
-// Package ops serves the operational HTTP endpoints: /metrics, /healthz (liveness) and
-// /ready (readiness), and keeps the readiness conditions.
+// Package ops serves every service's operational HTTP endpoints: /metrics (Prometheus),
+// /healthz (liveness: 200 while the process runs) and /ready (readiness: 200 only while no
+// readiness condition is pending, 503 with the pending conditions otherwise).
 package ops
 
 import (
@@ -16,26 +17,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Readiness conditions.
+// Conditions every service uses.
 const (
-	CondMQTT     = "mqtt not connected"
-	CondJoined   = "consumer has not joined its group"
+	CondStarting = "starting"
 	CondDraining = "draining"
-	CondStopped  = "stopped"
 )
 
 // State is ready when none of its conditions is pending.
 type State struct {
 	mu      sync.Mutex
+	order   []string // conditions in the order first seen, for stable messages
 	pending map[string]bool
 	gauge   prometheus.Gauge
 }
 
-// NewState starts with conds pending.
+// NewState starts with conds pending; g (optional) mirrors readiness as 1 or 0.
 func NewState(g prometheus.Gauge, conds ...string) *State {
 	s := &State{gauge: g, pending: map[string]bool{}}
 	for _, c := range conds {
-		s.pending[c] = true
+		s.set(c, true)
 	}
 	s.update()
 	return s
@@ -45,19 +45,22 @@ func NewState(g prometheus.Gauge, conds ...string) *State {
 func (s *State) Set(cond string, pending bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if pending {
-		s.pending[cond] = true
-	} else {
-		delete(s.pending, cond)
-	}
+	s.set(cond, pending)
 	s.update()
+}
+
+func (s *State) set(cond string, pending bool) {
+	if _, seen := s.pending[cond]; !seen {
+		s.order = append(s.order, cond)
+	}
+	s.pending[cond] = pending
 }
 
 func (s *State) update() {
 	if s.gauge == nil {
 		return
 	}
-	if len(s.pending) == 0 {
+	if s.reasonLocked() == "" {
 		s.gauge.Set(1)
 	} else {
 		s.gauge.Set(0)
@@ -68,8 +71,12 @@ func (s *State) update() {
 func (s *State) Reason() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.reasonLocked()
+}
+
+func (s *State) reasonLocked() string {
 	var out []string
-	for _, c := range []string{CondStopped, CondDraining, CondMQTT, CondJoined} {
+	for _, c := range s.order {
 		if s.pending[c] {
 			out = append(out, c)
 		}
