@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/iov-platform/iov/kit/kafkasink"
 	"github.com/iov-platform/iov/kit/ops"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
@@ -38,7 +39,7 @@ type App struct {
 	log     *slog.Logger
 	state   *ops.State
 	ops     *ops.Server
-	sink    *sink.Sink
+	sink    *kafkasink.Sink
 	mqtt    *mqttpub.Publisher
 	engine  *engine.Engine
 	metrics *metrics.Metrics

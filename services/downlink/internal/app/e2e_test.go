@@ -17,6 +17,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/iov-platform/iov/kit/kafkagroup"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/services/downlink/internal/command"
 	"github.com/iov-platform/iov/services/downlink/internal/process"
@@ -232,7 +233,7 @@ func TestCommandRoundTrip(t *testing.T) {
 		dead = dead[:0]
 		for _, r := range e.records(t, deadTopic) {
 			dead = append(dead, r.Headers)
-			if r.Headers[process.HeaderOffset] == strconv.FormatInt(recs[2].Offset, 10) && string(r.Value) != "definitely not avro" {
+			if r.Headers[kafkagroup.HeaderOffset] == strconv.FormatInt(recs[2].Offset, 10) && string(r.Value) != "definitely not avro" {
 				t.Fatalf("dead letter of the garbage record holds %q", r.Value)
 			}
 		}
@@ -243,16 +244,16 @@ func TestCommandRoundTrip(t *testing.T) {
 	}
 	for i, src := range []*kgo.Record{recs[2], recs[3]} {
 		h := dead[i]
-		if h[process.HeaderTopic] != commandsTopic || h[process.HeaderPartition] != strconv.Itoa(int(src.Partition)) ||
-			h[process.HeaderOffset] != strconv.FormatInt(src.Offset, 10) || h["trace-id"] == "" || h[process.HeaderError] == "" {
+		if h[kafkagroup.HeaderTopic] != commandsTopic || h[kafkagroup.HeaderPartition] != strconv.Itoa(int(src.Partition)) ||
+			h[kafkagroup.HeaderOffset] != strconv.FormatInt(src.Offset, 10) || h["trace-id"] == "" || h[kafkagroup.HeaderError] == "" {
 			t.Fatalf("dead letter %d headers %v (source %d@%d)", i, h, src.Partition, src.Offset)
 		}
 	}
-	if !strings.Contains(dead[0][process.HeaderError], "magic") || dead[0][process.HeaderStage] != process.StageDecode {
-		t.Fatalf("garbage dead letter error %q stage %q", dead[0][process.HeaderError], dead[0][process.HeaderStage])
+	if !strings.Contains(dead[0][kafkagroup.HeaderError], "magic") || dead[0][kafkagroup.HeaderStage] != process.StageDecode {
+		t.Fatalf("garbage dead letter error %q stage %q", dead[0][kafkagroup.HeaderError], dead[0][kafkagroup.HeaderStage])
 	}
-	if !strings.Contains(dead[1][process.HeaderError], "name is empty") || dead[1][process.HeaderStage] != process.StageValidate {
-		t.Fatalf("invalid dead letter error %q stage %q", dead[1][process.HeaderError], dead[1][process.HeaderStage])
+	if !strings.Contains(dead[1][kafkagroup.HeaderError], "name is empty") || dead[1][kafkagroup.HeaderStage] != process.StageValidate {
+		t.Fatalf("invalid dead letter error %q stage %q", dead[1][kafkagroup.HeaderError], dead[1][kafkagroup.HeaderStage])
 	}
 
 	metrics := httpBody(dl.app.HTTPAddr(), "/metrics")

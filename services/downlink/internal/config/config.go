@@ -2,22 +2,20 @@
 package config
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	_ "embed"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"regexp"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/iov-platform/iov/kit/kafkagroup"
+	"github.com/iov-platform/iov/kit/svcconfig"
 	"github.com/iov-platform/iov/services/downlink/internal/command"
 )
 
@@ -29,23 +27,12 @@ var Default []byte
 
 // Config is the whole downlink configuration. YAML keys are camelCase.
 type Config struct {
-	HTTP     HTTP     `yaml:"http"`
-	Log      Log      `yaml:"log"`
-	Kafka    Kafka    `yaml:"kafka"`
-	Registry Registry `yaml:"registry"`
-	MQTT     MQTT     `yaml:"mqtt"`
-	Shutdown Shutdown `yaml:"shutdown"`
-}
-
-// HTTP serves /metrics, /healthz and /ready.
-type HTTP struct {
-	ListenAddress string `yaml:"listenAddress"`
-}
-
-// Log sets slog's level and handler.
-type Log struct {
-	Level  string `yaml:"level"`  // debug|info|warn|error
-	Format string `yaml:"format"` // json|text
+	HTTP     svcconfig.HTTP     `yaml:"http"`
+	Log      svcconfig.Log      `yaml:"log"`
+	Kafka    Kafka              `yaml:"kafka"`
+	Registry Registry           `yaml:"registry"`
+	MQTT     MQTT               `yaml:"mqtt"`
+	Shutdown svcconfig.Shutdown `yaml:"shutdown"`
 }
 
 // Kafka configures the consumer group on the commands topic and the producer of status
@@ -64,13 +51,10 @@ type Kafka struct {
 
 // Registry is the Confluent-compatible schema registry.
 type Registry struct {
-	URL string `yaml:"url"`
+	svcconfig.Registry `yaml:",inline"`
 	// AutoRegister registers the CommandStatus schema under <statusTopic>-value at start;
 	// false requires it to be registered already (a locked-down registry).
 	AutoRegister bool `yaml:"autoRegister"`
-	// Username and Password come from REGISTRY_USERNAME / REGISTRY_PASSWORD, never from YAML.
-	Username string `yaml:"-"`
-	Password string `yaml:"-"`
 }
 
 // MQTT configures the MQTT 5 client that publishes commands to EMQX.
@@ -105,11 +89,7 @@ type Retry struct {
 // Backoff is the wait after failed attempt n (1-based): InitialBackoff doubling up to
 // MaxBackoff.
 func (r Retry) Backoff(n int) time.Duration {
-	d := r.InitialBackoff
-	for i := 1; i < n && d < r.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, r.MaxBackoff)
+	return svcconfig.Backoff(r.InitialBackoff, r.MaxBackoff, n)
 }
 
 // TLS applies to tls:// and wss:// broker URLs. Empty files use the system roots and no
@@ -122,38 +102,16 @@ type TLS struct {
 	InsecureSkipVerify bool   `yaml:"insecureSkipVerify"` // tests only
 }
 
-// Shutdown bounds the drain on SIGTERM.
-type Shutdown struct {
-	DrainTimeout time.Duration `yaml:"drainTimeout"`
-}
-
 // Load reads path (or the embedded default when path is empty), applies defaults and
 // environment overrides, and validates.
-func Load(path string) (*Config, error) {
-	data := Default
-	name := "(embedded default)"
-	if path != "" {
-		var err error
-		if data, err = os.ReadFile(path); err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
-		}
-		name = path
-	}
-	cfg, err := Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", name, err)
-	}
-	return cfg, nil
-}
+func Load(path string) (*Config, error) { return svcconfig.Load(path, Default, Parse) }
 
 // Parse decodes YAML strictly (unknown keys are errors), applies defaults and the
 // environment, and validates.
 func Parse(data []byte) (*Config, error) {
 	cfg := defaults()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) { // an empty file is an empty document
-		return nil, fmt.Errorf("parse yaml: %w", err)
+	if err := svcconfig.Decode(data, cfg); err != nil && !errors.Is(err, io.EOF) { // an empty file is an empty document
+		return nil, err
 	}
 	envErr := cfg.applyEnv()
 	if err := errors.Join(envErr, cfg.Validate()); err != nil {
@@ -164,8 +122,8 @@ func Parse(data []byte) (*Config, error) {
 
 func defaults() *Config {
 	return &Config{
-		HTTP: HTTP{ListenAddress: ":8080"},
-		Log:  Log{Level: "info", Format: "json"},
+		HTTP: svcconfig.HTTP{ListenAddress: ":8080"},
+		Log:  svcconfig.Log{Level: "info", Format: "json"},
 		Kafka: Kafka{
 			GroupID:         "iov-downlink",
 			CommandsTopic:   "iov.vehicle.commands",
@@ -181,7 +139,7 @@ func defaults() *Config {
 			ConnectTimeout: 10 * time.Second,
 			Retry:          Retry{InitialBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second},
 		},
-		Shutdown: Shutdown{DrainTimeout: 20 * time.Second},
+		Shutdown: svcconfig.Shutdown{DrainTimeout: 20 * time.Second},
 	}
 }
 
@@ -198,8 +156,7 @@ func (c *Config) applyEnv() error {
 			*field = v
 		}
 	}
-	c.Registry.Username = os.Getenv("REGISTRY_USERNAME")
-	c.Registry.Password = os.Getenv("REGISTRY_PASSWORD")
+	c.Registry.CredentialsFromEnv()
 	c.MQTT.Password = os.Getenv("MQTT_PASSWORD")
 	id, err := ExpandEnv(c.MQTT.ClientID, os.LookupEnv)
 	if err != nil {
@@ -229,12 +186,10 @@ func ExpandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 	return out, errors.Join(errs...)
 }
 
-// ConsumerProtected are librdkafka consumer settings the downlink owns: with any other value
-// a command could be committed before it was handled.
-var ConsumerProtected = map[string]string{
-	"enable.auto.commit":       "true",
-	"enable.auto.offset.store": "false",
-}
+// ConsumerProtected are librdkafka consumer settings the downlink owns (kafkagroup's, which
+// the engine always applies): with any other value a command could be committed before it
+// was handled.
+var ConsumerProtected = kafkagroup.Protected
 
 // ProducerProtected are librdkafka producer settings the downlink owns: status events must
 // be written once each, in order.
@@ -244,33 +199,20 @@ var ProducerProtected = map[string]string{
 	"partitioner":        "murmur2_random",
 }
 
-// owned are settings with a dedicated config field.
-var owned = map[string]string{
-	"bootstrap.servers": "kafka.bootstrapServers",
-	"group.id":          "kafka.groupId",
+// properties are the rules for kafka.properties.
+var properties = svcconfig.Properties{
+	Service: "the downlink",
+	Owned:   svcconfig.GroupOwned,
+	Protected: []svcconfig.Protected{
+		{Settings: ConsumerProtected, Because: "offsets are stored only after a command is handled"},
+		{Settings: ProducerProtected, Because: "status events once each, on the vehicle's partition"},
+	},
 }
-
-var topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
-
-func validTopic(t string) bool { return topicName.MatchString(t) && t != "." && t != ".." }
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
-	var errs []error
+	errs := []error{c.HTTP.Validate(), c.Log.Validate()} // nil ones are dropped by errors.Join
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if _, _, err := net.SplitHostPort(c.HTTP.ListenAddress); err != nil {
-		add("http.listenAddress %q: %v", c.HTTP.ListenAddress, err)
-	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log.level %q: want debug, info, warn or error", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "json", "text":
-	default:
-		add("log.format %q: want json or text", c.Log.Format)
-	}
 
 	k := c.Kafka
 	if strings.TrimSpace(k.BootstrapServers) == "" {
@@ -286,7 +228,7 @@ func (c *Config) Validate() error {
 		switch {
 		case t.topic == "":
 			add("%s is required", t.name)
-		case !validTopic(t.topic):
+		case !svcconfig.ValidTopic(t.topic):
 			add("%s %q: not a valid Kafka topic name", t.name, t.topic)
 		case seen[t.topic] != "":
 			add("%s %q: same topic as %s", t.name, t.topic, seen[t.topic])
@@ -294,26 +236,7 @@ func (c *Config) Validate() error {
 			seen[t.topic] = t.name
 		}
 	}
-	for key, v := range k.Properties {
-		if field, ok := owned[key]; ok {
-			add("kafka.properties.%s: set %s instead", key, field)
-		}
-		if want, ok := ConsumerProtected[key]; ok && !strings.EqualFold(v, want) {
-			add("kafka.properties.%s=%s: the downlink requires %s (offsets are stored only after a command is handled)", key, v, want)
-		}
-		if want, ok := ProducerProtected[key]; ok && !strings.EqualFold(v, want) {
-			add("kafka.properties.%s=%s: the downlink requires %s (status events once each, on the vehicle's partition)", key, v, want)
-		}
-		if strings.HasPrefix(key, "go.") {
-			add("kafka.properties.%s: Go client settings are managed by the downlink", key)
-		}
-	}
-
-	if c.Registry.URL == "" {
-		add("registry.url is required")
-	} else if !strings.HasPrefix(c.Registry.URL, "http://") && !strings.HasPrefix(c.Registry.URL, "https://") {
-		add("registry.url %q: want an http:// or https:// URL", c.Registry.URL)
-	}
+	errs = append(errs, properties.Check(k.Properties), c.Registry.Validate())
 
 	m := c.MQTT
 	if _, err := m.URL(); err != nil {
@@ -362,9 +285,7 @@ func (c *Config) Validate() error {
 		}
 	}
 
-	if c.Shutdown.DrainTimeout <= 0 {
-		add("shutdown.drainTimeout must be positive")
-	}
+	errs = append(errs, c.Shutdown.Validate())
 	return errors.Join(errs...)
 }
 

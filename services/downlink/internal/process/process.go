@@ -17,9 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +25,8 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/riferrei/srclient"
 
+	"github.com/iov-platform/iov/kit/kafkagroup"
+	"github.com/iov-platform/iov/kit/kafkasink"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/schemas/wire"
@@ -36,21 +35,9 @@ import (
 	"github.com/iov-platform/iov/services/downlink/internal/engine"
 	"github.com/iov-platform/iov/services/downlink/internal/metrics"
 	"github.com/iov-platform/iov/services/downlink/internal/mqttpub"
-	"github.com/iov-platform/iov/services/downlink/internal/sink"
 )
 
-// Headers added to a dead-lettered record, after the record's own headers.
-const (
-	HeaderError     = "iov.error"            // why the record was rejected
-	HeaderStage     = "iov.error.stage"      // decode | validate
-	HeaderTopic     = "iov.source.topic"     // where the record was consumed from
-	HeaderPartition = "iov.source.partition" // its partition
-	HeaderOffset    = "iov.source.offset"    // its offset
-	HeaderTimestamp = "iov.source.timestamp" // its timestamp, Unix milliseconds
-	HeaderGroup     = "iov.consumer.group"   // the consumer group that rejected it
-)
-
-// Stages at which a record is rejected.
+// Stages at which a record is rejected (kafkagroup.HeaderStage of its dead letter).
 const (
 	StageDecode   = "decode"
 	StageValidate = "validate"
@@ -62,11 +49,9 @@ const (
 	UserCommand = "command" // user property carrying the command name
 )
 
-const maxErrorHeader = 1024
-
-// Producer writes a record and waits for Kafka's acknowledgement.
+// Producer writes a record; the processor always has it wait for Kafka's acknowledgement.
 type Producer interface {
-	Produce(ctx context.Context, rec sink.Record) error
+	Produce(ctx context.Context, rec kafkasink.Record, wait bool) error
 }
 
 // Publisher publishes to EMQX.
@@ -161,7 +146,7 @@ func (p *Processor) decode(ctx context.Context, m *kafka.Message, w engine.Waite
 			break
 		}
 		wait := p.o.MQTT.Retry.Backoff(attempt)
-		p.log.Warn("schema registry unavailable; retrying", append(loc(m), "attempt", attempt, "retry_in", wait, "err", err)...)
+		p.log.Warn("schema registry unavailable; retrying", append(kafkagroup.LogAttrs(m), "attempt", attempt, "retry_in", wait, "err", err)...)
 		if werr := w.Wait(ctx, wait); werr != nil {
 			return nil, fmt.Errorf("%w: %w (gave up: %w)", errRegistry, err, werr)
 		}
@@ -197,24 +182,8 @@ func (p *Processor) checkWriter(id int) error {
 // reject copies the record to the dead-letter topic and, when the command and vehicle ids
 // are known, writes FAILED with the reason.
 func (p *Processor) reject(ctx context.Context, w engine.Waiter, m *kafka.Message, cmd *schemas.VehicleCommand, stage string, cause error) error {
-	msg := cause.Error()
-	if len(msg) > maxErrorHeader {
-		msg = msg[:maxErrorHeader]
-	}
-	add := map[string]string{
-		HeaderError:     msg,
-		HeaderStage:     stage,
-		HeaderTopic:     *m.TopicPartition.Topic,
-		HeaderPartition: strconv.Itoa(int(m.TopicPartition.Partition)),
-		HeaderOffset:    strconv.FormatInt(int64(m.TopicPartition.Offset), 10),
-		HeaderTimestamp: strconv.FormatInt(m.Timestamp.UnixMilli(), 10),
-		HeaderGroup:     p.o.Kafka.GroupID,
-	}
-	headers := slices.Clone(m.Headers)
-	for _, k := range slices.Sorted(maps.Keys(add)) {
-		headers = append(headers, kafka.Header{Key: k, Value: []byte(add[k])})
-	}
-	rec := sink.Record{Topic: p.o.Kafka.DeadLetterTopic, Key: m.Key, Value: m.Value, Headers: headers}
+	headers := kafkagroup.DeadLetterHeaders(m, p.o.Kafka.GroupID, stage, 0, cause)
+	rec := kafkasink.Record{Topic: p.o.Kafka.DeadLetterTopic, Key: m.Key, Value: m.Value, Headers: headers}
 	if err := p.produce(ctx, w, rec, "dead letter"); err != nil {
 		return err
 	}
@@ -224,7 +193,7 @@ func (p *Processor) reject(ctx context.Context, w engine.Waiter, m *kafka.Messag
 		}
 	}
 	p.m.Commands.WithLabelValues(metrics.OutcomeDeadLettered).Inc()
-	attrs := append(loc(m), "stage", stage, "dead_letter_topic", p.o.Kafka.DeadLetterTopic, "err", cause)
+	attrs := append(kafkagroup.LogAttrs(m), "stage", stage, "dead_letter_topic", p.o.Kafka.DeadLetterTopic, "err", cause)
 	if cmd != nil {
 		attrs = append(attrs, "command_id", cmd.CommandID, "vehicle", cmd.VehicleID)
 	}
@@ -371,7 +340,7 @@ func (p *Processor) status(ctx context.Context, w engine.Waiter, cmd *schemas.Ve
 	if err != nil {
 		return fmt.Errorf("encode %s status: %w", state, err)
 	}
-	err = p.produce(ctx, w, sink.Record{Topic: p.o.Kafka.StatusTopic, Key: []byte(cmd.VehicleID), Value: value}, state+" status")
+	err = p.produce(ctx, w, kafkasink.Record{Topic: p.o.Kafka.StatusTopic, Key: []byte(cmd.VehicleID), Value: value}, state+" status")
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -381,13 +350,13 @@ func (p *Processor) status(ctx context.Context, w engine.Waiter, cmd *schemas.Ve
 }
 
 // produce writes rec, retrying (without leaving the group) until Kafka acknowledges it.
-func (p *Processor) produce(ctx context.Context, w engine.Waiter, rec sink.Record, what string) error {
+func (p *Processor) produce(ctx context.Context, w engine.Waiter, rec kafkasink.Record, what string) error {
 	for attempt := 1; ; attempt++ {
-		err := p.o.Producer.Produce(ctx, rec)
+		err := p.o.Producer.Produce(ctx, rec, true)
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(err, sink.ErrFatal):
+		case errors.Is(err, kafkasink.ErrFatal):
 			return err
 		case ctx.Err() != nil:
 			return fmt.Errorf("%s: %w", what, err)
@@ -420,8 +389,4 @@ func pubackReason(r *paho.PublishResponse) string {
 		s += ": " + r.Properties.ReasonString
 	}
 	return s
-}
-
-func loc(m *kafka.Message) []any {
-	return []any{"topic", *m.TopicPartition.Topic, "partition", m.TopicPartition.Partition, "offset", int64(m.TopicPartition.Offset)}
 }

@@ -18,13 +18,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/iov-platform/iov/kit/kafkagroup"
+	"github.com/iov-platform/iov/kit/kafkasink"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/services/downlink/internal/config"
 	"github.com/iov-platform/iov/services/downlink/internal/engine"
 	"github.com/iov-platform/iov/services/downlink/internal/metrics"
 	"github.com/iov-platform/iov/services/downlink/internal/mqttpub"
-	"github.com/iov-platform/iov/services/downlink/internal/sink"
 )
 
 // clock is the fake time shared by the processor and the waiter: waiting advances it.
@@ -68,12 +69,16 @@ func (e *statusEncoder) Encode(v any) ([]byte, error) {
 
 // producer records what was acknowledged; failures(n) can fail attempt n.
 type producer struct {
+	t        *testing.T
 	attempts int
-	acked    []sink.Record
+	acked    []kafkasink.Record
 	failures func(n int) error
 }
 
-func (p *producer) Produce(_ context.Context, rec sink.Record) error {
+func (p *producer) Produce(_ context.Context, rec kafkasink.Record, wait bool) error {
+	if !wait {
+		p.t.Errorf("record for %s produced without waiting for the acknowledgement", rec.Topic)
+	}
 	p.attempts++
 	if p.failures != nil {
 		if err := p.failures(p.attempts); err != nil {
@@ -135,7 +140,7 @@ mqtt: {brokerUrl: "mqtt://e:1883", clientId: x, publishTimeout: 2s, retry: {init
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, clock: &clock{now: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}, enc: &statusEncoder{}, prod: &producer{},
+	h := &harness{t: t, clock: &clock{now: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}, enc: &statusEncoder{}, prod: &producer{t: t},
 		pub: &publisher{}, m: metrics.New(prometheus.NewRegistry()), cmds: cmds, reg: reg, cfg: cfg}
 	h.wait = &waiter{clock: h.clock}
 	h.proc, err = New(Options{Registry: client, StatusEncoder: h.enc, Producer: h.prod, Publisher: h.pub, Kafka: cfg.Kafka, MQTT: cfg.MQTT,
@@ -364,8 +369,8 @@ func TestMalformedRecordsAreDeadLettered(t *testing.T) {
 				hs[hd.Key] = string(hd.Value)
 			}
 			if dl.Topic != h.cfg.Kafka.DeadLetterTopic || string(dl.Value) != string(tc.value) || string(dl.Key) != tc.key ||
-				!strings.Contains(hs[HeaderError], tc.want) || hs[HeaderTopic] != h.cfg.Kafka.CommandsTopic || hs[HeaderPartition] != "2" ||
-				hs[HeaderOffset] != fmt.Sprint(h.offset) || hs["trace-id"] != "t1" || hs[HeaderGroup] != "iov-downlink" {
+				!strings.Contains(hs[kafkagroup.HeaderError], tc.want) || hs[kafkagroup.HeaderTopic] != h.cfg.Kafka.CommandsTopic || hs[kafkagroup.HeaderPartition] != "2" ||
+				hs[kafkagroup.HeaderOffset] != fmt.Sprint(h.offset) || hs["trace-id"] != "t1" || hs[kafkagroup.HeaderGroup] != "iov-downlink" {
 				t.Fatalf("dead letter %s %q %v", dl.Topic, dl.Value, hs)
 			}
 			if tc.failed && recs[1].Topic != h.cfg.Kafka.StatusTopic {

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/iov-platform/iov/kit/kafkasink"
 	"github.com/iov-platform/iov/kit/ops"
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 	"github.com/iov-platform/iov/schemas"
@@ -43,12 +44,12 @@ type App struct {
 	grpc    *grpc.Server
 	grpcLn  net.Listener
 	health  *health.Server
-	sink    *sink.Sink
+	sink    *kafkasink.Sink
 	metrics *metrics.Metrics
 
 	// Spool mode, nil when no route uses it.
 	spool     *spool.Spool
-	spoolSink *sink.Sink
+	spoolSink *kafkasink.Sink
 	shipper   *spool.Shipper
 }
 

@@ -2,17 +2,14 @@
 package config
 
 import (
-	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/iov-platform/iov/kit/svcconfig"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
 )
 
@@ -24,32 +21,21 @@ var Default []byte
 
 // Config is the whole producer configuration. YAML keys are camelCase.
 type Config struct {
-	GRPC     GRPC           `yaml:"grpc"`
-	HTTP     HTTP           `yaml:"http"`
-	Log      Log            `yaml:"log"`
-	Kafka    Kafka          `yaml:"kafka"`
-	Registry Registry       `yaml:"registry"`
-	Shutdown Shutdown       `yaml:"shutdown"`
-	Topics   Topics         `yaml:"topics"`
-	Spool    Spool          `yaml:"spool"`
-	Commands Commands       `yaml:"commands"`
-	Routes   []route.Config `yaml:"routes"`
+	GRPC     GRPC               `yaml:"grpc"`
+	HTTP     svcconfig.HTTP     `yaml:"http"`
+	Log      svcconfig.Log      `yaml:"log"`
+	Kafka    Kafka              `yaml:"kafka"`
+	Registry Registry           `yaml:"registry"`
+	Shutdown svcconfig.Shutdown `yaml:"shutdown"`
+	Topics   Topics             `yaml:"topics"`
+	Spool    Spool              `yaml:"spool"`
+	Commands Commands           `yaml:"commands"`
+	Routes   []route.Config     `yaml:"routes"`
 }
 
 // GRPC is the HookProvider listener EMQX connects to.
 type GRPC struct {
 	ListenAddress string `yaml:"listenAddress"`
-}
-
-// HTTP serves /metrics, /healthz and /ready.
-type HTTP struct {
-	ListenAddress string `yaml:"listenAddress"`
-}
-
-// Log sets slog's level and handler.
-type Log struct {
-	Level  string `yaml:"level"`  // debug|info|warn|error
-	Format string `yaml:"format"` // json|text
 }
 
 // Kafka configures the librdkafka producer.
@@ -69,16 +55,8 @@ type Kafka struct {
 
 // Registry is the Confluent-compatible schema registry.
 type Registry struct {
-	URL          string `yaml:"url"`
-	AutoRegister bool   `yaml:"autoRegister"`
-	// Username and Password come from REGISTRY_USERNAME / REGISTRY_PASSWORD, never from YAML.
-	Username string `yaml:"-"`
-	Password string `yaml:"-"`
-}
-
-// Shutdown bounds the drain on SIGTERM.
-type Shutdown struct {
-	DrainTimeout time.Duration `yaml:"drainTimeout"`
+	svcconfig.Registry `yaml:",inline"`
+	AutoRegister       bool `yaml:"autoRegister"`
 }
 
 // Spool configures the durable delivery mode used by routes with delivery: spool.
@@ -111,36 +89,14 @@ type Topics struct {
 
 // Load reads path (or the embedded default when path is empty), applies defaults and
 // environment overrides, and validates.
-func Load(path string) (*Config, error) {
-	data := Default
-	if path != "" {
-		var err error
-		if data, err = os.ReadFile(path); err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
-		}
-	}
-	cfg, err := Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", cmp(path, "(embedded default)"), err)
-	}
-	return cfg, nil
-}
-
-func cmp(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
+func Load(path string) (*Config, error) { return svcconfig.Load(path, Default, Parse) }
 
 // Parse decodes YAML strictly (unknown keys are errors), applies defaults and the
 // environment, and validates.
 func Parse(data []byte) (*Config, error) {
 	cfg := defaults()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		return nil, fmt.Errorf("parse yaml: %w", err)
+	if err := svcconfig.Decode(data, cfg); err != nil {
+		return nil, err
 	}
 	cfg.applyEnv()
 	for i := range cfg.Routes {
@@ -155,11 +111,11 @@ func Parse(data []byte) (*Config, error) {
 func defaults() *Config {
 	return &Config{
 		GRPC:     GRPC{ListenAddress: ":9000"},
-		HTTP:     HTTP{ListenAddress: ":8080"},
-		Log:      Log{Level: "info", Format: "json"},
+		HTTP:     svcconfig.HTTP{ListenAddress: ":8080"},
+		Log:      svcconfig.Log{Level: "info", Format: "json"},
 		Kafka:    Kafka{ClientID: "exhook-producer", SyncTimeout: 5 * time.Second, MaxPayloadBytes: 1000000},
 		Registry: Registry{AutoRegister: true},
-		Shutdown: Shutdown{DrainTimeout: 20 * time.Second},
+		Shutdown: svcconfig.Shutdown{DrainTimeout: 20 * time.Second},
 		Topics:   Topics{Status: "iov.vehicle.status", DeadLetter: "iov.deadletter"},
 		Spool:    Spool{MaxBytes: 1 << 30, WhenFull: "reject"},
 		Commands: Commands{
@@ -177,8 +133,7 @@ func (c *Config) applyEnv() {
 	if v := os.Getenv("EXHOOK_REGISTRY_URL"); v != "" {
 		c.Registry.URL = v
 	}
-	c.Registry.Username = os.Getenv("REGISTRY_USERNAME")
-	c.Registry.Password = os.Getenv("REGISTRY_PASSWORD")
+	c.Registry.CredentialsFromEnv()
 }
 
 // protected are librdkafka settings the producer owns: changing them would break the
@@ -191,23 +146,9 @@ var protected = map[string]string{
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
-	var errs []error
+	// nil ones are dropped by errors.Join
+	errs := []error{svcconfig.ListenAddress("grpc.listenAddress", c.GRPC.ListenAddress), c.HTTP.Validate(), c.Log.Validate()}
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	for name, addr := range map[string]string{"grpc.listenAddress": c.GRPC.ListenAddress, "http.listenAddress": c.HTTP.ListenAddress} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			add("%s %q: %v", name, addr, err)
-		}
-	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log.level %q: want debug, info, warn or error", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "json", "text":
-	default:
-		add("log.format %q: want json or text", c.Log.Format)
-	}
 	if strings.TrimSpace(c.Kafka.BootstrapServers) == "" {
 		add("kafka.bootstrapServers is required")
 	}
@@ -225,14 +166,7 @@ func (c *Config) Validate() error {
 			add("kafka.properties.bootstrap.servers: set kafka.bootstrapServers instead")
 		}
 	}
-	if c.Registry.URL == "" {
-		add("registry.url is required")
-	} else if !strings.HasPrefix(c.Registry.URL, "http://") && !strings.HasPrefix(c.Registry.URL, "https://") {
-		add("registry.url %q: want an http:// or https:// URL", c.Registry.URL)
-	}
-	if c.Shutdown.DrainTimeout <= 0 {
-		add("shutdown.drainTimeout must be positive")
-	}
+	errs = append(errs, c.Registry.Validate(), c.Shutdown.Validate())
 	if c.Topics.Status == "" {
 		add("topics.status is required")
 	}

@@ -8,11 +8,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/iov-platform/iov/kit/kafkasink"
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
-	"github.com/iov-platform/iov/services/exhook-producer/internal/sink"
 )
 
 // Hook names of the downlink tracking.
@@ -52,7 +52,7 @@ func (s *Server) commandStatus(ctx context.Context, hook, topic string, st *sche
 	if err == nil {
 		ctx, cancel := s.deadline(ctx)
 		defer cancel()
-		err = s.o.Producer.Produce(ctx, sink.Record{Topic: c.Topic, Key: []byte(st.VehicleID), Value: value}, false)
+		err = s.o.Producer.Produce(ctx, kafkasink.Record{Topic: c.Topic, Key: []byte(st.VehicleID), Value: value}, false)
 	}
 	if err != nil {
 		s.o.Metrics.Commands.WithLabelValues(st.Status, metrics.OutcomeFailed).Inc()

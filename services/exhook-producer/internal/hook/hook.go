@@ -13,17 +13,17 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/iov-platform/iov/kit/kafkasink"
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
-	"github.com/iov-platform/iov/services/exhook-producer/internal/sink"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/spool"
 )
 
 // Producer is the part of the Kafka sink the hooks use.
 type Producer interface {
-	Produce(ctx context.Context, rec sink.Record, wait bool) error
+	Produce(ctx context.Context, rec kafkasink.Record, wait bool) error
 }
 
 // Spooler is the durable spool of delivery: spool routes.
@@ -156,7 +156,7 @@ func (s *Server) OnMessagePublish(ctx context.Context, req *exhookv2.MessagePubl
 	if err != nil {
 		return s.deadLetter(ctx, r, msg, vehicle, fmt.Errorf("encode envelope: %w", err))
 	}
-	err = s.deliver(ctx, r.Delivery, sink.Record{Topic: r.KafkaTopic, Key: []byte(vehicle), Value: value})
+	err = s.deliver(ctx, r.Delivery, kafkasink.Record{Topic: r.KafkaTopic, Key: []byte(vehicle), Value: value})
 	if err != nil {
 		s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeFailed).Inc()
 		s.o.Log.Warn("message not forwarded", "route", r.Name, "vehicle", vehicle, "mqtt_topic", msg.GetTopic(), "message_id", msg.GetId(), "err", err)
@@ -199,11 +199,11 @@ func (s *Server) deadLetter(ctx context.Context, r *route.Route, msg *exhookv2.M
 	if key == "" {
 		key = msg.GetFrom()
 	}
-	rec := sink.Record{
+	rec := kafkasink.Record{
 		Topic: s.o.DeadLetter,
 		Key:   []byte(key),
 		Value: msg.GetPayload(),
-		Headers: sink.Headers(map[string]string{
+		Headers: kafkasink.Headers(map[string]string{
 			HeaderError:     cause.Error(),
 			HeaderRoute:     r.Name,
 			HeaderTopic:     msg.GetTopic(),
@@ -231,7 +231,7 @@ func (s *Server) oversize(ctx context.Context, r *route.Route, msg *exhookv2.Mes
 	if key == "" {
 		key = msg.GetFrom()
 	}
-	rec := sink.Record{Topic: s.o.DeadLetter, Key: []byte(key), Headers: sink.Headers(map[string]string{
+	rec := kafkasink.Record{Topic: s.o.DeadLetter, Key: []byte(key), Headers: kafkasink.Headers(map[string]string{
 		HeaderError: cause.Error(), HeaderRoute: r.Name, HeaderTopic: msg.GetTopic(), HeaderClientID: msg.GetFrom(),
 		HeaderMessageID: msg.GetId(), HeaderNode: msg.GetNode(), HeaderSize: fmt.Sprint(n),
 	})}
@@ -245,7 +245,7 @@ func (s *Server) oversize(ctx context.Context, r *route.Route, msg *exhookv2.Mes
 
 // deliver hands rec to Kafka the way the route's mode says: queued (async), acknowledged by
 // Kafka (sync) or durable in the spool (spool).
-func (s *Server) deliver(ctx context.Context, mode route.Mode, rec sink.Record) error {
+func (s *Server) deliver(ctx context.Context, mode route.Mode, rec kafkasink.Record) error {
 	switch mode {
 	case route.Spool:
 		e := &spool.Entry{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, AcceptedAt: s.o.Now().UnixMilli(),
@@ -299,7 +299,7 @@ func (s *Server) clientEvent(ctx context.Context, hook, event string, ci *exhook
 	if err == nil {
 		ctx, cancel := s.deadline(ctx)
 		defer cancel()
-		err = s.o.Producer.Produce(ctx, sink.Record{Topic: s.o.StatusTopic, Key: []byte(ev.VehicleID), Value: value}, false)
+		err = s.o.Producer.Produce(ctx, kafkasink.Record{Topic: s.o.StatusTopic, Key: []byte(ev.VehicleID), Value: value}, false)
 	}
 	if err != nil {
 		s.o.Metrics.ClientEvents.WithLabelValues(event, metrics.OutcomeFailed).Inc()
@@ -326,7 +326,7 @@ func toStatus(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, spool.ErrFull):
 		return status.Error(codes.ResourceExhausted, err.Error())
-	case errors.Is(err, sink.ErrFatal):
+	case errors.Is(err, kafkasink.ErrFatal):
 		return status.Error(codes.Internal, err.Error())
 	}
 	var kerr kafka.Error

@@ -15,22 +15,22 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/iov-platform/iov/kit/kafkasink"
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
-	"github.com/iov-platform/iov/services/exhook-producer/internal/sink"
 )
 
 // fakeProducer records what would have gone to Kafka.
 type fakeProducer struct {
 	mu    sync.Mutex
-	recs  []sink.Record
+	recs  []kafkasink.Record
 	waits []bool
 	err   error
 }
 
-func (f *fakeProducer) Produce(_ context.Context, rec sink.Record, wait bool) error {
+func (f *fakeProducer) Produce(_ context.Context, rec kafkasink.Record, wait bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -161,7 +161,7 @@ func TestPublishErrorsBecomeGRPCStatus(t *testing.T) {
 		want codes.Code
 	}{
 		{"deadline", context.DeadlineExceeded, codes.DeadlineExceeded},
-		{"fatal producer", sink.ErrFatal, codes.Internal},
+		{"fatal producer", kafkasink.ErrFatal, codes.Internal},
 		{"too large", kafka.NewError(kafka.ErrMsgSizeTooLarge, "too big", false), codes.InvalidArgument},
 		{"broker down", errors.New("all brokers down"), codes.Unavailable},
 	}
@@ -238,4 +238,4 @@ func BenchmarkOnMessagePublish(b *testing.B) {
 
 type discard struct{}
 
-func (discard) Produce(context.Context, sink.Record, bool) error { return nil }
+func (discard) Produce(context.Context, kafkasink.Record, bool) error { return nil }

@@ -1,21 +1,15 @@
-// Package sink produces records to Kafka with confluent-kafka-go (librdkafka): idempotent,
-// acks=all, murmur2 partitioning on the vehicle key (the same partition a Java client picks),
-// so records of one vehicle stay in order on one partition.
+// Package sink holds the exhook producer's Kafka producer settings: a kafkasink (idempotent,
+// acks=all) with murmur2 partitioning on the vehicle key (the same partition a Java client
+// picks), so records of one vehicle stay in order on one partition.
 package sink
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
-	"strings"
-	"sync"
-	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/iov-platform/iov/kit/kafkalog"
+	"github.com/iov-platform/iov/kit/kafkasink"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
 )
 
@@ -26,218 +20,24 @@ type Config struct {
 	Properties       map[string]string
 }
 
-// Record is one Kafka record to produce.
-type Record struct {
-	Topic   string
-	Key     []byte
-	Value   []byte
-	Headers []kafka.Header
-}
-
-// Sink wraps one librdkafka producer.
-type Sink struct {
-	p       *kafka.Producer
-	log     *slog.Logger
-	metrics *metrics.Metrics
-	done    chan struct{}
-	once    sync.Once
-
-	fatalMu sync.Mutex
-	fatal   error
-}
-
-// ErrFatal wraps a fatal producer error (e.g. an idempotence violation): the producer must
-// be restarted.
-var ErrFatal = errors.New("kafka producer is in a fatal state")
-
-// New creates the producer and starts its event loop.
-func New(cfg Config, log *slog.Logger, m *metrics.Metrics) (*Sink, error) {
+// New creates the producer and starts its event loop. kafka.properties may change the
+// defaults here, not the delivery semantics (config validation rejects weaker values, and
+// kafkasink enforces them).
+func New(cfg Config, log *slog.Logger, m *metrics.Metrics) (*kafkasink.Sink, error) {
 	cm := kafka.ConfigMap{
-		"bootstrap.servers":      cfg.BootstrapServers,
-		"client.id":              cfg.ClientID,
-		"linger.ms":              5,
-		"compression.type":       "lz4",
-		"partitioner":            "murmur2_random",
-		"go.delivery.reports":    true,
-		"go.logs.channel.enable": true,
+		"bootstrap.servers": cfg.BootstrapServers,
+		"client.id":         cfg.ClientID,
+		"linger.ms":         5,
+		"compression.type":  "lz4",
+		"partitioner":       "murmur2_random",
 	}
 	for k, v := range cfg.Properties {
 		cm[k] = v
 	}
-	// Delivery semantics are not negotiable (config validation rejects weaker values).
-	cm["enable.idempotence"] = true
-	cm["acks"] = "all"
 	cm["go.delivery.report.fields"] = "key"
-	p, err := kafka.NewProducer(&cm)
-	if err != nil {
-		return nil, fmt.Errorf("create kafka producer: %w", err)
-	}
-	s := &Sink{p: p, log: log, metrics: m, done: make(chan struct{})}
-	go s.events()
-	go s.logs()
-	return s, nil
-}
-
-// Ping asks the cluster for metadata, to tell whether brokers are reachable.
-func (s *Sink) Ping(timeout time.Duration) error {
-	if _, err := s.p.GetMetadata(nil, false, int(timeout/time.Millisecond)); err != nil {
-		return fmt.Errorf("kafka metadata: %w", err)
-	}
-	return nil
-}
-
-// Fatal returns the fatal error, if the producer hit one.
-func (s *Sink) Fatal() error {
-	s.fatalMu.Lock()
-	defer s.fatalMu.Unlock()
-	return s.fatal
-}
-
-// Produce queues rec. With wait it returns only after Kafka acknowledged the record
-// (acks=all) or failed it, or when ctx ends; without wait it returns once the record is
-// queued in the producer. A full local queue is back-pressure: Produce retries until ctx
-// ends.
-func (s *Sink) Produce(ctx context.Context, rec Record, wait bool) error {
-	if !wait {
-		return s.produce(ctx, rec, nil)
-	}
-	ack := make(chan error, 1)
-	if err := s.produce(ctx, rec, ack); err != nil {
-		return err
-	}
-	select {
-	case err := <-ack:
-		if err != nil {
-			return fmt.Errorf("produce %s: %w", rec.Topic, err)
-		}
-		return nil
-	case <-ctx.Done():
-		// The record stays queued and may still be delivered: a sync failure means "not
-		// confirmed", never "not written".
-		return fmt.Errorf("produce %s: no acknowledgement: %w", rec.Topic, context.Cause(ctx))
-	}
-}
-
-// ProduceCallback queues rec and calls done, from the event loop, with the delivery result.
-// done must not block.
-func (s *Sink) ProduceCallback(ctx context.Context, rec Record, done func(error)) error {
-	return s.produce(ctx, rec, done)
-}
-
-func (s *Sink) produce(ctx context.Context, rec Record, opaque any) error {
-	if err := s.Fatal(); err != nil {
-		return err
-	}
-	msg := &kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &rec.Topic, Partition: kafka.PartitionAny},
-		Key:            rec.Key,
-		Value:          rec.Value,
-		Headers:        rec.Headers,
-		Opaque:         opaque,
-	}
-	backoff := time.Millisecond
-	for {
-		err := s.p.Produce(msg, nil)
-		if err == nil {
-			return nil
-		}
-		var kerr kafka.Error
-		if !errors.As(err, &kerr) || kerr.Code() != kafka.ErrQueueFull {
-			return fmt.Errorf("produce %s: %w", rec.Topic, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("produce %s: local queue full: %w", rec.Topic, context.Cause(ctx))
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 50*time.Millisecond)
-	}
-}
-
-func (s *Sink) events() {
-	defer close(s.done)
-	for ev := range s.p.Events() {
-		switch e := ev.(type) {
-		case *kafka.Message:
-			topic := ""
-			if e.TopicPartition.Topic != nil {
-				topic = *e.TopicPartition.Topic
-			}
-			err := e.TopicPartition.Error
-			if err != nil {
-				s.metrics.Deliveries.WithLabelValues(topic, "failed").Inc()
-				if e.Opaque == nil {
-					// Async: EMQX was already answered, so this is where a lost message shows.
-					s.log.Error("kafka delivery failed", "topic", topic, "key", string(e.Key), "err", err)
-				}
-			} else {
-				s.metrics.Deliveries.WithLabelValues(topic, "delivered").Inc()
-			}
-			switch done := e.Opaque.(type) {
-			case chan error:
-				done <- err
-			case func(error):
-				done(err)
-			}
-		case kafka.Error:
-			s.metrics.ProducerErrors.WithLabelValues(strings.ToLower(e.Code().String())).Inc()
-			if e.IsFatal() {
-				s.fatalMu.Lock()
-				s.fatal = fmt.Errorf("%w: %w", ErrFatal, e)
-				s.fatalMu.Unlock()
-				s.log.Error("kafka producer fatal error", "err", e)
-				continue
-			}
-			s.log.Warn("kafka client error", "code", e.Code().String(), "err", e)
-		}
-	}
-}
-
-func (s *Sink) logs() {
-	for l := range s.p.Logs() {
-		level := slog.LevelDebug
-		switch {
-		case l.Level <= 3:
-			level = slog.LevelError
-		case l.Level == 4:
-			level = slog.LevelWarn
-		case l.Level <= 6:
-			level = slog.LevelInfo
-		}
-		s.log.Log(context.Background(), level, l.Message, "component", "librdkafka", "tag", l.Tag)
-	}
-}
-
-// Queued is the number of records not yet acknowledged or failed.
-func (s *Sink) Queued() int { return s.p.Len() }
-
-// Flush waits up to timeout for every queued record to be delivered and returns how many
-// are still outstanding.
-func (s *Sink) Flush(timeout time.Duration) int {
-	deadline := time.Now().Add(timeout)
-	for {
-		left := s.p.Flush(100)
-		if left == 0 || time.Now().After(deadline) {
-			return left
-		}
-	}
-}
-
-// Close closes the producer; call Flush first. Records still queued are failed.
-func (s *Sink) Close() {
-	s.once.Do(func() {
-		s.p.Close()
-		<-s.done
+	return kafkasink.New(cm, kafkasink.Options{
+		Log:     log,
+		Metrics: kafkasink.Metrics{Deliveries: m.Deliveries, Errors: m.ProducerErrors},
+		Logs:    kafkalog.Options{Verbose: true},
 	})
-}
-
-// Headers builds record headers from pairs, skipping empty values.
-func Headers(kv map[string]string) []kafka.Header {
-	hs := make([]kafka.Header, 0, len(kv))
-	for _, k := range slices.Sorted(maps.Keys(kv)) {
-		if v := kv[k]; v != "" {
-			hs = append(hs, kafka.Header{Key: k, Value: []byte(v)})
-		}
-	}
-	return hs
 }

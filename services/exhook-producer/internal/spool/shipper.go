@@ -9,14 +9,14 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
-	"github.com/iov-platform/iov/services/exhook-producer/internal/sink"
+	"github.com/iov-platform/iov/kit/kafkasink"
 )
 
 // Producer is what the shipper needs from the Kafka sink. Its producer must retry
 // transient failures without limit (message.timeout.ms=0), so a delivery error is
 // permanent (e.g. record too large, topic gone).
 type Producer interface {
-	ProduceCallback(ctx context.Context, rec sink.Record, done func(error)) error
+	ProduceCallback(ctx context.Context, rec kafkasink.Record, done func(error)) error
 	Fatal() error
 }
 
@@ -94,7 +94,7 @@ func (sh *Shipper) ship(ctx context.Context, idx uint64) error {
 		sh.settle(idx)
 		return nil
 	}
-	rec := sink.Record{Topic: e.Topic, Key: e.Key, Value: e.Value, Headers: make([]kafka.Header, len(e.Headers))}
+	rec := kafkasink.Record{Topic: e.Topic, Key: e.Key, Value: e.Value, Headers: make([]kafka.Header, len(e.Headers))}
 	for i, h := range e.Headers {
 		rec.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
 	}
@@ -109,9 +109,9 @@ func (sh *Shipper) ship(ctx context.Context, idx uint64) error {
 }
 
 // deadLetterEntry runs on the producer's event loop: it must not block.
-func (sh *Shipper) deadLetterEntry(ctx context.Context, idx uint64, rec sink.Record, cause error) {
+func (sh *Shipper) deadLetterEntry(ctx context.Context, idx uint64, rec kafkasink.Record, cause error) {
 	sh.log.Error("kafka refused spooled record; dead-lettering it", "index", idx, "topic", rec.Topic, "key", string(rec.Key), "err", cause)
-	dl := sink.Record{Topic: sh.deadLetter, Key: rec.Key, Value: rec.Value,
+	dl := kafkasink.Record{Topic: sh.deadLetter, Key: rec.Key, Value: rec.Value,
 		Headers: append(rec.Headers, kafka.Header{Key: "iov.error", Value: []byte(cause.Error())}, kafka.Header{Key: "iov.original.topic", Value: []byte(rec.Topic)})}
 	go func() {
 		err := sh.prod.ProduceCallback(ctx, dl, func(err error) {

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/iov-platform/iov/services/exhook-producer/internal/sink"
+	"github.com/iov-platform/iov/kit/kafkasink"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -156,13 +156,13 @@ func TestFullSpoolRejectsOrBlocks(t *testing.T) {
 // one partition; it fails records whose value is in refuse and keeps what it delivered.
 type fakeProducer struct {
 	mu        sync.Mutex
-	delivered []sink.Record
+	delivered []kafkasink.Record
 	refuse    map[string]bool
 	once      sync.Once
 	queue     chan func()
 }
 
-func (f *fakeProducer) ProduceCallback(_ context.Context, rec sink.Record, done func(error)) error {
+func (f *fakeProducer) ProduceCallback(_ context.Context, rec kafkasink.Record, done func(error)) error {
 	f.once.Do(func() {
 		f.queue = make(chan func(), 1024)
 		go func() {
@@ -229,7 +229,7 @@ func TestShipperShipsInOrderAndEmptiesTheSpool(t *testing.T) {
 	}
 	// Per key, order is append order; the refused record went to the dead-letter topic.
 	lastSeen := map[string]string{}
-	var dead []sink.Record
+	var dead []kafkasink.Record
 	for _, r := range prod.delivered {
 		if r.Topic == "dlq" {
 			dead = append(dead, r)

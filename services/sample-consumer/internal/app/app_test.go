@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/iov-platform/iov/kit/kafkagroup"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/schemas/wire"
@@ -624,16 +625,16 @@ func TestUndecodableRecordsGoToDeadLetterTopic(t *testing.T) {
 			t.Fatalf("dead letter %d: key %q value %q, want a copy of %v", i, d.Key, d.Value, posOf(x.src))
 		}
 		h := d.Headers
-		if !strings.Contains(h[engine.HeaderError], x.want) || h[engine.HeaderStage] != x.stage ||
-			h[engine.HeaderTopic] != telemetryTopic || h[engine.HeaderPartition] != fmt.Sprint(x.src.Partition) ||
-			h[engine.HeaderOffset] != fmt.Sprint(x.src.Offset) || h[engine.HeaderGroup] != "g-dlq" || h[engine.HeaderTimestamp] == "" {
+		if !strings.Contains(h[kafkagroup.HeaderError], x.want) || h[kafkagroup.HeaderStage] != x.stage ||
+			h[kafkagroup.HeaderTopic] != telemetryTopic || h[kafkagroup.HeaderPartition] != fmt.Sprint(x.src.Partition) ||
+			h[kafkagroup.HeaderOffset] != fmt.Sprint(x.src.Offset) || h[kafkagroup.HeaderGroup] != "g-dlq" || h[kafkagroup.HeaderTimestamp] == "" {
 			t.Fatalf("dead letter %d headers: %v", i, h)
 		}
 		if len(x.src.Headers) > 0 && h["trace-id"] != string(x.src.Headers[0].Value) {
 			t.Fatalf("dead letter %d lost the original headers: %v", i, h)
 		}
 	}
-	if a, b := dead[2].Headers[engine.HeaderAttempts], dead[3].Headers[engine.HeaderAttempts]; a != "1" || b != "3" {
+	if a, b := dead[2].Headers[kafkagroup.HeaderAttempts], dead[3].Headers[kafkagroup.HeaderAttempts]; a != "1" || b != "3" {
 		t.Fatalf("attempts headers %q (permanent error) and %q (always failing), want 1 and 3", a, b)
 	}
 

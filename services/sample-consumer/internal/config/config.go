@@ -2,18 +2,16 @@
 package config
 
 import (
-	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/iov-platform/iov/kit/kafkagroup"
+	"github.com/iov-platform/iov/kit/svcconfig"
 )
 
 // Default is the embedded configuration used when no --config is given: every address on
@@ -24,22 +22,11 @@ var Default []byte
 
 // Config is the whole consumer configuration. YAML keys are camelCase.
 type Config struct {
-	HTTP     HTTP     `yaml:"http"`
-	Log      Log      `yaml:"log"`
-	Kafka    Kafka    `yaml:"kafka"`
-	Registry Registry `yaml:"registry"`
-	Handler  Handler  `yaml:"handler"`
-}
-
-// HTTP serves /metrics, /healthz and /ready.
-type HTTP struct {
-	ListenAddress string `yaml:"listenAddress"`
-}
-
-// Log sets slog's level and handler.
-type Log struct {
-	Level  string `yaml:"level"`  // debug|info|warn|error
-	Format string `yaml:"format"` // json|text
+	HTTP     svcconfig.HTTP     `yaml:"http"`
+	Log      svcconfig.Log      `yaml:"log"`
+	Kafka    Kafka              `yaml:"kafka"`
+	Registry svcconfig.Registry `yaml:"registry"`
+	Handler  Handler            `yaml:"handler"`
 }
 
 // Kafka configures the librdkafka consumer group.
@@ -58,14 +45,6 @@ type Kafka struct {
 	DeadLetterTopic string `yaml:"deadLetterTopic"`
 }
 
-// Registry is the Confluent-compatible schema registry.
-type Registry struct {
-	URL string `yaml:"url"`
-	// Username and Password come from REGISTRY_USERNAME / REGISTRY_PASSWORD, never from YAML.
-	Username string `yaml:"-"`
-	Password string `yaml:"-"`
-}
-
 // Handler bounds the retries of a failing handler.
 type Handler struct {
 	// MaxAttempts is how often a record is handed to the handler before the consumer gives
@@ -78,31 +57,14 @@ type Handler struct {
 
 // Load reads path (or the embedded default when path is empty), applies defaults and
 // environment overrides, and validates.
-func Load(path string) (*Config, error) {
-	data := Default
-	name := "(embedded default)"
-	if path != "" {
-		var err error
-		if data, err = os.ReadFile(path); err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
-		}
-		name = path
-	}
-	cfg, err := Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", name, err)
-	}
-	return cfg, nil
-}
+func Load(path string) (*Config, error) { return svcconfig.Load(path, Default, Parse) }
 
 // Parse decodes YAML strictly (unknown keys are errors), applies defaults and the
 // environment, and validates.
 func Parse(data []byte) (*Config, error) {
 	cfg := defaults()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		return nil, fmt.Errorf("parse yaml: %w", err)
+	if err := svcconfig.Decode(data, cfg); err != nil {
+		return nil, err
 	}
 	cfg.applyEnv()
 	if err := cfg.Validate(); err != nil {
@@ -113,8 +75,8 @@ func Parse(data []byte) (*Config, error) {
 
 func defaults() *Config {
 	return &Config{
-		HTTP:    HTTP{ListenAddress: ":8080"},
-		Log:     Log{Level: "info", Format: "json"},
+		HTTP:    svcconfig.HTTP{ListenAddress: ":8080"},
+		Log:     svcconfig.Log{Level: "info", Format: "json"},
 		Handler: Handler{MaxAttempts: 5, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second},
 	}
 }
@@ -127,21 +89,18 @@ func (c *Config) applyEnv() {
 	if v := os.Getenv("CONSUMER_REGISTRY_URL"); v != "" {
 		c.Registry.URL = v
 	}
-	c.Registry.Username = os.Getenv("REGISTRY_USERNAME")
-	c.Registry.Password = os.Getenv("REGISTRY_PASSWORD")
+	c.Registry.CredentialsFromEnv()
 }
 
-// Protected are librdkafka settings the consumer owns: with any other value a record could
-// be committed before it was handled.
-var Protected = map[string]string{
-	"enable.auto.commit":       "true",
-	"enable.auto.offset.store": "false",
-}
+// Protected are librdkafka settings the consumer owns (kafkagroup's, which the engine always
+// applies): with any other value a record could be committed before it was handled.
+var Protected = kafkagroup.Protected
 
-// owned are settings with a dedicated config field.
-var owned = map[string]string{
-	"bootstrap.servers": "kafka.bootstrapServers",
-	"group.id":          "kafka.groupId",
+// properties are the rules for kafka.properties.
+var properties = svcconfig.Properties{
+	Service:   "the consumer",
+	Owned:     svcconfig.GroupOwned,
+	Protected: []svcconfig.Protected{{Settings: Protected, Because: "offsets are stored only after the handler succeeded"}},
 }
 
 // MaxAttempts bounds handler.maxAttempts.
@@ -150,27 +109,10 @@ const MaxAttempts = 100
 // DefaultMaxPollInterval is librdkafka's max.poll.interval.ms default.
 const DefaultMaxPollInterval = 300 * time.Second
 
-var topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
-
-func validTopic(t string) bool { return topicName.MatchString(t) && t != "." && t != ".." }
-
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
-	var errs []error
+	errs := []error{c.HTTP.Validate(), c.Log.Validate()} // nil ones are dropped by errors.Join
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if _, _, err := net.SplitHostPort(c.HTTP.ListenAddress); err != nil {
-		add("http.listenAddress %q: %v", c.HTTP.ListenAddress, err)
-	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log.level %q: want debug, info, warn or error", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "json", "text":
-	default:
-		add("log.format %q: want json or text", c.Log.Format)
-	}
 
 	if strings.TrimSpace(c.Kafka.BootstrapServers) == "" {
 		add("kafka.bootstrapServers is required")
@@ -184,7 +126,7 @@ func (c *Config) Validate() error {
 	seen := map[string]bool{}
 	for i, t := range c.Kafka.Topics {
 		switch {
-		case !validTopic(t):
+		case !svcconfig.ValidTopic(t):
 			add("kafka.topics[%d] %q: not a valid Kafka topic name", i, t)
 		case seen[t]:
 			add("kafka.topics[%d] %q: listed twice", i, t)
@@ -192,30 +134,14 @@ func (c *Config) Validate() error {
 		seen[t] = true
 	}
 	if d := c.Kafka.DeadLetterTopic; d != "" {
-		if !validTopic(d) {
+		if !svcconfig.ValidTopic(d) {
 			add("kafka.deadLetterTopic %q: not a valid Kafka topic name", d)
 		}
 		if seen[d] {
 			add("kafka.deadLetterTopic %q: must not be one of kafka.topics (dead letters would be consumed again)", d)
 		}
 	}
-	for k, v := range c.Kafka.Properties {
-		if field, ok := owned[k]; ok {
-			add("kafka.properties.%s: set %s instead", k, field)
-		}
-		if want, ok := Protected[k]; ok && !strings.EqualFold(v, want) {
-			add("kafka.properties.%s=%s: the consumer requires %s (offsets are stored only after the handler succeeded)", k, v, want)
-		}
-		if strings.HasPrefix(k, "go.") {
-			add("kafka.properties.%s: Go client settings are managed by the consumer", k)
-		}
-	}
-
-	if c.Registry.URL == "" {
-		add("registry.url is required")
-	} else if !strings.HasPrefix(c.Registry.URL, "http://") && !strings.HasPrefix(c.Registry.URL, "https://") {
-		add("registry.url %q: want an http:// or https:// URL", c.Registry.URL)
-	}
+	errs = append(errs, properties.Check(c.Kafka.Properties), c.Registry.Validate())
 
 	h := c.Handler
 	if h.MaxAttempts < 1 || h.MaxAttempts > MaxAttempts {
@@ -255,11 +181,7 @@ func (c *Config) maxPollInterval() (time.Duration, error) {
 // Backoff is the wait after failed attempt n (1-based): InitialBackoff doubling up to
 // MaxBackoff.
 func (h Handler) Backoff(n int) time.Duration {
-	d := h.InitialBackoff
-	for i := 1; i < n && d < h.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, h.MaxBackoff)
+	return svcconfig.Backoff(h.InitialBackoff, h.MaxBackoff, n)
 }
 
 // WorstCaseBackoff is the total wait of a record that fails every attempt.
