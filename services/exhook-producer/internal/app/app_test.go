@@ -8,12 +8,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
@@ -483,5 +488,43 @@ func TestStartupFailsClearlyWithoutRegistry(t *testing.T) {
 	_, err := app.New(cfg, logger(t))
 	if err == nil || !strings.Contains(err.Error(), "subject") {
 		t.Fatalf("New without a registry = %v, want a schema registration error", err)
+	}
+}
+
+// TestHealthAndReflection: EMQX operators and probes see the service through grpc.health.v1
+// and server reflection.
+func TestHealthAndReflection(t *testing.T) {
+	st := startStack(t)
+	h := start(t, testConfig(t, st.KafkaBootstrap(), st.RegistryURL()), st)
+	cc, err := grpc.NewClient(h.app.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, svc := range []string{"", exhookv2.HookProvider_ServiceDesc.ServiceName} {
+		resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health %q = %v, %v", svc, resp.GetStatus(), err)
+		}
+	}
+	stream, err := reflectionpb.NewServerReflectionClient(cc).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	if !slices.Contains(names, "emqx.exhook.v2.HookProvider") || !slices.Contains(names, "grpc.health.v1.Health") {
+		t.Fatalf("reflection lists %v", names)
 	}
 }
