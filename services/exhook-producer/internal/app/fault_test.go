@@ -132,9 +132,15 @@ func TestKafkaOutage(t *testing.T) {
 	t.Logf("%d spooled messages all arrived after the outage, %d duplicates", len(acked), dups)
 }
 
-func TestOversizePayloadIsRefusedAndNoted(t *testing.T) {
+// TestCorruptAndOversizePayloadsOnSpoolRoute: a payload that does not decode is kept, through
+// the spool, on the dead-letter topic; one too large for Kafka is refused with a note there.
+func TestCorruptAndOversizePayloadsOnSpoolRoute(t *testing.T) {
 	st := startStack(t)
 	h := start(t, spoolConfig(t, st.KafkaBootstrap(), st.RegistryURL(), t.TempDir(), ""), st)
+	corrupt := []byte("{\"speed\": 1\x00\xff")
+	if _, err := h.sim.Publish(context.Background(), h.sim.NewMessage("VIN1", "vehicles/VIN1/spooled", 1, corrupt)); err != nil {
+		t.Fatalf("corrupt payload: %v, want IGNORE (dead-lettered)", err)
+	}
 	big := fmt.Appendf(nil, `{"blob":"%s"}`, strings.Repeat("a", 5000))
 	_, err := h.sim.Publish(context.Background(), h.sim.NewMessage("VIN1", "vehicles/VIN1/spooled", 1, big))
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "exceeds") {
@@ -142,12 +148,15 @@ func TestOversizePayloadIsRefusedAndNoted(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	recs, err := stack.ReadAll(ctx, st.KafkaBootstrap(), 1, 2*time.Second, deadTopic)
+	recs, err := stack.ReadAll(ctx, st.KafkaBootstrap(), 2, 2*time.Second, deadTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if recs[0].Headers[hook.HeaderSize] != fmt.Sprint(len(big)) || len(recs[0].Value) != 0 {
-		t.Fatalf("oversize note %+v", recs[0])
+	if string(recs[0].Value) != string(corrupt) || !strings.Contains(recs[0].Headers[hook.HeaderError], "JSON") {
+		t.Fatalf("corrupt payload dead letter %+v", recs[0])
+	}
+	if recs[1].Headers[hook.HeaderSize] != fmt.Sprint(len(big)) || len(recs[1].Value) != 0 {
+		t.Fatalf("oversize note %+v", recs[1])
 	}
 	// A normal message right after still flows through the spool.
 	if _, err := h.sim.Publish(context.Background(), h.sim.NewMessage("VIN1", "vehicles/VIN1/spooled", 1, []byte(`{}`))); err != nil {
