@@ -59,6 +59,7 @@ const (
 	HookMessagePublish     = "message.publish"
 	HookMessageDelivered   = "message.delivered"
 	HookMessageAcked       = "message.acked"
+	HookMessageDropped     = "message.dropped"
 )
 
 // EMQX's exhook failed_action values.
@@ -438,8 +439,18 @@ func (h *exhook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		}
 	}
 	b.noteSubscribers(cl, pk, false)
+	if b.wants(HookMessageDropped, pk.TopicName) && !b.hasSubscribers(pk.TopicName) {
+		// EMQX runs message.dropped with reason no_subscribers when nobody receives it.
+		msg := b.message(id, ts, cl.ID, pk, nil)
+		b.report(HookMessageDropped, cl.ID, pk.TopicName, b.client.Dropped(context.Background(), msg, "no_subscribers"))
+	}
 	pk.Properties.User = append(slices.Clone(pk.Properties.User), packets.UserProperty{Key: idProperty, Val: id + ";" + strconv.FormatInt(ts, 10)})
 	return pk, nil
+}
+
+func (b *Broker) hasSubscribers(topic string) bool {
+	subs := b.srv.Topics.Subscribers(topic)
+	return len(subs.Subscriptions)+len(subs.Shared)+len(subs.InlineSubscriptions) > 0
 }
 
 // noteSubscribers remembers a QoS 1/2 publish that nobody will receive, so that its
@@ -448,11 +459,8 @@ func (b *Broker) noteSubscribers(cl *mqtt.Client, pk packets.Packet, dropped boo
 	if pk.FixedHeader.Qos == 0 || cl.Net.Inline {
 		return
 	}
-	if !dropped {
-		subs := b.srv.Topics.Subscribers(pk.TopicName)
-		if len(subs.Subscriptions)+len(subs.Shared)+len(subs.InlineSubscriptions) > 0 {
-			return
-		}
+	if !dropped && b.hasSubscribers(pk.TopicName) {
+		return
 	}
 	b.mu.Lock()
 	b.noSubs[clientPacket{cl.ID, pk.PacketID}] = true

@@ -150,3 +150,11 @@ func (c *Client) Acked(ctx context.Context, clientID string, msg *exhookv2.Messa
 	_, err := c.pick().OnMessageAcked(ctx, &exhookv2.MessageAckedRequest{Clientinfo: c.clientInfo(clientID), Message: msg, Meta: c.meta()})
 	return err
 }
+
+// Dropped calls OnMessageDropped: the broker dropped msg, e.g. with reason "no_subscribers".
+func (c *Client) Dropped(ctx context.Context, msg *exhookv2.Message, reason string) error {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	_, err := c.pick().OnMessageDropped(ctx, &exhookv2.MessageDroppedRequest{Message: msg, Reason: reason, Meta: c.meta()})
+	return err
+}

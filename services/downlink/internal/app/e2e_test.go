@@ -154,12 +154,14 @@ func TestCommandRoundTrip(t *testing.T) {
 	valid := newCommand("cmd-1", "VIN1", "door.lock", now, now.Add(time.Minute))
 	expired := newCommand("cmd-expired", "VIN1", "door.unlock", now.Add(-2*time.Minute), now.Add(-time.Minute))
 	invalid := newCommand("cmd-invalid", "VIN1", "", now, now.Add(time.Minute))
+	offline := newCommand("cmd-offline", "VIN2", "door.lock", now, now.Add(time.Minute)) // nobody subscribed
 	garbage := &kgo.Record{Topic: commandsTopic, Key: []byte("VIN1"), Value: []byte("definitely not avro"), Headers: []kgo.RecordHeader{{Key: "trace-id", Value: []byte("t-garbage")}}}
 	recs := e.produce(t,
 		e.commandRecord(t, "VIN1", valid),
 		e.commandRecord(t, "VIN1", expired),
 		garbage,
 		e.commandRecord(t, "VIN1", invalid),
+		e.commandRecord(t, "VIN2", offline),
 	)
 
 	// The vehicle gets the valid command and responds.
@@ -201,7 +203,8 @@ func TestCommandRoundTrip(t *testing.T) {
 	var evs []statusEvent
 	waitFor(t, 30*time.Second, func() bool {
 		evs = e.statuses(t)
-		return len(byCommand(evs, "cmd-1")) >= 4 && len(byCommand(evs, "cmd-expired")) >= 1 && len(byCommand(evs, "cmd-invalid")) >= 1
+		return len(byCommand(evs, "cmd-1")) >= 4 && len(byCommand(evs, "cmd-expired")) >= 1 && len(byCommand(evs, "cmd-invalid")) >= 1 &&
+			len(byCommand(evs, "cmd-offline")) >= 2
 	}, func() string { return fmt.Sprintf("status events so far: %+v", evs) })
 	life := byCommand(evs, "cmd-1")
 	if states(life) != "SENT,DELIVERED,ACKED,RESPONDED" {
@@ -222,6 +225,12 @@ func TestCommandRoundTrip(t *testing.T) {
 	if exp := byCommand(evs, "cmd-expired"); states(exp) != "EXPIRED" || exp[0].Reason == nil ||
 		!strings.Contains(*exp[0].Reason, "before it could be sent") || exp[0].Source != schemas.SourceDownlink {
 		t.Fatalf("cmd-expired events %+v", exp)
+	}
+	// A command to a vehicle without a subscription: sent by the downlink, dropped by the
+	// broker (message.dropped, no_subscribers), reported as FAILED by the producer.
+	if off := byCommand(evs, "cmd-offline"); states(off) != "SENT,FAILED" || off[1].Source != schemas.SourceBroker ||
+		off[1].Reason == nil || !strings.Contains(*off[1].Reason, "no_subscribers") {
+		t.Fatalf("cmd-offline events %+v", off)
 	}
 	if bad := byCommand(evs, "cmd-invalid"); states(bad) != "FAILED" || bad[0].Reason == nil || !strings.Contains(*bad[0].Reason, "name is empty") {
 		t.Fatalf("cmd-invalid events %+v", bad)
@@ -258,10 +267,10 @@ func TestCommandRoundTrip(t *testing.T) {
 
 	metrics := httpBody(dl.app.HTTPAddr(), "/metrics")
 	for _, want := range []string{
-		`downlink_commands_total{outcome="sent"} 1`,
+		`downlink_commands_total{outcome="sent"} 2`, // cmd-1 and cmd-offline
 		`downlink_commands_total{outcome="expired"} 1`,
 		`downlink_commands_total{outcome="dead_lettered"} 2`,
-		`downlink_publish_duration_seconds_count{result="ok"} 1`,
+		`downlink_publish_duration_seconds_count{result="ok"} 2`,
 		"downlink_mqtt_connected 1",
 		"downlink_ready 1",
 	} {

@@ -19,6 +19,7 @@ import (
 const (
 	HookMessageDelivered = "message.delivered"
 	HookMessageAcked     = "message.acked"
+	HookMessageDropped   = "message.dropped"
 )
 
 // Commands configures command tracking; nil disables it.
@@ -65,21 +66,35 @@ func (s *Server) commandStatus(ctx context.Context, hook, topic string, st *sche
 
 // OnMessageDelivered: EMQX handed a command to the vehicle's session.
 func (s *Server) OnMessageDelivered(ctx context.Context, req *exhookv2.MessageDeliveredRequest) (*exhookv2.EmptySuccess, error) {
-	return s.brokerCommandEvent(ctx, HookMessageDelivered, schemas.CommandDelivered, req.GetMessage())
+	return s.brokerCommandEvent(ctx, HookMessageDelivered, schemas.CommandDelivered, req.GetMessage(), "")
 }
 
 // OnMessageAcked: the vehicle acknowledged a command (QoS 1 PUBACK / QoS 2 PUBCOMP).
 func (s *Server) OnMessageAcked(ctx context.Context, req *exhookv2.MessageAckedRequest) (*exhookv2.EmptySuccess, error) {
-	return s.brokerCommandEvent(ctx, HookMessageAcked, schemas.CommandAcked, req.GetMessage())
+	return s.brokerCommandEvent(ctx, HookMessageAcked, schemas.CommandAcked, req.GetMessage(), "")
 }
 
-func (s *Server) brokerCommandEvent(ctx context.Context, hook, state string, msg *exhookv2.Message) (*exhookv2.EmptySuccess, error) {
+// OnMessageDropped: EMQX dropped a command, e.g. no_subscribers (the vehicle is offline
+// without a persistent session). An expiry-related reason is EXPIRED, anything else FAILED.
+func (s *Server) OnMessageDropped(ctx context.Context, req *exhookv2.MessageDroppedRequest) (*exhookv2.EmptySuccess, error) {
+	state := schemas.CommandFailed
+	if strings.Contains(req.GetReason(), "expire") {
+		state = schemas.CommandExpired
+	}
+	reason := "dropped by the broker: " + req.GetReason()
+	return s.brokerCommandEvent(ctx, HookMessageDropped, state, req.GetMessage(), reason)
+}
+
+func (s *Server) brokerCommandEvent(ctx context.Context, hook, state string, msg *exhookv2.Message, reason string) (*exhookv2.EmptySuccess, error) {
 	c := s.o.Commands
 	if c == nil || msg == nil || !route.MatchFilter(c.levels(c.TopicFilter), msg.GetTopic()) {
 		// Not ours (EMQX only calls for registered topics, but stay strict).
 		return &exhookv2.EmptySuccess{}, nil
 	}
 	st := &schemas.CommandStatus{Status: state, Source: schemas.SourceBroker, Node: msg.GetNode()}
+	if reason != "" {
+		st.Reason = &reason
+	}
 	if err := s.commandStatus(ctx, hook, msg.GetTopic(), st); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package hook
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -30,7 +31,8 @@ func TestCommandTrackingHooksAreRegistered(t *testing.T) {
 	for _, h := range resp.GetHooks() {
 		got[h.GetName()] = h.GetTopics()
 	}
-	if got[HookMessageDelivered][0] != "vehicles/+/commands/+" || got[HookMessageAcked][0] != "vehicles/+/commands/+" {
+	if got[HookMessageDelivered][0] != "vehicles/+/commands/+" || got[HookMessageAcked][0] != "vehicles/+/commands/+" ||
+		got[HookMessageDropped][0] != "vehicles/+/commands/+" {
 		t.Fatalf("delivered/acked hooks: %v", got)
 	}
 	if got[HookMessagePublish][0] != "vehicles/+/commands/+/response" {
@@ -53,6 +55,14 @@ func TestCommandStatusEvents(t *testing.T) {
 			_, err := s.OnMessageAcked(context.Background(), &exhookv2.MessageAckedRequest{Message: &exhookv2.Message{Topic: "vehicles/V1/commands/C9", Node: "n1"}})
 			return err
 		}, schemas.CommandAcked, schemas.SourceBroker},
+		{"dropped without subscribers", func(s *Server) error {
+			_, err := s.OnMessageDropped(context.Background(), &exhookv2.MessageDroppedRequest{Message: &exhookv2.Message{Topic: "vehicles/V1/commands/C9"}, Reason: "no_subscribers"})
+			return err
+		}, schemas.CommandFailed, schemas.SourceBroker},
+		{"dropped as expired", func(s *Server) error {
+			_, err := s.OnMessageDropped(context.Background(), &exhookv2.MessageDroppedRequest{Message: &exhookv2.Message{Topic: "vehicles/V1/commands/C9"}, Reason: "expired"})
+			return err
+		}, schemas.CommandExpired, schemas.SourceBroker},
 		{"response", func(s *Server) error {
 			resp, err := s.OnMessagePublish(context.Background(), publish("vehicles/V1/commands/C9/response", "V1", []byte(`{"ok":true}`)))
 			if err == nil && resp.GetType() != exhookv2.ValuedResponse_IGNORE {
@@ -70,6 +80,9 @@ func TestCommandStatusEvents(t *testing.T) {
 			st := enc.last.(*schemas.CommandStatus)
 			if st.Status != tt.status || st.Source != tt.source || st.CommandID != "C9" || st.VehicleID != "V1" {
 				t.Fatalf("status event %+v", st)
+			}
+			if (tt.status == schemas.CommandFailed || tt.status == schemas.CommandExpired) && (st.Reason == nil || !strings.Contains(*st.Reason, "dropped by the broker")) {
+				t.Fatalf("dropped event reason %v", st.Reason)
 			}
 			if tt.status == schemas.CommandResponded && string(st.Response) != `{"ok":true}` {
 				t.Fatalf("response payload %q", st.Response)
