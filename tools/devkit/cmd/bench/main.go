@@ -10,8 +10,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/iov-platform/iov/tools/devkit/load"
+	"github.com/iov-platform/iov/tools/devkit/readiness"
 	"github.com/iov-platform/iov/tools/devkit/stack"
 )
 
@@ -63,7 +62,14 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer st.Close()
 
-	grpcAddr, httpAddr := freeAddr(), freeAddr()
+	grpcAddr, err := readiness.FreeAddr()
+	if err != nil {
+		return err
+	}
+	httpAddr, err := readiness.FreeAddr()
+	if err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", "bench")
 	if err != nil {
 		return err
@@ -82,7 +88,7 @@ func run(ctx context.Context, args []string) error {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	}()
-	if err := waitReady(ctx, httpAddr); err != nil {
+	if err := readiness.Wait(ctx, httpAddr, nil); err != nil {
 		return err
 	}
 
@@ -107,29 +113,4 @@ func run(ctx context.Context, args []string) error {
 	}
 	tw.Flush()
 	return failed
-}
-
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitReady(ctx context.Context, addr string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for ctx.Err() == nil {
-		resp, err := http.Get("http://" + addr + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("producer at %s not ready: %w", addr, ctx.Err())
 }

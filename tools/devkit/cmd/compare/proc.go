@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/iov-platform/iov/tools/devkit/readiness"
 )
 
 // server is a running HookProvider child process.
@@ -219,7 +219,16 @@ func startProducer(ctx context.Context, o producerOptions) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	grpcAddr, httpAddr := freeAddr(), freeAddr()
+	grpcAddr, err := readiness.FreeAddr()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	httpAddr, err := readiness.FreeAddr()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	cfg := filepath.Join(dir, "producer.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, producerConfig, grpcAddr, httpAddr, o.Bootstrap, o.RegistryURL, o.Filter, o.Topic, o.Delivery), 0o600); err != nil {
 		os.RemoveAll(dir)
@@ -231,42 +240,11 @@ func startProducer(ctx context.Context, o producerOptions) (*server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	if err := waitReady(ctx, httpAddr, s.done); err != nil {
+	if err := readiness.Wait(ctx, httpAddr, s.done); err != nil {
 		s.kill()
 		return nil, err
 	}
 	return s, nil
-}
-
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// waitReady polls the producer's /ready until 200, the process exits or 30s pass.
-func waitReady(ctx context.Context, addr string, exited <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		resp, err := http.Get("http://" + addr + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-exited:
-			return errors.New("producer exited during startup")
-		case <-ctx.Done():
-			return fmt.Errorf("producer at %s not ready: %w", addr, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // procStatus is what compare reads from /proc/<pid>/status, in bytes.

@@ -1,0 +1,48 @@
+// Package readiness helps dev tools start services as child processes: a free loopback
+// address to give them, and a wait for their /ready endpoint.
+package readiness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+)
+
+// FreeAddr returns a loopback host:port that was free a moment ago.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// ErrExited means the process ended before it became ready.
+var ErrExited = errors.New("process exited during startup")
+
+// Wait polls http://addr/ready until it answers 200, exited is closed (nil: never), or 30s
+// (or ctx) pass.
+func Wait(ctx context.Context, addr string, exited <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		resp, err := http.Get("http://" + addr + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return ErrExited
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %w", addr, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,43 @@
+package readiness
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestWait(t *testing.T) {
+	var ready atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ready" || !ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	time.AfterFunc(150*time.Millisecond, func() { ready.Store(true) })
+	if err := Wait(context.Background(), addr, nil); err != nil {
+		t.Fatalf("Wait = %v once /ready turned 200", err)
+	}
+
+	ready.Store(false)
+	exited := make(chan struct{})
+	close(exited)
+	if err := Wait(context.Background(), addr, exited); !errors.Is(err, ErrExited) {
+		t.Fatalf("Wait after exit = %v, want ErrExited", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := Wait(ctx, addr, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait never ready = %v, want deadline exceeded", err)
+	}
+	free, err := FreeAddr()
+	if err != nil || !strings.HasPrefix(free, "127.0.0.1:") {
+		t.Fatalf("FreeAddr = %q, %v", free, err)
+	}
+}
