@@ -312,6 +312,26 @@ func quietIfEmpty(ps []kafka.TopicPartition) slog.Level {
 	return slog.LevelInfo
 }
 
+// unsubscribe leaves the group and serves rebalance events until nothing is assigned or
+// timeout passes. Records polled meanwhile are dropped unstored: they are delivered again to
+// the partitions' next owner.
+func (g *Member) unsubscribe(timeout time.Duration) {
+	if err := g.c.Unsubscribe(); err != nil {
+		g.log.Warn("unsubscribe failed", "err", err)
+		return
+	}
+	deadline := time.Now().Add(timeout)
+	for len(g.assigned) > 0 && time.Now().Before(deadline) {
+		if _, err := g.Poll(100 * time.Millisecond); err != nil {
+			g.log.Warn("poll while leaving the group", "err", err)
+			return
+		}
+	}
+	if n := len(g.assigned); n > 0 {
+		g.log.Warn("still assigned after unsubscribe; closing anyway", "partitions", n)
+	}
+}
+
 // Close commits the stored offsets, leaves the group and closes the consumer. Safe to call
 // more than once.
 func (g *Member) Close() error {
@@ -320,7 +340,11 @@ func (g *Member) Close() error {
 		if err := g.commit("shutdown"); err != nil {
 			errs = append(errs, err)
 		}
-		// Close leaves the group; librdkafka revokes the assignment through rebalance first.
+		// Leave the group before closing: librdkafka can hang in Close when a cooperative
+		// incremental assignment arrives while it is closing (librdkafka#4527), which is
+		// exactly what happens when another member leaves at the same time. Unsubscribing
+		// first and serving the revocation through Poll keeps Close from meeting one.
+		g.unsubscribe(5 * time.Second)
 		if err := g.c.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close kafka consumer: %w", err))
 		}
