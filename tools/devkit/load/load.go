@@ -15,8 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hamba/avro/v2"
-
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
@@ -39,9 +37,14 @@ type Options struct {
 	RegistryURL string
 	KafkaTopic  string
 	VerifyWait  time.Duration // how long to wait for records to arrive
-	// RawRecords says the Kafka values are the raw MQTT payloads (not Avro envelopes).
-	RawRecords bool
+	// Extract returns the MQTT payload a record carries, or an error for a record that is not
+	// what the provider should have written. Nil: the producer's Avro VehicleMessage envelope,
+	// decoded through the registry at RegistryURL, whose vehicle_id must equal the key.
+	Extract func(key, value []byte) (payload []byte, err error)
 }
+
+// RawPayload is an Extract for providers that write the MQTT payload unchanged.
+func RawPayload(_, value []byte) ([]byte, error) { return value, nil }
 
 // Report is the outcome of a run.
 type Report struct {
@@ -104,7 +107,7 @@ func (o *Options) defaults() error {
 	if !strings.Contains(o.TopicTemplate, "%s") {
 		return fmt.Errorf("load: topic template %q has no %%s for the vehicle id", o.TopicTemplate)
 	}
-	if o.Bootstrap != "" && (o.KafkaTopic == "" || (!o.RawRecords && o.RegistryURL == "")) {
+	if o.Bootstrap != "" && (o.KafkaTopic == "" || (o.Extract == nil && o.RegistryURL == "")) {
 		return errors.New("load: verification needs KafkaTopic and RegistryURL")
 	}
 	if o.VerifyWait <= 0 {
@@ -180,6 +183,25 @@ func Run(ctx context.Context, o Options) (Report, error) {
 
 func vehicleID(i int) string { return fmt.Sprintf("SIMVIN%07d", i) }
 
+// avroEnvelope extracts the payload of the producer's VehicleMessage records.
+func avroEnvelope(registryURL string) (func(key, value []byte) ([]byte, error), error) {
+	reader, err := schemas.MustLatest(schemas.VehicleMessageName).Parse()
+	if err != nil {
+		return nil, err
+	}
+	dec := serde.NewDecoder(serde.NewRegistry(registryURL, "", ""))
+	return func(key, value []byte) ([]byte, error) {
+		var m schemas.VehicleMessage
+		if _, err := dec.Decode(value, reader, &m); err != nil {
+			return nil, err
+		}
+		if m.VehicleID != string(key) {
+			return nil, fmt.Errorf("record key %q but vehicle_id %q", key, m.VehicleID)
+		}
+		return m.Payload, nil
+	}, nil
+}
+
 // verify reads the Kafka topic and matches it with what was acknowledged.
 func verify(ctx context.Context, o Options, run string, acked [][]int, rep *Report) error {
 	want := map[string]map[int]bool{}
@@ -190,14 +212,12 @@ func verify(ctx context.Context, o Options, run string, acked [][]int, rep *Repo
 		}
 		want[vehicleID(v)] = m
 	}
-	var reader avro.Schema
-	var dec *serde.Decoder
-	if !o.RawRecords {
+	extract := o.Extract
+	if extract == nil {
 		var err error
-		if reader, err = schemas.MustLatest(schemas.VehicleMessageName).Parse(); err != nil {
+		if extract, err = avroEnvelope(o.RegistryURL); err != nil {
 			return err
 		}
-		dec = serde.NewDecoder(serde.NewRegistry(o.RegistryURL, "", ""))
 	}
 	found := map[string]map[int]bool{}
 	last := map[string]int{}
@@ -213,16 +233,9 @@ func verify(ctx context.Context, o Options, run string, acked [][]int, rep *Repo
 		clear(last)
 		rep.Consumed, rep.Duplicates, rep.OutOfOrder = 0, 0, 0
 		for _, r := range recs {
-			body := r.Value
-			if !o.RawRecords {
-				var m schemas.VehicleMessage
-				if _, err := dec.Decode(r.Value, reader, &m); err != nil {
-					return fmt.Errorf("verify: record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
-				}
-				if m.VehicleID != string(r.Key) {
-					return fmt.Errorf("verify: record key %q but vehicle_id %q", r.Key, m.VehicleID)
-				}
-				body = m.Payload
+			body, err := extract(r.Key, r.Value)
+			if err != nil {
+				return fmt.Errorf("verify: record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 			}
 			var p payload
 			if json.Unmarshal(body, &p) != nil || p.Run != run {
