@@ -3,6 +3,7 @@
 package hook
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -196,24 +197,7 @@ func (s *Server) envelope(r *route.Route, msg *exhookv2.Message, vehicle string)
 // deadLetter sends the raw payload to the dead-letter topic with the reason in headers. EMQX
 // still gets IGNORE: the message was accepted and kept, just not where its route points.
 func (s *Server) deadLetter(ctx context.Context, r *route.Route, msg *exhookv2.Message, vehicle string, cause error) (*exhookv2.ValuedResponse, error) {
-	key := vehicle
-	if key == "" {
-		key = msg.GetFrom()
-	}
-	rec := kafkasink.Record{
-		Topic: s.o.DeadLetter,
-		Key:   []byte(key),
-		Value: msg.GetPayload(),
-		Headers: kafkasink.Headers(map[string]string{
-			HeaderError:     cause.Error(),
-			HeaderRoute:     r.Name,
-			HeaderTopic:     msg.GetTopic(),
-			HeaderClientID:  msg.GetFrom(),
-			HeaderMessageID: msg.GetId(),
-			HeaderNode:      msg.GetNode(),
-			HeaderQoS:       fmt.Sprint(msg.GetQos()),
-		}),
-	}
+	rec := s.deadLetterRecord(r, msg, vehicle, cause, msg.GetPayload(), HeaderQoS, fmt.Sprint(msg.GetQos()))
 	if err := s.deliver(ctx, r.Delivery, rec); err != nil {
 		s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeFailed).Inc()
 		s.o.Log.Error("dead-letter not written", "route", r.Name, "mqtt_topic", msg.GetTopic(), "message_id", msg.GetId(), "cause", cause, "err", err)
@@ -224,18 +208,31 @@ func (s *Server) deadLetter(ctx context.Context, r *route.Route, msg *exhookv2.M
 	return ignore, nil
 }
 
+// deadLetterRecord is the dead-letter record for msg on route r: keyed by the vehicle (the
+// client id when there is none), with value, and the cause and the message's identity in
+// headers, plus one more header extraKey=extraValue.
+func (s *Server) deadLetterRecord(r *route.Route, msg *exhookv2.Message, vehicle string, cause error, value []byte, extraKey, extraValue string) kafkasink.Record {
+	return kafkasink.Record{
+		Topic: s.o.DeadLetter,
+		Key:   []byte(cmp.Or(vehicle, msg.GetFrom())),
+		Value: value,
+		Headers: kafkasink.Headers(map[string]string{
+			HeaderError:     cause.Error(),
+			HeaderRoute:     r.Name,
+			HeaderTopic:     msg.GetTopic(),
+			HeaderClientID:  msg.GetFrom(),
+			HeaderMessageID: msg.GetId(),
+			HeaderNode:      msg.GetNode(),
+			extraKey:        extraValue,
+		}),
+	}
+}
+
 // oversize records, on the dead-letter topic, that a payload too large for Kafka was seen
 // (headers only: the payload cannot fit a record) and tells EMQX with InvalidArgument.
 func (s *Server) oversize(ctx context.Context, r *route.Route, msg *exhookv2.Message, vehicle string, n int) (*exhookv2.ValuedResponse, error) {
 	cause := fmt.Errorf("payload of %d bytes exceeds the %d-byte record limit", n, s.o.MaxPayloadBytes)
-	key := vehicle
-	if key == "" {
-		key = msg.GetFrom()
-	}
-	rec := kafkasink.Record{Topic: s.o.DeadLetter, Key: []byte(key), Headers: kafkasink.Headers(map[string]string{
-		HeaderError: cause.Error(), HeaderRoute: r.Name, HeaderTopic: msg.GetTopic(), HeaderClientID: msg.GetFrom(),
-		HeaderMessageID: msg.GetId(), HeaderNode: msg.GetNode(), HeaderSize: fmt.Sprint(n),
-	})}
+	rec := s.deadLetterRecord(r, msg, vehicle, cause, nil, HeaderSize, fmt.Sprint(n))
 	if err := s.deliver(ctx, r.Delivery, rec); err != nil {
 		s.o.Log.Error("oversize note not written", "route", r.Name, "message_id", msg.GetId(), "err", err)
 	}
