@@ -19,7 +19,7 @@ import (
 )
 
 // Load reads path — or takes def, the embedded default, when path is empty — and parses it;
-// errors name the file.
+// every problem is one line naming the file.
 func Load[T any](path string, def []byte, parse func([]byte) (T, error)) (T, error) {
 	data := def
 	name := "(embedded default)"
@@ -33,7 +33,7 @@ func Load[T any](path string, def []byte, parse func([]byte) (T, error)) (T, err
 	}
 	cfg, err := parse(data)
 	if err != nil {
-		return cfg, fmt.Errorf("config %s: %w", name, err)
+		return cfg, Prefix("config "+name, err)
 	}
 	return cfg, nil
 }

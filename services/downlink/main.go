@@ -7,14 +7,14 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"github.com/iov-platform/iov/kit/logging"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/iov-platform/iov/kit/logging"
+	"github.com/iov-platform/iov/kit/svcconfig"
 	"github.com/iov-platform/iov/services/downlink/internal/app"
 	"github.com/iov-platform/iov/services/downlink/internal/config"
 )
@@ -24,27 +24,17 @@ func main() {
 	err := run(ctx, os.Args[1:])
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "downlink:", err)
+		fmt.Fprintln(os.Stderr, svcconfig.Prefix("downlink", err)) // one line per problem
 		os.Exit(1)
 	}
 }
 
+const about = "Sends applications' commands from Kafka to vehicles over MQTT 5 through EMQX and records their status events."
+
 func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("downlink", flag.ContinueOnError)
-	path := fs.String("config", "", "YAML config file (default: the embedded loopback config)")
-	check := fs.Bool("check-config", false, "validate the config, print a summary and exit")
-	if err := fs.Parse(args); err != nil {
+	cfg, done, err := svcconfig.CommandLine("downlink", about, args, os.Stdout, config.Load)
+	if done || err != nil {
 		return err
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		return err
-	}
-	if *check {
-		fmt.Printf("config ok: kafka %s, group %s, %s -> mqtt %s (%s), status %s, dead letters %s, registry %s\n",
-			cfg.Kafka.BootstrapServers, cfg.Kafka.GroupID, cfg.Kafka.CommandsTopic, cfg.MQTT.BrokerURL, cfg.MQTT.CommandTopic,
-			cfg.Kafka.StatusTopic, cfg.Kafka.DeadLetterTopic, cfg.Registry.URL)
-		return nil
 	}
 	log, err := logging.New(cfg.Log.Level, cfg.Log.Format, "downlink", os.Stderr)
 	if err != nil {

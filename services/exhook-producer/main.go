@@ -4,14 +4,14 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"github.com/iov-platform/iov/kit/logging"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/iov-platform/iov/kit/logging"
+	"github.com/iov-platform/iov/kit/svcconfig"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/app"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/config"
 )
@@ -21,25 +21,17 @@ func main() {
 	err := run(ctx, os.Args[1:])
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "exhook-producer:", err)
+		fmt.Fprintln(os.Stderr, svcconfig.Prefix("exhook-producer", err)) // one line per problem
 		os.Exit(1)
 	}
 }
 
+const about = "EMQX's ExHook gRPC server: forwards MQTT messages and client events to Kafka as Avro records."
+
 func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("exhook-producer", flag.ContinueOnError)
-	path := fs.String("config", "", "YAML config file (default: the embedded loopback config)")
-	check := fs.Bool("check-config", false, "validate the config, print it and exit")
-	if err := fs.Parse(args); err != nil {
+	cfg, done, err := svcconfig.CommandLine("exhook-producer", about, args, os.Stdout, config.Load)
+	if done || err != nil {
 		return err
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		return err
-	}
-	if *check {
-		fmt.Printf("config ok: %d routes, kafka %s, registry %s\n", len(cfg.Routes), cfg.Kafka.BootstrapServers, cfg.Registry.URL)
-		return nil
 	}
 	log, err := logging.New(cfg.Log.Level, cfg.Log.Format, "exhook-producer", os.Stderr)
 	if err != nil {

@@ -5,14 +5,14 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"github.com/iov-platform/iov/kit/logging"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/iov-platform/iov/kit/logging"
+	"github.com/iov-platform/iov/kit/svcconfig"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/app"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/config"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/consume"
@@ -23,26 +23,17 @@ func main() {
 	err := run(ctx, os.Args[1:])
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "sample-consumer:", err)
+		fmt.Fprintln(os.Stderr, svcconfig.Prefix("sample-consumer", err)) // one line per problem
 		os.Exit(1)
 	}
 }
 
+const about = "The template consumer: reads the platform's Avro records from Kafka in a consumer group and hands each to a handler."
+
 func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("sample-consumer", flag.ContinueOnError)
-	path := fs.String("config", "", "YAML config file (default: the embedded loopback config)")
-	check := fs.Bool("check-config", false, "validate the config, print a summary and exit")
-	if err := fs.Parse(args); err != nil {
+	cfg, done, err := svcconfig.CommandLine("sample-consumer", about, args, os.Stdout, config.Load)
+	if done || err != nil {
 		return err
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		return err
-	}
-	if *check {
-		fmt.Printf("config ok: group %s, topics %v, kafka %s, registry %s, dead-letter topic %q\n",
-			cfg.Kafka.GroupID, cfg.Kafka.Topics, cfg.Kafka.BootstrapServers, cfg.Registry.URL, cfg.Kafka.DeadLetterTopic)
-		return nil
 	}
 	log, err := logging.New(cfg.Log.Level, cfg.Log.Format, "sample-consumer", os.Stderr)
 	if err != nil {

@@ -30,3 +30,11 @@ func TestUnknownFlag(t *testing.T) {
 		t.Fatal("unknown flag accepted")
 	}
 }
+
+func TestHelpIsNotAnError(t *testing.T) {
+	for _, arg := range []string{"--help", "-h"} {
+		if err := run(context.Background(), []string{arg}); err != nil {
+			t.Errorf("%s: %v", arg, err)
+		}
+	}
+}

@@ -7,7 +7,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"regexp"
@@ -107,17 +106,24 @@ type TLS struct {
 func Load(path string) (*Config, error) { return svcconfig.Load(path, Default, Parse) }
 
 // Parse decodes YAML strictly (unknown keys are errors), applies defaults and the
-// environment, and validates.
+// environment, and validates; YAML and validation problems are reported together. An empty
+// file is an empty document.
 func Parse(data []byte) (*Config, error) {
 	cfg := defaults()
-	if err := svcconfig.Decode(data, cfg); err != nil && !errors.Is(err, io.EOF) { // an empty file is an empty document
-		return nil, err
-	}
-	envErr := cfg.applyEnv()
-	if err := errors.Join(envErr, cfg.Validate()); err != nil {
+	if err := svcconfig.Parse(data, cfg, (*Config).finish); err != nil {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+func (c *Config) finish() error {
+	envErr := c.applyEnv()
+	return errors.Join(envErr, c.Validate())
+}
+
+// EnvOnly lists the settings read only from the environment, for --check-config.
+func (c *Config) EnvOnly() []svcconfig.EnvOnly {
+	return append(c.Registry.EnvOnly(), svcconfig.EnvOnly{Key: "mqtt.password", Env: "MQTT_PASSWORD", Value: c.MQTT.Password, Secret: true})
 }
 
 func defaults() *Config {

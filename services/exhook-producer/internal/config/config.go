@@ -92,21 +92,25 @@ type Topics struct {
 func Load(path string) (*Config, error) { return svcconfig.Load(path, Default, Parse) }
 
 // Parse decodes YAML strictly (unknown keys are errors), applies defaults and the
-// environment, and validates.
+// environment, and validates; YAML and validation problems are reported together.
 func Parse(data []byte) (*Config, error) {
 	cfg := defaults()
-	if err := svcconfig.Decode(data, cfg); err != nil {
-		return nil, err
-	}
-	cfg.applyEnv()
-	for i := range cfg.Routes {
-		cfg.Routes[i].ApplyDefaults()
-	}
-	if err := cfg.Validate(); err != nil {
+	if err := svcconfig.Parse(data, cfg, (*Config).finish); err != nil {
 		return nil, err
 	}
 	return cfg, nil
 }
+
+func (c *Config) finish() error {
+	c.applyEnv()
+	for i := range c.Routes {
+		c.Routes[i].ApplyDefaults()
+	}
+	return c.Validate()
+}
+
+// EnvOnly lists the settings read only from the environment, for --check-config.
+func (c *Config) EnvOnly() []svcconfig.EnvOnly { return c.Registry.EnvOnly() }
 
 func defaults() *Config {
 	return &Config{
@@ -204,16 +208,18 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, r := range c.Routes {
+		var rerrs []error // every problem of a route says which route
 		if err := r.Validate(); err != nil {
-			add("routes[%d]: %w", i, err)
+			rerrs = append(rerrs, err)
 		}
 		if seen[r.Name] {
-			add("routes[%d]: duplicate route name %q", i, r.Name)
+			rerrs = append(rerrs, fmt.Errorf("duplicate route name %q", r.Name))
 		}
 		seen[r.Name] = true
 		if r.KafkaTopic == c.Topics.DeadLetter || r.KafkaTopic == c.Topics.Status {
-			add("routes[%d]: kafkaTopic %q is reserved for status or dead-letter records", i, r.KafkaTopic)
+			rerrs = append(rerrs, fmt.Errorf("kafkaTopic %q is reserved for status or dead-letter records", r.KafkaTopic))
 		}
+		errs = append(errs, svcconfig.Prefix(fmt.Sprintf("routes[%d] %q", i, r.Name), errors.Join(rerrs...)))
 	}
 	return errors.Join(errs...)
 }

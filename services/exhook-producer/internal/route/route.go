@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/iov-platform/iov/kit/svcconfig"
 )
 
 // Key sources.
@@ -66,7 +68,8 @@ func (c *Config) ApplyDefaults() {
 	}
 }
 
-// Validate checks one route.
+// Validate checks one route and returns every problem, one per line, without the route's
+// name: the caller says which route it is.
 func (c Config) Validate() error {
 	var errs []error
 	if c.Name == "" {
@@ -103,10 +106,7 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("delivery %q: want %s, %s or %s", c.Delivery, Async, Sync, Spool))
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("route %q: %w", c.Name, errors.Join(errs...))
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // validateKafkaTopic applies Kafka's topic name rules.
@@ -141,7 +141,7 @@ func New(cfgs []Config) (*Router, error) {
 	rt := &Router{}
 	for _, c := range cfgs {
 		if err := c.Validate(); err != nil {
-			return nil, err
+			return nil, svcconfig.Prefix(fmt.Sprintf("route %q", c.Name), err)
 		}
 		rt.routes = append(rt.routes, &Route{Config: c, levels: strings.Split(c.Filter, "/")})
 	}

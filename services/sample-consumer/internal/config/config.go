@@ -60,18 +60,22 @@ type Handler struct {
 func Load(path string) (*Config, error) { return svcconfig.Load(path, Default, Parse) }
 
 // Parse decodes YAML strictly (unknown keys are errors), applies defaults and the
-// environment, and validates.
+// environment, and validates; YAML and validation problems are reported together.
 func Parse(data []byte) (*Config, error) {
 	cfg := defaults()
-	if err := svcconfig.Decode(data, cfg); err != nil {
-		return nil, err
-	}
-	cfg.applyEnv()
-	if err := cfg.Validate(); err != nil {
+	if err := svcconfig.Parse(data, cfg, (*Config).finish); err != nil {
 		return nil, err
 	}
 	return cfg, nil
 }
+
+func (c *Config) finish() error {
+	c.applyEnv()
+	return c.Validate()
+}
+
+// EnvOnly lists the settings read only from the environment, for --check-config.
+func (c *Config) EnvOnly() []svcconfig.EnvOnly { return c.Registry.EnvOnly() }
 
 func defaults() *Config {
 	return &Config{
