@@ -98,7 +98,7 @@ func partOf(m *kafka.Message) partition {
 func New(cfg Config, o Options) (*Member, error) {
 	g := &Member{o: o, log: o.Log, assigned: map[partition]bool{}, epoch: map[partition]int{}, logs: make(chan struct{})}
 	if g.o.ClientError == nil {
-		g.o.ClientError = func(err kafka.Error) { g.log.Warn("kafka client error", "code", err.Code().String(), "err", err) }
+		g.o.ClientError = kafkalog.NewErrorLog(g.log, "consumer", 0).Log
 	}
 	cm := configMap(cfg)
 	c, err := kafka.NewConsumer(&cm)

@@ -67,6 +67,8 @@ type Sink struct {
 
 	fatalMu sync.Mutex
 	fatal   error
+
+	errs *kafkalog.ErrorLog // client errors, rate limited
 }
 
 // New creates the producer from the librdkafka settings cm (not modified) and starts its
@@ -85,7 +87,7 @@ func New(cm kafka.ConfigMap, o Options) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create kafka producer: %w", err)
 	}
-	s := &Sink{p: p, log: o.Log, m: o.Metrics, done: make(chan struct{}), logs: make(chan struct{})}
+	s := &Sink{p: p, log: o.Log, m: o.Metrics, done: make(chan struct{}), logs: make(chan struct{}), errs: kafkalog.NewErrorLog(o.Log, o.Logs.Client, 0)}
 	go s.events()
 	go func() {
 		defer close(s.logs)
@@ -204,7 +206,7 @@ func (s *Sink) events() {
 				s.log.Error("kafka producer fatal error", "err", e)
 				continue
 			}
-			s.log.Warn("kafka client error", "code", e.Code().String(), "err", e)
+			s.errs.Log(e)
 		}
 	}
 }

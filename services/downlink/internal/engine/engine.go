@@ -26,6 +26,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/iov-platform/iov/kit/kafkagroup"
+	"github.com/iov-platform/iov/kit/kafkalog"
 	"github.com/iov-platform/iov/services/downlink/internal/config"
 	"github.com/iov-platform/iov/services/downlink/internal/metrics"
 )
@@ -60,6 +61,7 @@ type Options struct {
 type Engine struct {
 	opts    Options
 	log     *slog.Logger
+	errs    *kafkalog.ErrorLog // rate-limited client error lines
 	m       *metrics.Metrics
 	g       *kafkagroup.Member
 	pending []*kafka.Message // returned by Poll while a handler waited; handled next
@@ -71,6 +73,7 @@ var producerOnly = []string{"acks", "enable.idempotence", "partitioner", "linger
 // New creates the consumer. Nothing is consumed until Run.
 func New(opts Options) (*Engine, error) {
 	e := &Engine{opts: opts, log: opts.Log.With("component", "consumer"), m: opts.Metrics}
+	e.errs = kafkalog.NewErrorLog(e.log, "", 0)
 	g, err := kafkagroup.New(kafkagroup.Config{
 		ClientID:         "iov-downlink",
 		BootstrapServers: opts.Kafka.BootstrapServers,
@@ -148,7 +151,7 @@ func (e *Engine) next() (*kafka.Message, error) {
 
 func (e *Engine) clientError(err kafka.Error) {
 	e.m.ClientErrors.WithLabelValues("consumer", strings.ToLower(err.Code().String())).Inc()
-	e.log.Warn("kafka consumer error", "code", err.Code().String(), "err", err)
+	e.errs.Log(err)
 }
 
 type waiter struct {

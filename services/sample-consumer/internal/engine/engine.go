@@ -51,7 +51,8 @@ type Engine struct {
 	log  *slog.Logger
 	m    *metrics.Metrics
 	g    *kafkagroup.Member
-	dlq  *kafka.Producer // nil without a dead-letter topic
+	dlq  *kafka.Producer               // nil without a dead-letter topic
+	errs map[string]*kafkalog.ErrorLog // by client: rate-limited client error lines
 
 	pumps     sync.WaitGroup // the dead-letter producer's log and event forwarding goroutines
 	closeOnce sync.Once
@@ -65,7 +66,10 @@ var errShutdown = errors.New("shutting down")
 // New creates the consumer (and the dead-letter producer, if configured). Nothing is
 // consumed until Run.
 func New(opts Options) (*Engine, error) {
-	e := &Engine{opts: opts, log: opts.Log, m: opts.Metrics}
+	e := &Engine{opts: opts, log: opts.Log, m: opts.Metrics, errs: map[string]*kafkalog.ErrorLog{
+		"consumer":            kafkalog.NewErrorLog(opts.Log, "consumer", 0),
+		"deadletter-producer": kafkalog.NewErrorLog(opts.Log, "deadletter-producer", 0),
+	}}
 	g, err := kafkagroup.New(kafkagroup.Config{
 		ClientID:         "sample-consumer",
 		BootstrapServers: opts.Kafka.BootstrapServers,
@@ -130,7 +134,7 @@ func (e *Engine) pump(p *kafka.Producer) {
 
 func (e *Engine) clientError(client string, err kafka.Error) {
 	e.m.ClientErrors.WithLabelValues(strings.ToLower(err.Code().String())).Inc()
-	e.log.Warn("kafka client error", "client", client, "code", err.Code().String(), "err", err)
+	e.errs[client].Log(err)
 }
 
 // Run subscribes and handles records until ctx ends or a record cannot be finished, then
