@@ -40,7 +40,7 @@ func run(ctx context.Context, args []string) error {
 	slog.SetDefault(log)
 	a, err := app.New(cfg, log)
 	if err != nil {
-		return err
+		return svcconfig.DevStackHint(err)
 	}
 	return a.Run(ctx)
 }

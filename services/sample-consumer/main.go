@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string) error {
 
 	a, err := app.New(cfg, log, handler)
 	if err != nil {
-		return err
+		return svcconfig.DevStackHint(err)
 	}
 	return a.Run(ctx)
 }
