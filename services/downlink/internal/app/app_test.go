@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iov-platform/iov/tools/devkit/commands"
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 )
 
@@ -32,18 +33,18 @@ func TestBrokerOutage(t *testing.T) {
 		e.commandRecord(t, "VIN5", newCommand("cmd-short", "VIN5", "horn", now, now.Add(1500*time.Millisecond))),
 		e.commandRecord(t, "VIN5", newCommand("cmd-long", "VIN5", "door.lock", now, now.Add(time.Minute))),
 	)
-	var evs []statusEvent
-	waitFor(t, 20*time.Second, func() bool { evs = e.statuses(t); return len(byCommand(evs, "cmd-short")) > 0 },
+	var evs []commands.Status
+	waitFor(t, 20*time.Second, func() bool { evs = e.statuses(t); return len(commands.Of(evs, "cmd-short")) > 0 },
 		func() string { return "no event for cmd-short" })
-	short := byCommand(evs, "cmd-short")
-	if states(short) != "EXPIRED" || !strings.Contains(*short[0].Reason, "while the MQTT connection to the broker was down") {
-		t.Fatalf("cmd-short: %s %v", states(short), *short[0].Reason)
+	short := commands.Of(evs, "cmd-short")
+	if commands.States(short) != "EXPIRED" || !strings.Contains(*short[0].Reason, "while the MQTT connection to the broker was down") {
+		t.Fatalf("cmd-short: %s %v", commands.States(short), *short[0].Reason)
 	}
 	waitFor(t, 20*time.Second, func() bool {
 		return strings.Count(tap.String(), "waiting for the MQTT connection before sending") >= 2
 	}, func() string { return "cmd-long is not waiting for the connection" })
-	if got := byCommand(e.statuses(t), "cmd-long"); len(got) != 0 {
-		t.Fatalf("cmd-long has events %s before the broker is up", states(got))
+	if got := commands.Of(e.statuses(t), "cmd-long"); len(got) != 0 {
+		t.Fatalf("cmd-long has events %s before the broker is up", commands.States(got))
 	}
 
 	broker, err := emqxsim.StartBroker(emqxsim.BrokerOptions{Addr: addr})
@@ -54,15 +55,15 @@ func TestBrokerOutage(t *testing.T) {
 	car := startVehicle(t, broker.URL(), "VIN5")
 	dl.waitReady(t)
 	select {
-	case got := <-car.in:
+	case got := <-car.Commands():
 		if got.Topic != "vehicles/VIN5/commands/cmd-long" {
 			t.Fatalf("vehicle got %s", got.Topic)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("cmd-long was not sent after the broker came back")
 	}
-	waitFor(t, 20*time.Second, func() bool { return states(byCommand(e.statuses(t), "cmd-long")) == "SENT" },
-		func() string { return "cmd-long events: " + states(byCommand(e.statuses(t), "cmd-long")) })
+	waitFor(t, 20*time.Second, func() bool { return commands.States(commands.Of(e.statuses(t), "cmd-long")) == "SENT" },
+		func() string { return "cmd-long events: " + commands.States(commands.Of(e.statuses(t), "cmd-long")) })
 	if m := httpBody(dl.app.HTTPAddr(), "/metrics"); !strings.Contains(m, `downlink_commands_total{outcome="expired"} 1`) ||
 		!strings.Contains(m, `downlink_commands_total{outcome="sent"} 1`) || strings.Contains(m, `downlink_rebalance_events_total{event="lost"}`) {
 		t.Fatalf("metrics:\n%s", grep(m, "downlink_"))
@@ -90,14 +91,14 @@ func TestBrokerRefusal(t *testing.T) {
 		e.commandRecord(t, "VIN9", newCommand("cmd-denied", "VIN9", "door.lock", now, now.Add(time.Minute))),
 		e.commandRecord(t, "VIN7", newCommand("cmd-offline", "VIN7", "door.lock", now, now.Add(time.Minute))),
 	)
-	var evs []statusEvent
+	var evs []commands.Status
 	waitFor(t, 20*time.Second, func() bool {
 		evs = e.statuses(t)
-		return states(byCommand(evs, "cmd-denied")) == "SENT,FAILED" && states(byCommand(evs, "cmd-offline")) == "SENT"
+		return commands.States(commands.Of(evs, "cmd-denied")) == "SENT,FAILED" && commands.States(commands.Of(evs, "cmd-offline")) == "SENT"
 	}, func() string {
-		return fmt.Sprintf("denied %s, offline %s", states(byCommand(evs, "cmd-denied")), states(byCommand(evs, "cmd-offline")))
+		return fmt.Sprintf("denied %s, offline %s", commands.States(commands.Of(evs, "cmd-denied")), commands.States(commands.Of(evs, "cmd-offline")))
 	})
-	if r := *byCommand(evs, "cmd-denied")[1].Reason; !strings.Contains(r, "PUBACK reason code 0x87 (not authorized)") {
+	if r := *commands.Of(evs, "cmd-denied")[1].Reason; !strings.Contains(r, "PUBACK reason code 0x87 (not authorized)") {
 		t.Fatalf("FAILED reason %q", r)
 	}
 	m := httpBody(dl.app.HTTPAddr(), "/metrics")

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -21,7 +22,9 @@ import (
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/services/downlink/internal/command"
 	"github.com/iov-platform/iov/services/downlink/internal/process"
+	"github.com/iov-platform/iov/tools/devkit/commands"
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
+	"github.com/iov-platform/iov/tools/devkit/vehicle"
 )
 
 // startProducer builds ../exhook-producer and runs it with command tracking enabled; it
@@ -136,14 +139,14 @@ func TestCommandRoundTrip(t *testing.T) {
 	car := startVehicle(t, broker.URL(), "VIN1")
 	responses := make(chan error, 4)
 	go func() { // the vehicle executes each command and responds once it has acknowledged it
-		for cmd := range car.in {
+		for cmd := range car.Commands() {
 			deadline := time.Now().Add(20 * time.Second)
 			for !hooks.seen(emqxsim.HookMessageAcked, cmd.Topic) && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			var p command.Payload
 			_ = json.Unmarshal(cmd.Payload, &p)
-			responses <- car.respond(cmd, fmt.Appendf(nil, `{"command_id":%q,"result":"done"}`, p.CommandID))
+			responses <- car.Respond(context.Background(), cmd, fmt.Appendf(nil, `{"command_id":%q,"result":"done"}`, p.CommandID))
 		}
 	}()
 
@@ -165,13 +168,13 @@ func TestCommandRoundTrip(t *testing.T) {
 	)
 
 	// The vehicle gets the valid command and responds.
-	var got received
+	var got vehicle.Command
 	select {
 	case err := <-responses:
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = car.received()[0]
+		got = car.Received()[0]
 	case <-time.After(30 * time.Second):
 		t.Fatal("the vehicle received no command within 30s")
 	}
@@ -200,15 +203,15 @@ func TestCommandRoundTrip(t *testing.T) {
 	}
 
 	// Status events: the full life of cmd-1 in order, one EXPIRED, one FAILED.
-	var evs []statusEvent
+	var evs []commands.Status
 	waitFor(t, 30*time.Second, func() bool {
 		evs = e.statuses(t)
-		return len(byCommand(evs, "cmd-1")) >= 4 && len(byCommand(evs, "cmd-expired")) >= 1 && len(byCommand(evs, "cmd-invalid")) >= 1 &&
-			len(byCommand(evs, "cmd-offline")) >= 2
+		return len(commands.Of(evs, "cmd-1")) >= 4 && len(commands.Of(evs, "cmd-expired")) >= 1 && len(commands.Of(evs, "cmd-invalid")) >= 1 &&
+			len(commands.Of(evs, "cmd-offline")) >= 2
 	}, func() string { return fmt.Sprintf("status events so far: %+v", evs) })
-	life := byCommand(evs, "cmd-1")
-	if states(life) != "SENT,DELIVERED,ACKED,RESPONDED" {
-		t.Fatalf("cmd-1 status events %s, want SENT,DELIVERED,ACKED,RESPONDED", states(life))
+	life := commands.Of(evs, "cmd-1")
+	if commands.States(life) != "SENT,DELIVERED,ACKED,RESPONDED" {
+		t.Fatalf("cmd-1 status events %s, want SENT,DELIVERED,ACKED,RESPONDED", commands.States(life))
 	}
 	for i, ev := range life {
 		want := []string{schemas.SourceDownlink, schemas.SourceBroker, schemas.SourceBroker, schemas.SourceVehicle}[i]
@@ -222,17 +225,17 @@ func TestCommandRoundTrip(t *testing.T) {
 	if resp := string(life[3].Response); resp != `{"command_id":"cmd-1","result":"done"}` {
 		t.Fatalf("RESPONDED carries %q", resp)
 	}
-	if exp := byCommand(evs, "cmd-expired"); states(exp) != "EXPIRED" || exp[0].Reason == nil ||
+	if exp := commands.Of(evs, "cmd-expired"); commands.States(exp) != "EXPIRED" || exp[0].Reason == nil ||
 		!strings.Contains(*exp[0].Reason, "before it could be sent") || exp[0].Source != schemas.SourceDownlink {
 		t.Fatalf("cmd-expired events %+v", exp)
 	}
 	// A command to a vehicle without a subscription: sent by the downlink, dropped by the
 	// broker (message.dropped, no_subscribers), reported as FAILED by the producer.
-	if off := byCommand(evs, "cmd-offline"); states(off) != "SENT,FAILED" || off[1].Source != schemas.SourceBroker ||
+	if off := commands.Of(evs, "cmd-offline"); commands.States(off) != "SENT,FAILED" || off[1].Source != schemas.SourceBroker ||
 		off[1].Reason == nil || !strings.Contains(*off[1].Reason, "no_subscribers") {
 		t.Fatalf("cmd-offline events %+v", off)
 	}
-	if bad := byCommand(evs, "cmd-invalid"); states(bad) != "FAILED" || bad[0].Reason == nil || !strings.Contains(*bad[0].Reason, "name is empty") {
+	if bad := commands.Of(evs, "cmd-invalid"); commands.States(bad) != "FAILED" || bad[0].Reason == nil || !strings.Contains(*bad[0].Reason, "name is empty") {
 		t.Fatalf("cmd-invalid events %+v", bad)
 	}
 
@@ -297,7 +300,7 @@ func TestCommandRoundTrip(t *testing.T) {
 		t.Fatal("the second instance did not send cmd-2")
 	}
 	var topics []string
-	for _, r := range car.received() {
+	for _, r := range car.Received() {
 		topics = append(topics, r.Topic)
 	}
 	if !slices.Equal(topics, []string{"vehicles/VIN1/commands/cmd-1", "vehicles/VIN1/commands/cmd-2"}) {
@@ -305,12 +308,12 @@ func TestCommandRoundTrip(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, func() bool {
 		evs = e.statuses(t)
-		return states(byCommand(evs, "cmd-2")) == "SENT,DELIVERED,ACKED,RESPONDED"
-	}, func() string { return "cmd-2 events: " + states(byCommand(evs, "cmd-2")) })
-	if s := states(byCommand(evs, "cmd-1")); s != "SENT,DELIVERED,ACKED,RESPONDED" {
+		return commands.States(commands.Of(evs, "cmd-2")) == "SENT,DELIVERED,ACKED,RESPONDED"
+	}, func() string { return "cmd-2 events: " + commands.States(commands.Of(evs, "cmd-2")) })
+	if s := commands.States(commands.Of(evs, "cmd-1")); s != "SENT,DELIVERED,ACKED,RESPONDED" {
 		t.Fatalf("cmd-1 events after the restart: %s", s)
 	}
-	if s := states(byCommand(evs, "cmd-expired")) + "|" + states(byCommand(evs, "cmd-invalid")); s != "EXPIRED|FAILED" {
+	if s := commands.States(commands.Of(evs, "cmd-expired")) + "|" + commands.States(commands.Of(evs, "cmd-invalid")); s != "EXPIRED|FAILED" {
 		t.Fatalf("expired|invalid events after the restart: %s", s)
 	}
 	if n := len(e.records(t, deadTopic)); n != 2 {

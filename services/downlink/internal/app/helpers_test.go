@@ -8,14 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -23,7 +19,9 @@ import (
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/services/downlink/internal/app"
 	"github.com/iov-platform/iov/services/downlink/internal/config"
+	"github.com/iov-platform/iov/tools/devkit/commands"
 	"github.com/iov-platform/iov/tools/devkit/stack"
+	"github.com/iov-platform/iov/tools/devkit/vehicle"
 )
 
 const (
@@ -118,52 +116,14 @@ func (e *env) commandRecord(t *testing.T, key string, c schemas.VehicleCommand) 
 	return &kgo.Record{Topic: commandsTopic, Key: []byte(key), Value: b, Headers: []kgo.RecordHeader{{Key: "trace-id", Value: []byte("t-" + c.CommandID)}}}
 }
 
-// statusEvent is a decoded CommandStatus with its position.
-type statusEvent struct {
-	schemas.CommandStatus
-	Partition int32
-	Offset    int64
-}
-
-// statuses reads the whole status topic.
-func (e *env) statuses(t *testing.T) []statusEvent {
+// statuses reads and decodes the whole status topic.
+func (e *env) statuses(t *testing.T) []commands.Status {
 	t.Helper()
-	recs := e.records(t, statusTopic)
-	reader, err := schemas.MustLatest(schemas.CommandStatusName).Parse()
+	evs, err := commands.DecodeStatuses(e.dec, e.records(t, statusTopic))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make([]statusEvent, 0, len(recs))
-	for _, r := range recs {
-		var st schemas.CommandStatus
-		if _, err := e.dec.Decode(r.Value, reader, &st); err != nil {
-			t.Fatalf("status record %d@%d: %v", r.Partition, r.Offset, err)
-		}
-		if string(r.Key) != st.VehicleID {
-			t.Fatalf("status record key %q, vehicle %q", r.Key, st.VehicleID)
-		}
-		out = append(out, statusEvent{CommandStatus: st, Partition: r.Partition, Offset: r.Offset})
-	}
-	return out
-}
-
-// byCommand keeps the events of one command, in (partition, offset) order as read.
-func byCommand(evs []statusEvent, id string) []statusEvent {
-	var out []statusEvent
-	for _, ev := range evs {
-		if ev.CommandID == id {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
-
-func states(evs []statusEvent) string {
-	s := make([]string, len(evs))
-	for i, ev := range evs {
-		s[i] = ev.Status
-	}
-	return strings.Join(s, ",")
+	return evs
 }
 
 // records reads every record the topic holds now: up to its end offsets, so that a slow
@@ -306,102 +266,13 @@ func freePort(t *testing.T) string {
 	return addr
 }
 
-// received is one command message as the vehicle saw it.
-type received struct {
-	Topic   string
-	Payload []byte
-	Props   paho.PublishProperties
-	QoS     byte
-}
-
-// vehicle is a simulated vehicle: an MQTT 5 client subscribed QoS 1 to its command topics.
-type vehicle struct {
-	id   string
-	cm   *autopaho.ConnectionManager
-	mu   sync.Mutex
-	msgs []received
-	in   chan received
-}
-
-func startVehicle(t *testing.T, brokerURL, vin string) *vehicle {
+// startVehicle connects a simulated vehicle subscribed to its commands.
+func startVehicle(t *testing.T, brokerURL, vin string) *vehicle.Vehicle {
 	t.Helper()
-	u, err := url.Parse(brokerURL)
+	v, err := vehicle.Connect(brokerURL, vin, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &vehicle{id: vin, in: make(chan received, 16)}
-	subscribed := make(chan error, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
-		ServerUrls:                    []*url.URL{u},
-		KeepAlive:                     10,
-		CleanStartOnInitialConnection: true,
-		ConnectTimeout:                2 * time.Second,
-		ReconnectBackoff:              autopaho.NewConstantBackoff(100 * time.Millisecond),
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-			go func() {
-				sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer scancel()
-				_, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "vehicles/" + vin + "/commands/+", QoS: 1}}})
-				select {
-				case subscribed <- err:
-				default:
-				}
-			}()
-		},
-		ClientConfig: paho.ClientConfig{
-			ClientID: vin,
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-				p := pr.Packet
-				r := received{Topic: p.Topic, Payload: append([]byte(nil), p.Payload...), QoS: p.QoS}
-				if p.Properties != nil {
-					r.Props = *p.Properties
-				}
-				v.mu.Lock()
-				v.msgs = append(v.msgs, r)
-				v.mu.Unlock()
-				v.in <- r
-				return true, nil
-			}},
-		},
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	v.cm = cm
-	t.Cleanup(func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = cm.Disconnect(dctx)
-		dcancel()
-		cancel()
-	})
-	select {
-	case err := <-subscribed:
-		if err != nil {
-			t.Fatalf("vehicle %s subscribe: %v", vin, err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("vehicle %s did not subscribe", vin)
-	}
+	t.Cleanup(v.Close)
 	return v
-}
-
-func (v *vehicle) received() []received {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return append([]received(nil), v.msgs...)
-}
-
-// respond publishes a response (QoS 1) to the command's response topic, echoing its
-// correlation data, as a vehicle does after executing it.
-func (v *vehicle) respond(cmd received, payload []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err := v.cm.Publish(ctx, &paho.Publish{QoS: 1, Topic: cmd.Props.ResponseTopic, Payload: payload,
-		Properties: &paho.PublishProperties{CorrelationData: cmd.Props.CorrelationData, ContentType: "application/json"}})
-	if err != nil {
-		return fmt.Errorf("vehicle %s response: %w", v.id, err)
-	}
-	return nil
 }
