@@ -13,6 +13,7 @@ import (
 	"github.com/riferrei/srclient"
 
 	"github.com/iov-platform/iov/kit/ops"
+	"github.com/iov-platform/iov/kit/svcconfig"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/hook"
@@ -66,14 +67,12 @@ func (g *schemaGate) encoder(subject string, def schemas.Definition) (hook.Encod
 
 // wait returns nil once every pending schema resolved, or ctx's error.
 func (g *schemaGate) wait(ctx context.Context) error {
-	delay := schemaRetryMin
-	for first := true; !g.resolve(first); first = false {
+	for attempt := 1; !g.resolve(attempt == 1); attempt++ {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(delay):
+		case <-time.After(svcconfig.Backoff(schemaRetryMin, schemaRetryMax, attempt)):
 		}
-		delay = min(2*delay, schemaRetryMax)
 	}
 	return nil
 }
