@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 GO        ?= go
 BIN       := $(CURDIR)/bin
-MODULES   := kit proto schemas services/exhook-producer services/sample-consumer services/downlink tools/devkit
+MODULES   := kit proto schemas services/exhook-producer services/sample-consumer services/downlink tools/devkit tools/schemactl
 SERVICES  := exhook-producer sample-consumer downlink
 TOOLS     := devstack loadgen bench compare demo
 GOTEST    := $(GO) test -race -count=1
@@ -60,7 +60,8 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s)
 		"schemas/serde FuzzDecode" \
 		"services/exhook-producer/internal/route FuzzMatchFilter" \
 		"services/sample-consumer/internal/consume FuzzDecode" \
-		"services/downlink/internal/command FuzzTemplate"; do \
+		"services/downlink/internal/command FuzzTemplate" \
+		"tools/schemactl/internal/config FuzzParse"; do \
 		set -- $$spec; \
 		echo "== fuzz $$2 ($$1)"; \
 		(cd $$1 && $(GO) test -run '^$$' -fuzz "^$$2$$" -fuzztime $(FUZZTIME) .); \
@@ -89,6 +90,14 @@ chart-deps: ## Download the umbrella chart's third-party dependencies (needs net
 	@$(HELM) repo add emqx https://repos.emqx.io/charts --force-update
 	@$(HELM) repo add haproxytech https://haproxytech.github.io/helm-charts --force-update
 	@$(HELM) dependency build charts/iov-platform
+
+# Schema workflow (schemactl; see schemas/README.md). REGISTRY=http://host:8081 replaces the
+# registry of schemas/subjects.yaml.
+.PHONY: schema-check schema-register
+schema-check: ## Check new schema versions against a live registry (REGISTRY=url)
+	@$(GO) run ./tools/schemactl $(if $(REGISTRY),--registry $(REGISTRY)) check
+schema-register: ## Set per-subject compatibility and register new schema versions (REGISTRY=url)
+	@$(GO) run ./tools/schemactl $(if $(REGISTRY),--registry $(REGISTRY)) register
 
 .PHONY: tidy
 tidy: ## go mod tidy in every module

@@ -47,8 +47,21 @@ func (d Definition) Parse() (avro.Schema, error) {
 }
 
 // Names lists the schema families, sorted.
-func Names() ([]string, error) {
-	entries, err := fs.ReadDir(files, "avro")
+func Names() ([]string, error) { return NamesIn(builtIn()) }
+
+// builtIn is the avro/ tree compiled into this package.
+func builtIn() fs.FS {
+	sub, err := fs.Sub(files, "avro")
+	if err != nil {
+		panic(err) // "avro" is a valid path: fs.Sub cannot fail on it
+	}
+	return sub
+}
+
+// NamesIn lists the schema families of a tree laid out like avro/ (<name>/v<N>.avsc), such as
+// a checkout's schemas/avro read by tools, sorted.
+func NamesIn(fsys fs.FS) ([]string, error) {
+	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, fmt.Errorf("read schema dir: %w", err)
 	}
@@ -62,8 +75,28 @@ func Names() ([]string, error) {
 }
 
 // Versions returns every version of a family in ascending order.
-func Versions(name string) ([]Definition, error) {
-	return versionsIn(files, path.Join("avro", name), name)
+func Versions(name string) ([]Definition, error) { return VersionsIn(builtIn(), name) }
+
+// VersionsIn returns every version of a family of a tree laid out like avro/, ascending.
+func VersionsIn(fsys fs.FS, name string) ([]Definition, error) {
+	return versionsIn(fsys, name, name)
+}
+
+// CheckBackward reports why a reader on version r cannot read data written with version w
+// (Avro schema resolution, hamba/avro's SchemaCompatibility), or nil when it can.
+func CheckBackward(r, w Definition) error {
+	rs, err := r.Parse()
+	if err != nil {
+		return err
+	}
+	ws, err := w.Parse()
+	if err != nil {
+		return err
+	}
+	if err := avro.NewSchemaCompatibility().Compatible(rs, ws); err != nil {
+		return fmt.Errorf("%s v%d cannot read %s v%d data: %w", r.Name, r.Version, w.Name, w.Version, err)
+	}
+	return nil
 }
 
 func versionsIn(fsys fs.FS, dir, name string) ([]Definition, error) {

@@ -1,11 +1,9 @@
 package schemas
 
 import (
-	"fmt"
+	"slices"
 	"testing"
 	"testing/fstest"
-
-	"github.com/hamba/avro/v2"
 )
 
 // TestEveryVersionIsBackwardCompatible checks that a reader on version N reads data written
@@ -65,18 +63,48 @@ func TestVersionsRejectsGapsAndBadNames(t *testing.T) {
 }
 
 func checkChain(defs []Definition) error {
-	var prev avro.Schema
-	for _, d := range defs {
-		s, err := d.Parse()
-		if err != nil {
+	for i := 1; i < len(defs); i++ {
+		if err := CheckBackward(defs[i], defs[i-1]); err != nil {
 			return err
 		}
-		if prev != nil {
-			if err := avro.NewSchemaCompatibility().Compatible(s, prev); err != nil {
-				return fmt.Errorf("%s v%d cannot read v%d data: %w", d.Name, d.Version, d.Version-1, err)
-			}
+	}
+	for _, d := range defs {
+		if _, err := d.Parse(); err != nil {
+			return err
 		}
-		prev = s
 	}
 	return nil
+}
+
+func TestNamesInAndVersionsInReadATree(t *testing.T) {
+	rec := func(fields string) *fstest.MapFile {
+		return &fstest.MapFile{Data: []byte(`{"type":"record","name":"R","fields":[` + fields + `]}`)}
+	}
+	fsys := fstest.MapFS{
+		"b/v1.avsc":  rec(`{"name":"a","type":"string"}`),
+		"b/v2.avsc":  rec(`{"name":"a","type":"string"},{"name":"c","type":"int","default":0}`),
+		"a/v1.avsc":  rec(``),
+		"README.md":  {Data: []byte("not a family")},
+		"a/notes.md": {Data: []byte("ignored")},
+	}
+	names, err := NamesIn(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a", "b"}; !slices.Equal(names, want) {
+		t.Fatalf("names = %v, want %v", names, want)
+	}
+	defs, err := VersionsIn(fsys, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(defs) != 2 || defs[0].Version != 1 || defs[1].Version != 2 || defs[1].Name != "b" {
+		t.Fatalf("versions = %+v", defs)
+	}
+	if err := CheckBackward(defs[1], defs[0]); err != nil {
+		t.Fatalf("adding a field with a default: %v", err)
+	}
+	if err := CheckBackward(defs[0], defs[1]); err != nil {
+		t.Fatalf("dropping a field: %v", err)
+	}
 }

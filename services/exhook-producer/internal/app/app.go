@@ -46,6 +46,7 @@ type App struct {
 	health  *health.Server
 	sink    *kafkasink.Sink
 	metrics *metrics.Metrics
+	schemas *schemaGate
 
 	// Spool mode, nil when no route uses it.
 	spool     *spool.Spool
@@ -71,6 +72,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 	registry := serde.NewRegistry(cfg.Registry.URL, cfg.Registry.Username, cfg.Registry.Password)
+	a.schemas = newSchemaGate(registry, cfg.Registry.AutoRegister, a.state, log)
 	messageDef, err := schemas.Latest(schemas.VehicleMessageName)
 	if err != nil {
 		return nil, err
@@ -84,13 +86,13 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		if encoders[r.KafkaTopic] != nil {
 			continue
 		}
-		enc, err := serde.NewEncoder(registry, serde.TopicSubject(r.KafkaTopic), messageDef, cfg.Registry.AutoRegister)
+		enc, err := a.schemas.encoder(serde.TopicSubject(r.KafkaTopic), messageDef)
 		if err != nil {
 			return nil, fmt.Errorf("route %s: %w", r.Name, err)
 		}
 		encoders[r.KafkaTopic] = enc
 	}
-	statusEnc, err := serde.NewEncoder(registry, serde.TopicSubject(cfg.Topics.Status), statusDef, cfg.Registry.AutoRegister)
+	statusEnc, err := a.schemas.encoder(serde.TopicSubject(cfg.Topics.Status), statusDef)
 	if err != nil {
 		return nil, fmt.Errorf("status topic: %w", err)
 	}
@@ -100,7 +102,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		if err != nil {
 			return nil, err
 		}
-		enc, err := serde.NewEncoder(registry, serde.TopicSubject(c.StatusTopic), def, cfg.Registry.AutoRegister)
+		enc, err := a.schemas.encoder(serde.TopicSubject(c.StatusTopic), def)
 		if err != nil {
 			return nil, fmt.Errorf("command status topic: %w", err)
 		}
@@ -249,6 +251,12 @@ func (a *App) Run(ctx context.Context) error {
 		close(shipperDone)
 	}
 	go func() { errc <- a.ops.Serve() }()
+	// Without autoRegister, wait (not ready, saying why) until every schema is registered.
+	if err := a.schemas.wait(ctx); err != nil {
+		a.log.Info("stopped before every schema was registered")
+		_ = a.grpcLn.Close() // never served, so GracefulStop does not close it
+		return a.drain(stopShipper, shipperDone)
+	}
 	go func() {
 		if err := a.grpc.Serve(a.grpcLn); err != nil {
 			errc <- fmt.Errorf("serve grpc: %w", err)
