@@ -18,7 +18,7 @@ const (
 const (
 	CommandSent      = "SENT"
 	CommandDelivered = "DELIVERED"
-	CommandAcked     = "ACKED"
+	CommandAcked     = "ACKED" // not written: EMQX's message.acked carries no reason code
 	CommandResponded = "RESPONDED"
 	CommandExpired   = "EXPIRED"
 	CommandFailed    = "FAILED"

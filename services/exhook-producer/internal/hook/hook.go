@@ -108,7 +108,6 @@ func (s *Server) OnProviderLoaded(_ context.Context, req *exhookv2.ProviderLoade
 		filters = append([]string{c.ResponseFilter}, filters...)
 		hooks = append(hooks,
 			&exhookv2.HookSpec{Name: HookMessageDelivered, Topics: []string{c.TopicFilter}},
-			&exhookv2.HookSpec{Name: HookMessageAcked, Topics: []string{c.TopicFilter}},
 			&exhookv2.HookSpec{Name: HookMessageDropped, Topics: []string{c.TopicFilter}})
 	}
 	hooks = append(hooks, &exhookv2.HookSpec{Name: HookMessagePublish, Topics: filters})

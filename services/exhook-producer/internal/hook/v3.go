@@ -122,11 +122,6 @@ func (v *V3) OnMessageDelivered(ctx context.Context, req *exhookv3.MessageDelive
 	return viaV2(ctx, req, &exhookv2.MessageDeliveredRequest{}, v.s.OnMessageDelivered, &exhookv3.EmptySuccess{})
 }
 
-// OnMessageAcked tracks commands.
-func (v *V3) OnMessageAcked(ctx context.Context, req *exhookv3.MessageAckedRequest) (*exhookv3.EmptySuccess, error) {
-	return viaV2(ctx, req, &exhookv2.MessageAckedRequest{}, v.s.OnMessageAcked, &exhookv3.EmptySuccess{})
-}
-
 // OnMessageDropped tracks commands.
 func (v *V3) OnMessageDropped(ctx context.Context, req *exhookv3.MessageDroppedRequest) (*exhookv3.EmptySuccess, error) {
 	return viaV2(ctx, req, &exhookv2.MessageDroppedRequest{}, v.s.OnMessageDropped, &exhookv3.EmptySuccess{})

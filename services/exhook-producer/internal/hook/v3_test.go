@@ -170,14 +170,6 @@ func TestV3ServesTheV2Handlers(t *testing.T) {
 				return v.OnMessageDelivered(ctx, must(convert(r, &exhookv3.MessageDeliveredRequest{})))
 			},
 			&exhookv2.MessageDeliveredRequest{Clientinfo: ci, Message: cmd}},
-		{"command acked",
-			func(ctx context.Context, s *Server) (proto.Message, error) {
-				return s.OnMessageAcked(ctx, &exhookv2.MessageAckedRequest{Clientinfo: ci, Message: cmd})
-			},
-			func(ctx context.Context, v *V3, r proto.Message) (proto.Message, error) {
-				return v.OnMessageAcked(ctx, must(convert(r, &exhookv3.MessageAckedRequest{})))
-			},
-			&exhookv2.MessageAckedRequest{Clientinfo: ci, Message: cmd}},
 		{"command dropped",
 			func(ctx context.Context, s *Server) (proto.Message, error) {
 				return s.OnMessageDropped(ctx, &exhookv2.MessageDroppedRequest{Message: cmd, Reason: "no_subscribers"})
