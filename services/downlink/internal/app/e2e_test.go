@@ -1,17 +1,12 @@
 package app_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,27 +17,14 @@ import (
 	"github.com/iov-platform/iov/services/downlink/internal/command"
 	"github.com/iov-platform/iov/services/downlink/internal/process"
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
+	"github.com/iov-platform/iov/tools/devkit/producerproc"
 )
 
 // startProducer builds ../exhook-producer and runs it with command tracking enabled; it
 // returns the HookProvider's gRPC address.
 func startProducer(t *testing.T, e *env) string {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "exhook-producer")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = "../../../exhook-producer"
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build exhook-producer: %v\n%s", err, out)
-	}
-	addr := freePort(t)
-	cfg := filepath.Join(dir, "producer.yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `
-grpc: {listenAddress: %q}
-http: {listenAddress: "127.0.0.1:0"}
-log: {level: info, format: text}
-kafka: {bootstrapServers: %q, properties: {linger.ms: "1"}}
-registry: {url: %q}
+	return producerproc.Start(t, "../../../exhook-producer", e.stack.KafkaBootstrap(), e.stack.RegistryURL(), fmt.Sprintf(`
 topics: {status: iov.vehicle.status, deadLetter: %s}
 routes:
   - {name: telemetry, filter: "vehicles/+/telemetry", kafkaTopic: iov.vehicle.telemetry, key: {from: topic-segment, segment: 1}, payload: json, delivery: async}
@@ -53,40 +35,7 @@ commands:
   vehicleSegment: 1
   commandSegment: 3
   statusTopic: %s
-`, addr, e.stack.KafkaBootstrap(), e.stack.RegistryURL(), deadTopic, statusTopic), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config", cfg)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var logMu sync.Mutex
-	var logs []string
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logMu.Lock()
-			logs = append(logs, sc.Text())
-			logMu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		<-drained
-		if t.Failed() {
-			logMu.Lock()
-			t.Logf("exhook-producer log:\n%s", strings.Join(logs, "\n"))
-			logMu.Unlock()
-		}
-	})
-	return addr
+`, deadTopic, statusTopic))
 }
 
 // hookLog records the broker's hook calls.
