@@ -72,8 +72,9 @@ proto: ## Regenerate the ExHook Go code from proto/
 	@bash proto/gen.sh
 
 .PHONY: proto-check
-proto-check: ## Fail if the committed generated code differs from a fresh generation
+proto-check: ## Fail if the committed generated code (ExHook v2 and v3) is stale or breaks the wire contract tests
 	@bash proto/gen.sh --check
+	@cd proto && $(GO) test -count=1 ./...
 
 .PHONY: chart-test
 chart-test: ## Helm lint, offline render, helm-unittest, kubectl-validate, haproxy -c, goldens

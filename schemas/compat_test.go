@@ -1,9 +1,14 @@
 package schemas
 
 import (
+	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"testing/fstest"
+	"time"
+
+	"github.com/hamba/avro/v2"
 )
 
 // TestEveryVersionIsBackwardCompatible checks that a reader on version N reads data written
@@ -106,5 +111,68 @@ func TestNamesInAndVersionsInReadATree(t *testing.T) {
 	}
 	if err := CheckBackward(defs[0], defs[1]); err != nil {
 		t.Fatalf("dropping a field: %v", err)
+	}
+}
+
+// TestLatestVehicleMessageReadsOldRecords decodes records written with every older
+// vehicle_message version into the latest Go type: the fields the old version had come
+// through, the newer ones take their defaults.
+func TestLatestVehicleMessageReadsOldRecords(t *testing.T) {
+	user := "fleet-a"
+	full := VehicleMessage{
+		MessageID: "m1", VehicleID: "VIN1", ClientID: "VIN1", Username: &user, MQTTTopic: "vehicles/VIN1/telemetry",
+		QoS: 1, Payload: []byte(`{"speed":42}`), PayloadFormat: PayloadJSON,
+		PublishedAt: time.UnixMilli(1_700_000_000_123).UTC(), IngestedAt: time.UnixMilli(1_700_000_000_456).UTC(),
+		Node: "emqx@n1", Route: "telemetry", Headers: map[string]string{"peerhost": "10.0.0.1"},
+		MQTTProperties: map[string]string{"Content-Type": "application/json"},
+		UserProperties: []UserProperty{{Name: "fw", Value: "1.2"}},
+	}
+	// What the latest reader must see for a record written with version N.
+	want := map[int]func(VehicleMessage) VehicleMessage{
+		1: func(v VehicleMessage) VehicleMessage {
+			v.Route, v.Headers = "", map[string]string{}
+			v.MQTTProperties, v.UserProperties = map[string]string{}, []UserProperty{}
+			return v
+		},
+		2: func(v VehicleMessage) VehicleMessage {
+			v.MQTTProperties, v.UserProperties = map[string]string{}, []UserProperty{}
+			return v
+		},
+		3: func(v VehicleMessage) VehicleMessage { return v },
+	}
+	defs, err := Versions(VehicleMessageName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest := defs[len(defs)-1]
+	if latest.Version != 3 {
+		t.Fatalf("latest vehicle_message is v%d: extend this test for it", latest.Version)
+	}
+	reader, err := latest.Parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range defs {
+		t.Run(fmt.Sprintf("v%d", d.Version), func(t *testing.T) {
+			writer, err := d.Parse()
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := avro.Marshal(writer, full) // writes only the fields version N has
+			if err != nil {
+				t.Fatal(err)
+			}
+			resolved, err := avro.NewSchemaCompatibility().Resolve(reader, writer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got VehicleMessage
+			if err := avro.Unmarshal(resolved, body, &got); err != nil {
+				t.Fatal(err)
+			}
+			if exp := want[d.Version](full); !reflect.DeepEqual(got, exp) {
+				t.Fatalf("v%d record read as\n %+v\nwant\n %+v", d.Version, got, exp)
+			}
+		})
 	}
 }

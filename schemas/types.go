@@ -18,7 +18,7 @@ const (
 const (
 	CommandSent      = "SENT"
 	CommandDelivered = "DELIVERED"
-	CommandAcked     = "ACKED"
+	CommandAcked     = "ACKED" // not written: EMQX's message.acked carries no reason code
 	CommandResponded = "RESPONDED"
 	CommandExpired   = "EXPIRED"
 	CommandFailed    = "FAILED"
@@ -47,6 +47,15 @@ type VehicleMessage struct {
 	Node          string            `avro:"node"`
 	Route         string            `avro:"route"`
 	Headers       map[string]string `avro:"headers"`
+	// MQTTProperties and UserProperties are filled only from ExHook v3 (EMQX 5.9+).
+	MQTTProperties map[string]string `avro:"mqtt_properties"`
+	UserProperties []UserProperty    `avro:"user_properties"`
+}
+
+// UserProperty is one MQTT 5 User Property (VehicleMessage v3).
+type UserProperty struct {
+	Name  string `avro:"name"`
+	Value string `avro:"value"`
 }
 
 // ClientEvent matches the latest avro/client_event version.

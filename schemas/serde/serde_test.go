@@ -34,19 +34,21 @@ func definition(t *testing.T, name string, version int) schemas.Definition {
 func sampleMessage() schemas.VehicleMessage {
 	user := "fleet-a"
 	return schemas.VehicleMessage{
-		MessageID:     "0006123ABC",
-		VehicleID:     "VIN123",
-		ClientID:      "VIN123",
-		Username:      &user,
-		MQTTTopic:     "vehicles/VIN123/telemetry",
-		QoS:           1,
-		Payload:       []byte(`{"speed":42}`),
-		PayloadFormat: schemas.PayloadJSON,
-		PublishedAt:   time.UnixMilli(1_700_000_000_123).UTC(),
-		IngestedAt:    time.UnixMilli(1_700_000_000_456).UTC(),
-		Node:          "emqx@10.0.0.1",
-		Route:         "telemetry",
-		Headers:       map[string]string{"peerhost": "10.1.2.3"},
+		MessageID:      "0006123ABC",
+		VehicleID:      "VIN123",
+		ClientID:       "VIN123",
+		Username:       &user,
+		MQTTTopic:      "vehicles/VIN123/telemetry",
+		QoS:            1,
+		Payload:        []byte(`{"speed":42}`),
+		PayloadFormat:  schemas.PayloadJSON,
+		PublishedAt:    time.UnixMilli(1_700_000_000_123).UTC(),
+		IngestedAt:     time.UnixMilli(1_700_000_000_456).UTC(),
+		Node:           "emqx@10.0.0.1",
+		Route:          "telemetry",
+		Headers:        map[string]string{"peerhost": "10.1.2.3"},
+		MQTTProperties: map[string]string{"Content-Type": "application/json"},
+		UserProperties: []schemas.UserProperty{{Name: "fw", Value: "1.2"}, {Name: "fw", Value: "1.3"}},
 	}
 }
 

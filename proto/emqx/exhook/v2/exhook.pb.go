@@ -2,8 +2,8 @@
 //
 // This file was written for the iov platform. It is wire-compatible with the
 // "v2" exhook protocol that EMQX 5.0 through 5.8.x speaks as a gRPC client
-// (upstream: emqx/emqx, apps/emqx_exhook/priv/protos/exhook.proto). EMQX 5.9+
-// moved to package emqx.exhook.v3, which this file does NOT describe.
+// (upstream: emqx/emqx, apps/emqx_exhook/priv/protos/exhook.proto at v5.8.6).
+// EMQX 5.9+ moved to package emqx.exhook.v3: see ../v3/exhook.proto.
 //
 // COMPATIBILITY RULES (enforced by wire_test.go):
 //   * The proto package, service name, RPC names and message names form the
@@ -1687,15 +1687,17 @@ func (x *HookSpec) GetTopics() []string {
 }
 
 type ConnInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	Clientid      string                 `protobuf:"bytes,2,opt,name=clientid,proto3" json:"clientid,omitempty"`
-	Username      string                 `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
-	Peerhost      string                 `protobuf:"bytes,4,opt,name=peerhost,proto3" json:"peerhost,omitempty"`
-	Sockport      uint32                 `protobuf:"varint,5,opt,name=sockport,proto3" json:"sockport,omitempty"`
-	ProtoName     string                 `protobuf:"bytes,6,opt,name=proto_name,json=protoName,proto3" json:"proto_name,omitempty"`
-	ProtoVer      string                 `protobuf:"bytes,7,opt,name=proto_ver,json=protoVer,proto3" json:"proto_ver,omitempty"`
-	Keepalive     uint32                 `protobuf:"varint,8,opt,name=keepalive,proto3" json:"keepalive,omitempty"` // Note: peerport = 9 exists only in emqx.exhook.v3 (EMQX 5.9+).
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Node      string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Clientid  string                 `protobuf:"bytes,2,opt,name=clientid,proto3" json:"clientid,omitempty"`
+	Username  string                 `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
+	Peerhost  string                 `protobuf:"bytes,4,opt,name=peerhost,proto3" json:"peerhost,omitempty"`
+	Sockport  uint32                 `protobuf:"varint,5,opt,name=sockport,proto3" json:"sockport,omitempty"`
+	ProtoName string                 `protobuf:"bytes,6,opt,name=proto_name,json=protoName,proto3" json:"proto_name,omitempty"`
+	ProtoVer  string                 `protobuf:"bytes,7,opt,name=proto_ver,json=protoVer,proto3" json:"proto_ver,omitempty"`
+	Keepalive uint32                 `protobuf:"varint,8,opt,name=keepalive,proto3" json:"keepalive,omitempty"`
+	// Client's source port; sent since EMQX 5.4 (0 from older brokers).
+	Peerport      uint32 `protobuf:"varint,9,opt,name=peerport,proto3" json:"peerport,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1786,6 +1788,13 @@ func (x *ConnInfo) GetKeepalive() uint32 {
 	return 0
 }
 
+func (x *ConnInfo) GetPeerport() uint32 {
+	if x != nil {
+		return x.Peerport
+	}
+	return 0
+}
+
 type ClientInfo struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Node        string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -1801,7 +1810,9 @@ type ClientInfo struct {
 	// TLS client certificate common name (empty without client certs).
 	Cn string `protobuf:"bytes,11,opt,name=cn,proto3" json:"cn,omitempty"`
 	// TLS client certificate subject DN (empty without client certs).
-	Dn            string `protobuf:"bytes,12,opt,name=dn,proto3" json:"dn,omitempty"` // Note: peerport = 13 exists only in emqx.exhook.v3 (EMQX 5.9+).
+	Dn string `protobuf:"bytes,12,opt,name=dn,proto3" json:"dn,omitempty"`
+	// Client's source port; sent since EMQX 5.4 (0 from older brokers).
+	Peerport      uint32 `protobuf:"varint,13,opt,name=peerport,proto3" json:"peerport,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1918,6 +1929,13 @@ func (x *ClientInfo) GetDn() string {
 		return x.Dn
 	}
 	return ""
+}
+
+func (x *ClientInfo) GetPeerport() uint32 {
+	if x != nil {
+		return x.Peerport
+	}
+	return 0
 }
 
 type Message struct {
@@ -2452,7 +2470,7 @@ const file_emqx_exhook_v2_exhook_proto_rawDesc = "" +
 	"\bdatetime\x18\x04 \x01(\tR\bdatetime\"6\n" +
 	"\bHookSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06topics\x18\x02 \x03(\tR\x06topics\"\xe8\x01\n" +
+	"\x06topics\x18\x02 \x03(\tR\x06topics\"\x84\x02\n" +
 	"\bConnInfo\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1a\n" +
 	"\bclientid\x18\x02 \x01(\tR\bclientid\x12\x1a\n" +
@@ -2462,7 +2480,8 @@ const file_emqx_exhook_v2_exhook_proto_rawDesc = "" +
 	"\n" +
 	"proto_name\x18\x06 \x01(\tR\tprotoName\x12\x1b\n" +
 	"\tproto_ver\x18\a \x01(\tR\bprotoVer\x12\x1c\n" +
-	"\tkeepalive\x18\b \x01(\rR\tkeepalive\"\xc9\x02\n" +
+	"\tkeepalive\x18\b \x01(\rR\tkeepalive\x12\x1a\n" +
+	"\bpeerport\x18\t \x01(\rR\bpeerport\"\xe5\x02\n" +
 	"\n" +
 	"ClientInfo\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1a\n" +
@@ -2479,7 +2498,8 @@ const file_emqx_exhook_v2_exhook_proto_rawDesc = "" +
 	"\tanonymous\x18\n" +
 	" \x01(\bR\tanonymous\x12\x0e\n" +
 	"\x02cn\x18\v \x01(\tR\x02cn\x12\x0e\n" +
-	"\x02dn\x18\f \x01(\tR\x02dn\"\x9d\x02\n" +
+	"\x02dn\x18\f \x01(\tR\x02dn\x12\x1a\n" +
+	"\bpeerport\x18\r \x01(\rR\bpeerport\"\x9d\x02\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x10\n" +

@@ -2,8 +2,8 @@
 //
 // This file was written for the iov platform. It is wire-compatible with the
 // "v2" exhook protocol that EMQX 5.0 through 5.8.x speaks as a gRPC client
-// (upstream: emqx/emqx, apps/emqx_exhook/priv/protos/exhook.proto). EMQX 5.9+
-// moved to package emqx.exhook.v3, which this file does NOT describe.
+// (upstream: emqx/emqx, apps/emqx_exhook/priv/protos/exhook.proto at v5.8.6).
+// EMQX 5.9+ moved to package emqx.exhook.v3: see ../v3/exhook.proto.
 //
 // COMPATIBILITY RULES (enforced by wire_test.go):
 //   * The proto package, service name, RPC names and message names form the

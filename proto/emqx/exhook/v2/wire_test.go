@@ -184,6 +184,7 @@ func TestDecodeBrokerEncodedRequests(t *testing.T) {
 	clientinfo = str(clientinfo, 7, "mqtt")
 	clientinfo = uvarint(clientinfo, 9, 1)
 	clientinfo = str(clientinfo, 11, "vehicle-42.iov")
+	clientinfo = uvarint(clientinfo, 13, 50123) // peerport, sent since EMQX 5.4
 	message := str(str(nil, 5, "v1/vehicles/42/telemetry"), 6, "\x01\x02")
 	message = uvarint(message, 3, 1)
 	message = uvarint(message, 7, 1735689600123)
@@ -216,7 +217,8 @@ func TestDecodeBrokerEncodedRequests(t *testing.T) {
 				ci := m.(*exhookv2.ClientConnectedRequest).GetClientinfo()
 				if ci.GetClientid() != "vehicle-42" || ci.GetUsername() != "alice" ||
 					ci.GetPeerhost() != "192.0.2.7" || ci.GetSockport() != 8883 ||
-					ci.GetProtocol() != "mqtt" || !ci.GetIsSuperuser() || ci.GetCn() != "vehicle-42.iov" {
+					ci.GetProtocol() != "mqtt" || !ci.GetIsSuperuser() || ci.GetCn() != "vehicle-42.iov" ||
+					ci.GetPeerport() != 50123 {
 					t.Errorf("clientinfo = %v", ci)
 				}
 			},
@@ -556,11 +558,13 @@ var schema = map[string][]string{
 	"ConnInfo": {
 		"1 node string", "2 clientid string", "3 username string", "4 peerhost string",
 		"5 sockport uint32", "6 proto_name string", "7 proto_ver string", "8 keepalive uint32",
+		"9 peerport uint32",
 	},
 	"ClientInfo": {
 		"1 node string", "2 clientid string", "3 username string", "4 password string",
 		"5 peerhost string", "6 sockport uint32", "7 protocol string", "8 mountpoint string",
 		"9 is_superuser bool", "10 anonymous bool", "11 cn string", "12 dn string",
+		"13 peerport uint32",
 	},
 	"Message": {
 		"1 node string", "2 id string", "3 qos uint32", "4 from string", "5 topic string",

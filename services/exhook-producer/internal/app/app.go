@@ -25,6 +25,7 @@ import (
 	"github.com/iov-platform/iov/kit/kafkasink"
 	"github.com/iov-platform/iov/kit/ops"
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
+	exhookv3 "github.com/iov-platform/iov/proto/emqx/exhook/v3"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/config"
@@ -171,7 +172,8 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
-	exhookv2.RegisterHookProviderServer(a.grpc, hooks)
+	exhookv2.RegisterHookProviderServer(a.grpc, hooks)      // EMQX 5.0-5.8
+	exhookv3.RegisterHookProviderServer(a.grpc, hooks.V3()) // EMQX 5.9+
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	reflection.Register(a.grpc)
@@ -272,6 +274,7 @@ func (a *App) Run(ctx context.Context) error {
 	}()
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	a.health.SetServingStatus(exhookv2.HookProvider_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	a.health.SetServingStatus(exhookv3.HookProvider_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	a.state.Set(ops.CondStarting, false)
 	a.log.Info("exhook producer serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "routes", len(a.cfg.Routes))
 

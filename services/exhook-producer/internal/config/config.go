@@ -66,7 +66,7 @@ type Spool struct {
 	WhenFull string `yaml:"whenFull"` // reject | block
 }
 
-// Commands tracks the downlink: EMQX's message.delivered / message.acked for command topics
+// Commands tracks the downlink: EMQX's message.delivered / message.dropped for command topics
 // and vehicles' responses become CommandStatus events.
 type Commands struct {
 	Enabled bool `yaml:"enabled"`

@@ -16,9 +16,16 @@ import (
 )
 
 // Hook names of the downlink tracking.
+//
+// message.acked is not among them: EMQX runs it for the vehicle's PUBACK (QoS 1) or PUBREC
+// (QoS 2) whatever its reason code, and passes no reason code to the hook in ExHook v2 or v3
+// (emqx_channel:process_puback/process_pubrec call after_message_acked with the client info
+// and the message only, up to EMQX 6.0; the exhook message headers carry username, protocol,
+// peerhost and allow_publish only). An ACKED event from it would also be written for a
+// negative acknowledgement (reason code >= 0x80), so the producer writes none: a vehicle's
+// verdict on a command is its response (RESPONDED).
 const (
 	HookMessageDelivered = "message.delivered"
-	HookMessageAcked     = "message.acked"
 	HookMessageDropped   = "message.dropped"
 )
 
@@ -69,20 +76,16 @@ func (s *Server) OnMessageDelivered(ctx context.Context, req *exhookv2.MessageDe
 	return s.brokerCommandEvent(ctx, HookMessageDelivered, schemas.CommandDelivered, req.GetMessage(), "")
 }
 
-// OnMessageAcked: the vehicle acknowledged a command (QoS 1 PUBACK / QoS 2 PUBCOMP).
-func (s *Server) OnMessageAcked(ctx context.Context, req *exhookv2.MessageAckedRequest) (*exhookv2.EmptySuccess, error) {
-	return s.brokerCommandEvent(ctx, HookMessageAcked, schemas.CommandAcked, req.GetMessage(), "")
-}
-
-// OnMessageDropped: EMQX dropped a command, e.g. no_subscribers (the vehicle is offline
-// without a persistent session). An expiry-related reason is EXPIRED, anything else FAILED.
+// OnMessageDropped: EMQX dropped a command, which is FAILED with EMQX's reason. EMQX (5.x,
+// 6.0) runs message.dropped with reason no_subscribers (the vehicle is offline without a
+// persistent session) or, for a QoS 2 message its session refuses, the name of the MQTT
+// reason code (e.g. receive_maximum_exceeded). A message that expires in a session queue
+// goes to delivery.dropped, a hook ExHook does not offer: the broker never reports an
+// expired command, so no EXPIRED comes from here (the downlink writes EXPIRED for commands
+// it does not publish in time).
 func (s *Server) OnMessageDropped(ctx context.Context, req *exhookv2.MessageDroppedRequest) (*exhookv2.EmptySuccess, error) {
-	state := schemas.CommandFailed
-	if strings.Contains(req.GetReason(), "expire") {
-		state = schemas.CommandExpired
-	}
 	reason := "dropped by the broker: " + req.GetReason()
-	return s.brokerCommandEvent(ctx, HookMessageDropped, state, req.GetMessage(), reason)
+	return s.brokerCommandEvent(ctx, HookMessageDropped, schemas.CommandFailed, req.GetMessage(), reason)
 }
 
 func (s *Server) brokerCommandEvent(ctx context.Context, hook, state string, msg *exhookv2.Message, reason string) (*exhookv2.EmptySuccess, error) {

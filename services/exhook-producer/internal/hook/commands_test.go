@@ -31,9 +31,12 @@ func TestCommandTrackingHooksAreRegistered(t *testing.T) {
 	for _, h := range resp.GetHooks() {
 		got[h.GetName()] = h.GetTopics()
 	}
-	if got[HookMessageDelivered][0] != "vehicles/+/commands/+" || got[HookMessageAcked][0] != "vehicles/+/commands/+" ||
-		got[HookMessageDropped][0] != "vehicles/+/commands/+" {
-		t.Fatalf("delivered/acked hooks: %v", got)
+	if got[HookMessageDelivered][0] != "vehicles/+/commands/+" || got[HookMessageDropped][0] != "vehicles/+/commands/+" {
+		t.Fatalf("delivered/dropped hooks: %v", got)
+	}
+	// EMQX gives message.acked no reason code: a negative PUBACK would look like a positive one.
+	if _, ok := got["message.acked"]; ok {
+		t.Fatalf("message.acked registered: %v", got)
 	}
 	if got[HookMessagePublish][0] != "vehicles/+/commands/+/response" {
 		t.Fatalf("publish filters %v lack the response filter", got[HookMessagePublish])
@@ -51,18 +54,18 @@ func TestCommandStatusEvents(t *testing.T) {
 			_, err := s.OnMessageDelivered(context.Background(), &exhookv2.MessageDeliveredRequest{Message: &exhookv2.Message{Topic: "vehicles/V1/commands/C9", Node: "n1"}})
 			return err
 		}, schemas.CommandDelivered, schemas.SourceBroker},
-		{"acked", func(s *Server) error {
-			_, err := s.OnMessageAcked(context.Background(), &exhookv2.MessageAckedRequest{Message: &exhookv2.Message{Topic: "vehicles/V1/commands/C9", Node: "n1"}})
-			return err
-		}, schemas.CommandAcked, schemas.SourceBroker},
 		{"dropped without subscribers", func(s *Server) error {
 			_, err := s.OnMessageDropped(context.Background(), &exhookv2.MessageDroppedRequest{Message: &exhookv2.Message{Topic: "vehicles/V1/commands/C9"}, Reason: "no_subscribers"})
 			return err
 		}, schemas.CommandFailed, schemas.SourceBroker},
-		{"dropped as expired", func(s *Server) error {
+		{"qos 2 refused by the session", func(s *Server) error {
+			_, err := s.OnMessageDropped(context.Background(), &exhookv2.MessageDroppedRequest{Message: &exhookv2.Message{Topic: "vehicles/V1/commands/C9"}, Reason: "receive_maximum_exceeded"})
+			return err
+		}, schemas.CommandFailed, schemas.SourceBroker},
+		{"any reason is FAILED, never EXPIRED", func(s *Server) error {
 			_, err := s.OnMessageDropped(context.Background(), &exhookv2.MessageDroppedRequest{Message: &exhookv2.Message{Topic: "vehicles/V1/commands/C9"}, Reason: "expired"})
 			return err
-		}, schemas.CommandExpired, schemas.SourceBroker},
+		}, schemas.CommandFailed, schemas.SourceBroker},
 		{"response", func(s *Server) error {
 			resp, err := s.OnMessagePublish(context.Background(), publish("vehicles/V1/commands/C9/response", "V1", []byte(`{"ok":true}`)))
 			if err == nil && resp.GetType() != exhookv2.ValuedResponse_IGNORE {
@@ -104,8 +107,8 @@ func TestCommandEventsForOtherTopicsAreIgnored(t *testing.T) {
 	}
 	// Without tracking configured, delivered is a no-op.
 	g := newFixture(t)
-	if _, err := g.srv.OnMessageAcked(context.Background(), &exhookv2.MessageAckedRequest{Message: &exhookv2.Message{Topic: "vehicles/V1/commands/C"}}); err != nil || len(g.prod.recs) != 0 {
-		t.Fatalf("acked without tracking: %v, %d records", err, len(g.prod.recs))
+	if _, err := g.srv.OnMessageDelivered(context.Background(), &exhookv2.MessageDeliveredRequest{Message: &exhookv2.Message{Topic: "vehicles/V1/commands/C"}}); err != nil || len(g.prod.recs) != 0 {
+		t.Fatalf("delivered without tracking: %v, %d records", err, len(g.prod.recs))
 	}
 	// A response topic whose command level is empty is refused.
 	_, err := f.srv.OnMessagePublish(context.Background(), publish("vehicles/V1/commands//response", "V1", nil))

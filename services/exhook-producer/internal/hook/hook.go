@@ -1,5 +1,6 @@
-// Package hook implements EMQX's emqx.exhook.v2.HookProvider: message.publish is encoded as
-// Avro and produced to Kafka by route; client.connected/disconnected become status events.
+// Package hook implements EMQX's emqx.exhook.v2.HookProvider (and, through the thin adapter
+// in v3.go, emqx.exhook.v3.HookProvider): message.publish is encoded as Avro and produced to
+// Kafka by route; client.connected/disconnected become status events.
 package hook
 
 import (
@@ -107,7 +108,6 @@ func (s *Server) OnProviderLoaded(_ context.Context, req *exhookv2.ProviderLoade
 		filters = append([]string{c.ResponseFilter}, filters...)
 		hooks = append(hooks,
 			&exhookv2.HookSpec{Name: HookMessageDelivered, Topics: []string{c.TopicFilter}},
-			&exhookv2.HookSpec{Name: HookMessageAcked, Topics: []string{c.TopicFilter}},
 			&exhookv2.HookSpec{Name: HookMessageDropped, Topics: []string{c.TopicFilter}})
 	}
 	hooks = append(hooks, &exhookv2.HookSpec{Name: HookMessagePublish, Topics: filters})
@@ -154,11 +154,12 @@ func (s *Server) OnMessagePublish(ctx context.Context, req *exhookv2.MessagePubl
 		return s.deadLetter(ctx, r, msg, vehicle, err)
 	}
 
-	value, err := s.o.Messages[r.KafkaTopic].Encode(s.envelope(r, msg, vehicle))
+	props := publishProperties(ctx) // MQTT 5 properties: ExHook v3 only
+	value, err := s.o.Messages[r.KafkaTopic].Encode(props.fill(s.envelope(r, msg, vehicle)))
 	if err != nil {
 		return s.deadLetter(ctx, r, msg, vehicle, fmt.Errorf("encode envelope: %w", err))
 	}
-	err = s.deliver(ctx, r.Delivery, kafkasink.Record{Topic: r.KafkaTopic, Key: []byte(vehicle), Value: value})
+	err = s.deliver(ctx, r.Delivery, kafkasink.Record{Topic: r.KafkaTopic, Key: []byte(vehicle), Value: value, Headers: props.headers()})
 	if err != nil {
 		s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeFailed).Inc()
 		s.o.Log.Warn("message not forwarded", "route", r.Name, "vehicle", vehicle, "mqtt_topic", msg.GetTopic(), "message_id", msg.GetId(), "err", err)

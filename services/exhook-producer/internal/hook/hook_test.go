@@ -220,13 +220,7 @@ func TestClientEvents(t *testing.T) {
 // BenchmarkOnMessagePublish measures the hook's own cost per message (routing, envelope,
 // Avro encoding of the real schema) without Kafka.
 func BenchmarkOnMessagePublish(b *testing.B) {
-	f := newFixture(b)
-	schema, err := schemas.MustLatest(schemas.VehicleMessageName).Parse()
-	if err != nil {
-		b.Fatal(err)
-	}
-	f.srv.o.Messages["tel"] = avroEncoder{schema}
-	f.srv.o.Producer = discard{}
+	f := newBenchFixture(b)
 	req := publish("vehicles/WVW1234567890/telemetry", "WVW1234567890", []byte(`{"speed":88,"soc":0.71,"lat":48.1,"lon":11.5}`))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -235,7 +229,3 @@ func BenchmarkOnMessagePublish(b *testing.B) {
 		}
 	}
 }
-
-type discard struct{}
-
-func (discard) Produce(context.Context, kafkasink.Record, bool) error { return nil }

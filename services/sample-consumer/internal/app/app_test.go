@@ -137,19 +137,21 @@ func vehicleMessage(vin, route string, seq int) schemas.VehicleMessage {
 	user := "fleet-a"
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	return schemas.VehicleMessage{
-		MessageID:     fmt.Sprintf("M%06d", id),
-		VehicleID:     vin,
-		ClientID:      vin,
-		Username:      &user,
-		MQTTTopic:     "vehicles/" + vin + "/" + route,
-		QoS:           1,
-		Payload:       fmt.Appendf(nil, `{"seq":%d}`, seq),
-		PayloadFormat: schemas.PayloadJSON,
-		PublishedAt:   now,
-		IngestedAt:    now,
-		Node:          "emqx@127.0.0.1",
-		Route:         route,
-		Headers:       map[string]string{"peerhost": "127.0.0.1"},
+		MessageID:      fmt.Sprintf("M%06d", id),
+		VehicleID:      vin,
+		ClientID:       vin,
+		Username:       &user,
+		MQTTTopic:      "vehicles/" + vin + "/" + route,
+		QoS:            1,
+		Payload:        fmt.Appendf(nil, `{"seq":%d}`, seq),
+		PayloadFormat:  schemas.PayloadJSON,
+		PublishedAt:    now,
+		IngestedAt:     now,
+		Node:           "emqx@127.0.0.1",
+		Route:          route,
+		Headers:        map[string]string{"peerhost": "127.0.0.1"},
+		MQTTProperties: map[string]string{"Content-Type": "application/json"},
+		UserProperties: []schemas.UserProperty{{Name: "fw", Value: "1.2"}},
 	}
 }
 
@@ -410,7 +412,7 @@ func TestRecordsHandledAsWrittenInOrder(t *testing.T) {
 }
 
 // TestOldSchemaVersionDecodesIntoLatestStruct: a record written with vehicle_message v1
-// reaches the handler as the latest Go type with the v2 fields at their defaults.
+// reaches the handler as the latest Go type with the later fields at their defaults.
 func TestOldSchemaVersionDecodesIntoLatestStruct(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -439,6 +441,7 @@ func TestOldSchemaVersionDecodesIntoLatestStruct(t *testing.T) {
 	}
 	want := written
 	want.Route, want.Headers = "", map[string]string{}
+	want.MQTTProperties, want.UserProperties = map[string]string{}, []schemas.UserProperty{}
 	if !reflect.DeepEqual(*m, want) || got.SchemaID != v1.ID() {
 		t.Fatalf("decoded (schema id %d) %#v\nwant (schema id %d) %#v", got.SchemaID, *m, v1.ID(), want)
 	}

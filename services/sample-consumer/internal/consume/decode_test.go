@@ -2,6 +2,7 @@ package consume_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -17,12 +18,11 @@ import (
 )
 
 type fixture struct {
-	reg      *srclient.SchemaRegistryClient
-	dec      *consume.Decoder
-	message  *serde.Encoder // latest vehicle_message
-	messageV *serde.Encoder // vehicle_message v1
-	event    *serde.Encoder // latest client_event
-	other    *serde.Encoder // a record type the decoder does not know
+	reg     *srclient.SchemaRegistryClient
+	dec     *consume.Decoder
+	message *serde.Encoder // latest vehicle_message
+	event   *serde.Encoder // latest client_event
+	other   *serde.Encoder // a record type the decoder does not know
 }
 
 const otherSchema = `{"type":"record","name":"Trip","namespace":"com.example.fleet","fields":[
@@ -37,16 +37,11 @@ func newFixture(tb testing.TB) *fixture {
 	if f.dec, err = consume.NewDecoder(f.reg); err != nil {
 		tb.Fatal(err)
 	}
-	v1, err := schemas.Versions(schemas.VehicleMessageName)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	for _, e := range []struct {
 		enc     **serde.Encoder
 		subject string
 		def     schemas.Definition
 	}{
-		{&f.messageV, "t1-value", v1[0]},
 		{&f.message, "t-value", schemas.MustLatest(schemas.VehicleMessageName)},
 		{&f.event, "s-value", schemas.MustLatest(schemas.ClientEventName)},
 		{&f.other, "o-value", schemas.Definition{Name: "trip", Version: 1, Text: otherSchema}},
@@ -70,19 +65,21 @@ func encode(tb testing.TB, enc *serde.Encoder, v any) []byte {
 func sampleMessage() schemas.VehicleMessage {
 	user := "fleet-a"
 	return schemas.VehicleMessage{
-		MessageID:     "0006123ABC",
-		VehicleID:     "VIN123",
-		ClientID:      "VIN123",
-		Username:      &user,
-		MQTTTopic:     "vehicles/VIN123/telemetry",
-		QoS:           1,
-		Payload:       []byte(`{"speed":42}`),
-		PayloadFormat: schemas.PayloadJSON,
-		PublishedAt:   time.UnixMilli(1_700_000_000_123).UTC(),
-		IngestedAt:    time.UnixMilli(1_700_000_000_456).UTC(),
-		Node:          "emqx@10.0.0.1",
-		Route:         "telemetry",
-		Headers:       map[string]string{"peerhost": "10.1.2.3"},
+		MessageID:      "0006123ABC",
+		VehicleID:      "VIN123",
+		ClientID:       "VIN123",
+		Username:       &user,
+		MQTTTopic:      "vehicles/VIN123/telemetry",
+		QoS:            1,
+		Payload:        []byte(`{"speed":42}`),
+		PayloadFormat:  schemas.PayloadJSON,
+		PublishedAt:    time.UnixMilli(1_700_000_000_123).UTC(),
+		IngestedAt:     time.UnixMilli(1_700_000_000_456).UTC(),
+		Node:           "emqx@10.0.0.1",
+		Route:          "telemetry",
+		Headers:        map[string]string{"peerhost": "10.1.2.3"},
+		MQTTProperties: map[string]string{"Content-Type": "application/json", "Message-Expiry-Interval": "30"},
+		UserProperties: []schemas.UserProperty{{Name: "trace", Value: "a"}, {Name: "trace", Value: "b"}},
 	}
 }
 
@@ -119,35 +116,51 @@ func TestDecodeKnownTypes(t *testing.T) {
 	}
 }
 
-func TestDecodeOldVersionIntoLatestType(t *testing.T) {
+// TestDecodeEveryVersionIntoLatestType: records written with each vehicle_message version
+// (v1, v2 from ExHook v2 producers, v3 with MQTT 5 properties) decode into the latest type,
+// the fields the writer did not have at their defaults.
+func TestDecodeEveryVersionIntoLatestType(t *testing.T) {
 	f := newFixture(t)
-	type v1Message struct { // the v1 fields only
-		MessageID     string    `avro:"message_id"`
-		VehicleID     string    `avro:"vehicle_id"`
-		ClientID      string    `avro:"client_id"`
-		Username      *string   `avro:"username"`
-		MQTTTopic     string    `avro:"mqtt_topic"`
-		QoS           int32     `avro:"qos"`
-		Payload       []byte    `avro:"payload"`
-		PayloadFormat string    `avro:"payload_format"`
-		PublishedAt   time.Time `avro:"published_at"`
-		IngestedAt    time.Time `avro:"ingested_at"`
-		Node          string    `avro:"node"`
-	}
-	in := sampleMessage()
-	old := v1Message{in.MessageID, in.VehicleID, in.ClientID, in.Username, in.MQTTTopic, in.QoS, in.Payload, in.PayloadFormat, in.PublishedAt, in.IngestedAt, in.Node}
-	_, v, err := f.dec.Decode(encode(t, f.messageV, old))
+	defs, err := schemas.Versions(schemas.VehicleMessageName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, ok := v.(*schemas.VehicleMessage)
-	if !ok {
-		t.Fatalf("decoded %T", v)
+	in := sampleMessage()
+	noProps := func(v schemas.VehicleMessage) schemas.VehicleMessage {
+		v.MQTTProperties, v.UserProperties = map[string]string{}, []schemas.UserProperty{}
+		return v
 	}
-	want := in
-	want.Route, want.Headers = "", map[string]string{}
-	if !reflect.DeepEqual(*got, want) {
-		t.Fatalf("decoded %#v\nwant    %#v", *got, want)
+	want := map[int]schemas.VehicleMessage{
+		1: func(v schemas.VehicleMessage) schemas.VehicleMessage {
+			v.Route, v.Headers = "", map[string]string{}
+			return noProps(v)
+		}(in),
+		2: noProps(in),
+		3: in,
+	}
+	if len(defs) != len(want) {
+		t.Fatalf("vehicle_message has %d versions, the test knows %d: extend it", len(defs), len(want))
+	}
+	for _, def := range defs {
+		t.Run(fmt.Sprintf("v%d", def.Version), func(t *testing.T) {
+			enc, err := serde.NewEncoder(f.reg, fmt.Sprintf("v%d-value", def.Version), def, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// hamba/avro encodes by field name: the latest struct writes an older record
+			// with just that version's fields.
+			id, v, err := f.dec.Decode(encode(t, enc, in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := v.(*schemas.VehicleMessage)
+			if !ok || id != enc.ID() {
+				t.Fatalf("decoded %T with schema id %d, want *schemas.VehicleMessage with %d", v, id, enc.ID())
+			}
+			if !reflect.DeepEqual(*got, want[def.Version]) {
+				t.Fatalf("decoded %#v\nwant    %#v", *got, want[def.Version])
+			}
+		})
 	}
 }
 

@@ -17,8 +17,8 @@ import (
 // ============================================================================================
 
 // LogHandler logs one line per record: at info level a summary (vehicle, topic, route,
-// payload size), at debug level also the payload (JSON shortened), headers and the
-// end-to-end latency.
+// payload size), at debug level also the payload (JSON shortened), headers, MQTT 5
+// properties and the end-to-end latency.
 type LogHandler struct {
 	log *slog.Logger
 }
@@ -48,6 +48,8 @@ func (h *LogHandler) Handle(ctx context.Context, r Record) error {
 			attrs = append(attrs,
 				slog.String("payload", preview(v.Payload, v.PayloadFormat)),
 				slog.Any("headers", v.Headers),
+				slog.Any("mqtt_properties", v.MQTTProperties),
+				slog.Any("user_properties", v.UserProperties),
 				slog.Int("qos", int(v.QoS)),
 				slog.Duration("latency", time.Since(v.PublishedAt).Round(time.Millisecond)),
 			)
