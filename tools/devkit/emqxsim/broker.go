@@ -4,32 +4,37 @@ package emqxsim
 // delivery in tests and the demo, and calls an ExHook HookProvider over gRPC as EMQX does.
 //
 // THIS IS A TEST DOUBLE, NOT EMQX. It reproduces the parts of EMQX the platform's services
-// depend on and nothing more:
+// depend on, checked against EMQX's source (v5.8.6: apps/emqx_exhook/src/emqx_exhook_mgr.erl,
+// emqx_exhook_server.erl, emqx_exhook_handler.erl, emqx_exhook.erl; apps/emqx/src/
+// emqx_channel.erl), and nothing more:
 //
-//   - At start it calls OnProviderLoaded (retrying while the provider is not up yet, like
-//     EMQX's exhook auto_reconnect) and from then on calls only the hooks — and, for the
-//     message.* hooks, only the topics — registered in the LoadedResponse; an empty topic
-//     list means every topic. $SYS/ topics never reach message.* hooks.
+//   - Loading: the MQTT listener opens first; OnProviderLoaded runs once per node at start,
+//     and again only when the server is re-enabled or updated (Reload). While it fails, it is
+//     retried every AutoReconnect (EMQX's auto_reconnect, default 60s) and messages skip the
+//     hooks meanwhile. A provider that restarts is not loaded again: the hooks registered
+//     first stay in force. A LoadedResponse naming an unknown hook fails the whole load.
+//     From then on only the registered hooks are called, and message.* hooks only for their
+//     topics (an empty list means every topic); $SYS/ topics never reach message.* hooks.
 //   - message.publish: called for a client's PUBLISH before it is routed. The reply may
 //     rewrite the topic and payload, or drop the message with the header
-//     allow_publish=false. A failed call applies FailedAction (EMQX's exhook failed_action:
-//     deny drops the message, ignore routes it unchanged). A dropped QoS 1/2 message is
-//     still acknowledged, with reason code 0x10 (no matching subscribers), as EMQX does;
-//     so is one that no subscriber matched.
+//     allow_publish=false. A failed call applies FailedAction, and both deny and ignore
+//     route the message unchanged (EMQX's deny_action_result for message.publish is the
+//     message itself). A dropped QoS 1/2 message is still acknowledged, with reason code
+//     0x10 (no matching subscribers), as EMQX does; so is one that no subscriber matched.
 //   - message.delivered: called when a message is about to be written to a subscriber's
-//     connection (before the bytes go out), once per delivery (not for DUP retransmissions).
-//   - message.acked: called when the subscriber's PUBACK (QoS 1) or PUBREC (QoS 2) for
-//     that delivery has been processed.
-//   - client.connected after the CONNACK; client.disconnected with a reason (normal,
+//     connection, once per PUBLISH written, DUP retransmissions included.
+//   - message.acked: called when the subscriber's PUBACK (QoS 1) or PUBREC (QoS 2) for that
+//     delivery has been processed, whatever its reason code.
+//   - client.connected before the CONNACK is sent; client.disconnected with a reason (normal,
 //     takenover, keepalive_timeout, sock_closed).
+//   - Every hook runs synchronously in the client's own goroutine, as EMQX's exhook does
+//     (its "cast" for delivered/acked/dropped is a synchronous call too), so the events of one
+//     delivery reach the provider in order (delivered, then acked).
 //
-// Differences from EMQX that a test must not rely on: EMQX casts message.delivered,
-// message.acked and client.* hooks asynchronously; this double calls every hook
-// synchronously, in the client's own goroutine, so that the events of one delivery reach
-// the provider in order (delivered, then acked) and tests are deterministic. It keeps no
-// sessions across restarts, no retained-message persistence, no shared-subscription
-// strategies beyond mochi's, no authentication (every client is allowed; Authorize can deny
-// topics), and it never assigns outbound topic aliases (EMQX does not either).
+// It keeps no sessions across restarts, no retained-message persistence, no
+// shared-subscription strategies beyond mochi's, no authentication (every client is allowed;
+// Authorize can deny topics), and it never assigns outbound topic aliases (EMQX does not
+// either).
 
 import (
 	"context"
@@ -43,13 +48,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
-
-	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
+	"google.golang.org/grpc"
 )
 
 // Hook names as EMQX spells them.
@@ -68,19 +73,36 @@ const (
 	FailedIgnore = "ignore"
 )
 
+// DefaultAutoReconnect is EMQX's exhook auto_reconnect default.
+const DefaultAutoReconnect = 60 * time.Second
+
 // BrokerOptions configures StartBroker.
 type BrokerOptions struct {
 	// Addr is the MQTT (TCP) listen address; default 127.0.0.1:0 (any free port).
 	Addr string
 	// HookAddr is the ExHook HookProvider's gRPC host:port; "" runs a broker without hooks.
 	HookAddr string
+	// Protocol is the ExHook protocol version (default V2).
+	Protocol Protocol
+	// PoolSize is EMQX's exhook pool_size (default 8).
+	PoolSize int
 	// RequestTimeout bounds each hook call (EMQX's request_timeout, default 5s).
 	RequestTimeout time.Duration
-	// LoadTimeout bounds the OnProviderLoaded retries at start (default 10s).
+	// AutoReconnect is how long after a failed load the next one is tried (EMQX's
+	// auto_reconnect, default 60s).
+	AutoReconnect time.Duration
+	// LoadTimeout is how long StartBroker waits for the first successful load before it
+	// gives up (default 10s); negative: StartBroker returns once the listener is open and
+	// loading goes on in the background (WaitLoaded).
 	LoadTimeout time.Duration
-	// FailedAction is what a failed message.publish call does: deny (default, drop the
-	// message) or ignore (route it unchanged).
+	// FailedAction is EMQX's exhook failed_action, deny (default) or ignore. For
+	// message.publish both route the message unchanged.
 	FailedAction string
+	// Mode, RetryInterval and Retries: the connection-loss behaviour of EMQX's gRPC client
+	// (see Options).
+	Mode          Mode
+	RetryInterval time.Duration
+	Retries       int
 	// Node is the broker node name sent to the provider (default emqx@127.0.0.1).
 	Node string
 	// Authorize, when set, decides publish (write) and subscribe/deliver (read) access; a
@@ -106,14 +128,26 @@ type Broker struct {
 	opts     BrokerOptions
 	srv      *mqtt.Server
 	listener *listeners.TCP
-	client   *Client // nil without HookAddr
-	hooks    map[string][]string
 	log      *slog.Logger
+	start    int64
+	msgSeq   atomic.Uint64
 
 	closeOnce sync.Once
-	mu        sync.Mutex
-	inflight  map[clientPacket]*exhookv2.Message // deliveries awaiting the subscriber's ack
-	noSubs    map[clientPacket]bool              // publishes to acknowledge with 0x10
+	closed    chan struct{}
+	loaderWG  sync.WaitGroup
+
+	hmu      sync.RWMutex
+	pool     *pool               // the loaded channel; nil while not loaded
+	hooks    map[string][]string // registered hooks and their topics
+	loaded   chan struct{}       // closed on the first successful load
+	loads    int                 // successful loads
+	retry    *time.Timer         // pending auto_reconnect load
+	loadErr  error               // last load error
+	reloadCh chan struct{}
+
+	mu       sync.Mutex
+	inflight map[clientPacket]*Message // deliveries awaiting the subscriber's ack
+	noSubs   map[clientPacket]bool     // publishes to acknowledge with 0x10
 }
 
 type clientPacket struct {
@@ -125,15 +159,18 @@ type clientPacket struct {
 // deliveries of the same message; it is removed before any packet is encoded.
 const idProperty = "x-emqxsim-message"
 
-// StartBroker loads the hook provider (if any) and starts listening.
+// StartBroker opens the MQTT listener, then loads the hook provider (if any) as EMQX does.
 func StartBroker(opts BrokerOptions) (*Broker, error) {
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
 	}
-	if opts.RequestTimeout <= 0 {
-		opts.RequestTimeout = 5 * time.Second
+	if opts.Protocol == nil {
+		opts.Protocol = V2
 	}
-	if opts.LoadTimeout <= 0 {
+	if opts.AutoReconnect <= 0 {
+		opts.AutoReconnect = DefaultAutoReconnect
+	}
+	if opts.LoadTimeout == 0 {
 		opts.LoadTimeout = 10 * time.Second
 	}
 	if opts.Node == "" {
@@ -146,89 +183,182 @@ func StartBroker(opts BrokerOptions) (*Broker, error) {
 	default:
 		return nil, fmt.Errorf("emqxsim: FailedAction %q: want deny or ignore", opts.FailedAction)
 	}
+	if opts.HookAddr != "" {
+		// Check the pool options now rather than on every load attempt.
+		po := poolOptions{addr: opts.HookAddr, mode: opts.Mode}
+		if err := po.defaults(); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	b := &Broker{opts: opts, log: opts.Log, hooks: map[string][]string{},
-		inflight: map[clientPacket]*exhookv2.Message{}, noSubs: map[clientPacket]bool{}}
-
-	if opts.HookAddr != "" {
-		// Wait for the provider to listen before opening the pool: a pooled connection
-		// whose first dial was refused sits in gRPC's reconnect backoff and would fail the
-		// first hook calls routed to it.
-		if err := waitListening(opts.HookAddr, opts.LoadTimeout); err != nil {
-			return nil, err
-		}
-		c, err := Dial(Options{Addr: opts.HookAddr, PoolSize: 4, RequestTimeout: opts.RequestTimeout, Node: opts.Node})
-		if err != nil {
-			return nil, err
-		}
-		b.client = c
-		if err := b.load(); err != nil {
-			c.Close()
-			return nil, err
-		}
-	}
+	b := &Broker{opts: opts, log: opts.Log, start: time.Now().UnixNano(), closed: make(chan struct{}),
+		hooks: map[string][]string{}, loaded: make(chan struct{}), reloadCh: make(chan struct{}, 1),
+		inflight: map[clientPacket]*Message{}, noSubs: map[clientPacket]bool{}}
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	b.srv = mqtt.New(&mqtt.Options{Logger: opts.Log, Capabilities: caps})
 	if err := b.srv.AddHook(&exhook{b: b}, nil); err != nil {
-		b.closeClient()
 		return nil, fmt.Errorf("emqxsim: add hook: %w", err)
 	}
 	b.listener = listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.Addr})
 	if err := b.srv.AddListener(b.listener); err != nil {
-		b.closeClient()
 		return nil, fmt.Errorf("emqxsim: listen %s: %w", opts.Addr, err)
 	}
 	if err := b.srv.Serve(); err != nil {
 		_ = b.srv.Close()
-		b.closeClient()
 		return nil, fmt.Errorf("emqxsim: serve: %w", err)
+	}
+	if opts.HookAddr == "" {
+		return b, nil
+	}
+	b.loaderWG.Go(b.loader)
+	if opts.LoadTimeout < 0 {
+		return b, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opts.LoadTimeout)
+	defer cancel()
+	if err := b.WaitLoaded(ctx); err != nil {
+		_ = b.Close()
+		return nil, err
 	}
 	return b, nil
 }
 
-func waitListening(addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+// loader loads the provider at start and on Reload, and retries a failed load every
+// AutoReconnect (emqx_exhook_mgr's reload timer).
+func (b *Broker) loader() {
+	b.loadOnce()
 	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			return conn.Close()
+		b.hmu.RLock()
+		var retry <-chan time.Time
+		if b.retry != nil {
+			retry = b.retry.C
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("emqxsim: hook provider %s not listening: %w", addr, err)
+		b.hmu.RUnlock()
+		select {
+		case <-b.closed:
+			return
+		case <-retry:
+			b.loadOnce()
+		case <-b.reloadCh:
+			b.unload()
+			b.loadOnce()
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// load calls OnProviderLoaded until it answers or LoadTimeout passes.
-func (b *Broker) load() error {
-	deadline := time.Now().Add(b.opts.LoadTimeout)
-	backoff := 50 * time.Millisecond
-	for {
-		resp, err := b.client.Load(context.Background())
-		if err == nil {
-			for _, h := range resp.GetHooks() {
-				b.hooks[h.GetName()] = append(b.hooks[h.GetName()], h.GetTopics()...)
+// loadOnce is emqx_exhook_server:load/2: open the channel, call OnProviderLoaded, register
+// the hooks; on failure close the channel and arm the reload timer.
+func (b *Broker) loadOnce() {
+	p, err := newPool(poolOptions{addr: b.opts.HookAddr, size: b.opts.PoolSize, requestTimeout: b.opts.RequestTimeout,
+		mode: b.opts.Mode, retryInterval: b.opts.RetryInterval, retries: b.opts.Retries})
+	var specs []HookSpec
+	if err == nil {
+		err = p.do(context.Background(), "", func(ctx context.Context, cc grpc.ClientConnInterface) error {
+			var lerr error
+			specs, lerr = b.opts.Protocol.Stub(cc).Loaded(ctx, BrokerInfo{Version: "5.8.6", Sysdescr: "EMQX", Uptime: 1000,
+				Datetime: time.Now().UTC().Format(time.RFC3339)}, b.meta())
+			return lerr
+		})
+	}
+	hooks := map[string][]string{}
+	if err == nil {
+		for _, h := range specs {
+			if !knownHooks[h.Name] {
+				err = fmt.Errorf("unknown_hookpoint %q", h.Name)
+				break
 			}
-			b.log.Info("exhook provider loaded", "hooks", b.Hooks())
-			return nil
+			hooks[h.Name] = append(hooks[h.Name], h.Topics...)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("emqxsim: OnProviderLoaded at %s: %w", b.opts.HookAddr, err)
+	}
+	b.hmu.Lock()
+	defer b.hmu.Unlock()
+	if err != nil {
+		if p != nil {
+			p.close()
 		}
-		time.Sleep(backoff)
-		backoff = min(2*backoff, time.Second)
+		b.loadErr = fmt.Errorf("emqxsim: load hook provider %s: %w", b.opts.HookAddr, err)
+		b.retry = time.NewTimer(b.opts.AutoReconnect)
+		b.log.Warn("exhook provider not loaded; retrying", "err", err, "auto_reconnect", b.opts.AutoReconnect)
+		return
+	}
+	b.pool, b.hooks, b.retry, b.loadErr = p, hooks, nil, nil
+	if b.loads == 0 {
+		close(b.loaded)
+	}
+	b.loads++
+	b.log.Info("exhook provider loaded", "hooks", b.hooksLocked())
+}
+
+// unload is emqx_exhook_server:unload/1: drop the hooks, OnProviderUnloaded, close the
+// channel.
+func (b *Broker) unload() {
+	b.hmu.Lock()
+	p := b.pool
+	b.pool, b.hooks = nil, map[string][]string{}
+	if b.retry != nil {
+		b.retry.Stop()
+		b.retry = nil
+	}
+	b.hmu.Unlock()
+	if p == nil {
+		return
+	}
+	_ = p.do(context.Background(), "", func(ctx context.Context, cc grpc.ClientConnInterface) error {
+		return b.opts.Protocol.Stub(cc).Unloaded(ctx, b.meta())
+	})
+	p.close()
+}
+
+// WaitLoaded waits for the first successful load.
+func (b *Broker) WaitLoaded(ctx context.Context) error {
+	select {
+	case <-b.loaded:
+		return nil
+	case <-ctx.Done():
+		b.hmu.RLock()
+		defer b.hmu.RUnlock()
+		return fmt.Errorf("emqxsim: hook provider %s not loaded: %w (last error: %v)", b.opts.HookAddr, ctx.Err(), b.loadErr)
 	}
 }
 
-func (b *Broker) closeClient() {
-	if b.client != nil {
-		b.client.Close()
+// Reload is what EMQX does when the ExHook server is enabled again or updated (REST API or
+// config change): unload, then load at once (retrying every AutoReconnect on failure). It
+// returns without waiting; Loads counts the successful loads.
+func (b *Broker) Reload() {
+	select {
+	case b.reloadCh <- struct{}{}:
+	default:
 	}
 }
+
+// Loads is how many times OnProviderLoaded succeeded.
+func (b *Broker) Loads() int {
+	b.hmu.RLock()
+	defer b.hmu.RUnlock()
+	return b.loads
+}
+
+func (b *Broker) meta() Meta {
+	return Meta{Node: b.opts.Node, Version: "5.8.6", Sysdescr: "EMQX", ClusterName: "emqxcl"}
+}
+
+// call runs one hook call pinned by key (the client id), or reports errNotLoaded.
+func (b *Broker) call(key string, fn func(context.Context, Stub) error) error {
+	b.hmu.RLock()
+	p := b.pool
+	b.hmu.RUnlock()
+	if p == nil {
+		return errNotLoaded
+	}
+	return p.do(context.Background(), key, func(ctx context.Context, cc grpc.ClientConnInterface) error {
+		return fn(ctx, b.opts.Protocol.Stub(cc))
+	})
+}
+
+var errNotLoaded = errors.New("emqxsim: provider unloaded")
 
 // Addr is the MQTT listener's host:port.
 func (b *Broker) Addr() string { return b.listener.Address() }
@@ -239,6 +369,12 @@ func (b *Broker) URL() string { return "mqtt://" + b.Addr() }
 // Hooks lists the registered hook names, sorted, each with its topic filters, e.g.
 // "message.acked[vehicles/+/commands/+]".
 func (b *Broker) Hooks() []string {
+	b.hmu.RLock()
+	defer b.hmu.RUnlock()
+	return b.hooksLocked()
+}
+
+func (b *Broker) hooksLocked() []string {
 	var out []string
 	for name, topics := range b.hooks {
 		out = append(out, name+"["+strings.Join(topics, " ")+"]")
@@ -252,20 +388,19 @@ func (b *Broker) Hooks() []string {
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		_ = b.srv.Close()
-		if b.client != nil {
-			ctx, cancel := b.client.call(context.Background())
-			_, _ = b.client.pick().OnProviderUnloaded(ctx, &exhookv2.ProviderUnloadedRequest{Meta: b.client.meta()})
-			cancel()
-			b.client.Close()
-		}
+		close(b.closed)
+		b.loaderWG.Wait()
+		b.unload()
 	})
 	return nil
 }
 
 // wants reports whether hook is registered for topic.
 func (b *Broker) wants(hook, topic string) bool {
+	b.hmu.RLock()
 	filters, ok := b.hooks[hook]
-	if !ok || b.client == nil {
+	b.hmu.RUnlock()
+	if !ok {
 		return false
 	}
 	if strings.HasPrefix(hook, "message.") && strings.HasPrefix(topic, "$SYS/") {
@@ -312,22 +447,30 @@ func TopicMatch(filter, topic string) bool {
 	return len(fl) == len(tl)
 }
 
-// message builds the exhook Message for a packet seen by the broker.
-func (b *Broker) message(id string, ts int64, from string, pk packets.Packet, headers map[string]string) *exhookv2.Message {
-	return &exhookv2.Message{
-		Node:      b.opts.Node,
-		Id:        id,
-		Qos:       uint32(pk.FixedHeader.Qos),
-		From:      from,
-		Topic:     pk.TopicName,
-		Payload:   pk.Payload,
-		Timestamp: uint64(ts),
-		Headers:   headers,
+// message builds the hook Message for a packet seen by the broker.
+func (b *Broker) message(id string, ts int64, from string, pk packets.Packet, headers map[string]string) *Message {
+	m := &Message{Node: b.opts.Node, ID: id, QoS: uint32(pk.FixedHeader.Qos), From: from, Topic: pk.TopicName,
+		Payload: pk.Payload, Timestamp: ts, Headers: headers}
+	for _, u := range pk.Properties.User {
+		if u.Key != idProperty {
+			m.UserProperties = append(m.UserProperties, [2]string{u.Key, u.Val})
+		}
 	}
+	return m
 }
 
 func (b *Broker) newID() string {
-	return fmt.Sprintf("%016X%016X", b.client.start, b.client.msgSeq.Add(1))
+	return fmt.Sprintf("%016X%016X", b.start, b.msgSeq.Add(1))
+}
+
+func (b *Broker) clientInfo(cl *mqtt.Client) ClientInfo {
+	host, port, _ := net.SplitHostPort(cl.Net.Remote)
+	pp, _ := strconv.ParseUint(port, 10, 32)
+	username := string(cl.Properties.Username)
+	if username == "" {
+		username = cl.ID
+	}
+	return ClientInfo{Node: b.opts.Node, ClientID: cl.ID, Username: username, Peerhost: host, Peerport: uint32(pp), Sockport: 1883, Protocol: "mqtt"}
 }
 
 // exhook is the mochi hook that turns broker events into ExHook calls.
@@ -340,7 +483,7 @@ func (h *exhook) ID() string { return "emqxsim-exhook" }
 
 func (h *exhook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish, mqtt.OnDisconnect,
 		mqtt.OnPublish, mqtt.OnPacketEncode, mqtt.OnPacketProcessed:
 		return true
 	}
@@ -363,12 +506,17 @@ func (h *exhook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return h.b.opts.Authorize(cl.ID, topic, write)
 }
 
-func (h *exhook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+// OnSessionEstablish runs client.connected before the CONNACK is written, as EMQX's channel
+// does (ensure_connected runs the hook, then the CONNACK goes out).
+func (h *exhook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	b := h.b
 	if cl.Net.Inline || !b.wants(HookClientConnected, "") {
 		return
 	}
-	b.report(HookClientConnected, cl.ID, "", b.client.Connected(context.Background(), cl.ID))
+	ci := b.clientInfo(cl)
+	b.report(HookClientConnected, cl.ID, "", b.call(cl.ID, func(ctx context.Context, s Stub) error {
+		return s.ClientConnected(ctx, ci, b.meta())
+	}))
 }
 
 func (h *exhook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
@@ -385,7 +533,10 @@ func (h *exhook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if cl.Net.Inline || !b.wants(HookClientDisconnected, "") {
 		return
 	}
-	b.report(HookClientDisconnected, cl.ID, "", b.client.Disconnected(context.Background(), cl.ID, disconnectReason(cl, err)))
+	ci, reason := b.clientInfo(cl), disconnectReason(cl, err)
+	b.report(HookClientDisconnected, cl.ID, "", b.call(cl.ID, func(ctx context.Context, s Stub) error {
+		return s.ClientDisconnected(ctx, ci, reason, b.meta())
+	}))
 }
 
 func disconnectReason(cl *mqtt.Client, err error) string {
@@ -405,44 +556,40 @@ func disconnectReason(cl *mqtt.Client, err error) string {
 // message id its deliveries report.
 func (h *exhook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	b := h.b
-	if b.client == nil {
+	if b.opts.HookAddr == "" {
 		b.noteSubscribers(cl, pk, false)
 		return pk, nil
 	}
 	id, ts := b.newID(), time.Now().UnixMilli()
 	if b.wants(HookMessagePublish, pk.TopicName) {
-		username := string(cl.Properties.Username)
-		if username == "" {
-			username = cl.ID
-		}
 		host, _, _ := net.SplitHostPort(cl.Net.Remote)
-		msg := b.message(id, ts, cl.ID, pk, map[string]string{"username": username, "peerhost": host, "protocol": "mqtt"})
-		resp, err := b.client.Publish(context.Background(), msg)
+		msg := b.message(id, ts, cl.ID, pk, map[string]string{"username": b.clientInfo(cl).Username, "peerhost": host, "protocol": "mqtt"})
+		var v Verdict
+		err := b.call(cl.ID, func(ctx context.Context, s Stub) error {
+			var perr error
+			v, perr = s.MessagePublish(ctx, msg, b.meta())
+			return perr
+		})
 		b.report(HookMessagePublish, cl.ID, pk.TopicName, err)
-		drop := false
-		switch {
-		case err != nil:
-			drop = b.opts.FailedAction == FailedDeny
-		case resp.GetType() != exhookv2.ValuedResponse_IGNORE && resp.GetMessage() != nil:
-			m := resp.GetMessage()
-			if m.GetHeaders()["allow_publish"] == "false" {
-				drop = true
+		// A failed call leaves the message as it was, with deny and with ignore alike.
+		if err == nil && v.Replace {
+			if v.Deny {
+				b.noteSubscribers(cl, pk, true)
+				return pk, packets.CodeSuccessIgnore
 			}
-			if t := m.GetTopic(); t != "" {
-				pk.TopicName = t
+			if v.Topic != "" {
+				pk.TopicName = v.Topic
 			}
-			pk.Payload = m.GetPayload()
-		}
-		if drop {
-			b.noteSubscribers(cl, pk, true)
-			return pk, packets.CodeSuccessIgnore
+			pk.Payload = v.Payload
 		}
 	}
 	b.noteSubscribers(cl, pk, false)
 	if b.wants(HookMessageDropped, pk.TopicName) && !b.hasSubscribers(pk.TopicName) {
 		// EMQX runs message.dropped with reason no_subscribers when nobody receives it.
 		msg := b.message(id, ts, cl.ID, pk, nil)
-		b.report(HookMessageDropped, cl.ID, pk.TopicName, b.client.Dropped(context.Background(), msg, "no_subscribers"))
+		b.report(HookMessageDropped, cl.ID, pk.TopicName, b.call(cl.ID, func(ctx context.Context, s Stub) error {
+			return s.MessageDropped(ctx, msg, "no_subscribers", b.meta())
+		}))
 	}
 	pk.Properties.User = append(slices.Clone(pk.Properties.User), packets.UserProperty{Key: idProperty, Val: id + ";" + strconv.FormatInt(ts, 10)})
 	return pk, nil
@@ -468,7 +615,8 @@ func (b *Broker) noteSubscribers(cl *mqtt.Client, pk packets.Packet, dropped boo
 }
 
 // OnPacketEncode removes the internal id property from every outgoing packet, sets 0x10 on
-// acknowledgements of unrouted publishes, and runs message.delivered for deliveries.
+// acknowledgements of unrouted publishes, and runs message.delivered for every PUBLISH
+// written to a subscriber, DUP retransmissions included.
 func (h *exhook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	b := h.b
 	tag := ""
@@ -492,32 +640,46 @@ func (h *exhook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Pack
 			}
 		}
 	case packets.Publish:
-		if cl.Net.Inline || pk.FixedHeader.Dup || b.client == nil {
+		if cl.Net.Inline || b.opts.HookAddr == "" {
 			return pk
 		}
-		id, tsText, _ := strings.Cut(tag, ";")
-		ts, _ := strconv.ParseInt(tsText, 10, 64)
-		if id == "" {
-			id, ts = b.newID(), time.Now().UnixMilli()
+		k := clientPacket{cl.ID, pk.PacketID}
+		var msg *Message
+		if pk.FixedHeader.Dup && pk.FixedHeader.Qos > 0 {
+			// A retransmission: the same message as the first delivery.
+			b.mu.Lock()
+			msg = b.inflight[k]
+			b.mu.Unlock()
 		}
-		msg := b.message(id, ts, pk.Origin, pk, map[string]string{})
+		if msg == nil {
+			id, tsText, _ := strings.Cut(tag, ";")
+			ts, _ := strconv.ParseInt(tsText, 10, 64)
+			if id == "" {
+				id, ts = b.newID(), time.Now().UnixMilli()
+			}
+			msg = b.message(id, ts, pk.Origin, pk, map[string]string{})
+		}
 		if pk.FixedHeader.Qos > 0 && b.wants(HookMessageAcked, pk.TopicName) {
 			b.mu.Lock()
-			b.inflight[clientPacket{cl.ID, pk.PacketID}] = msg
+			b.inflight[k] = msg
 			b.mu.Unlock()
 		}
 		if b.wants(HookMessageDelivered, pk.TopicName) {
-			b.report(HookMessageDelivered, cl.ID, pk.TopicName, b.client.Delivered(context.Background(), cl.ID, msg))
+			ci := b.clientInfo(cl)
+			b.report(HookMessageDelivered, cl.ID, pk.TopicName, b.call(cl.ID, func(ctx context.Context, s Stub) error {
+				return s.MessageDelivered(ctx, ci, msg, b.meta())
+			}))
 		}
 	}
 	return pk
 }
 
 // OnPacketProcessed runs message.acked once the subscriber's PUBACK (QoS 1) or PUBREC
-// (QoS 2) of a tracked delivery has been handled.
+// (QoS 2) of a tracked delivery has been handled, whatever its reason code (EMQX's session
+// runs the hook on the ack before it looks at the code).
 func (h *exhook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
 	b := h.b
-	if err != nil || (pk.FixedHeader.Type != packets.Puback && pk.FixedHeader.Type != packets.Pubrec) || pk.ReasonCode >= 0x80 {
+	if err != nil || (pk.FixedHeader.Type != packets.Puback && pk.FixedHeader.Type != packets.Pubrec) {
 		return
 	}
 	k := clientPacket{cl.ID, pk.PacketID}
@@ -528,7 +690,10 @@ func (h *exhook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error
 	if !ok {
 		return
 	}
-	b.report(HookMessageAcked, cl.ID, msg.GetTopic(), b.client.Acked(context.Background(), cl.ID, msg))
+	ci := b.clientInfo(cl)
+	b.report(HookMessageAcked, cl.ID, msg.Topic, b.call(cl.ID, func(ctx context.Context, s Stub) error {
+		return s.MessageAcked(ctx, ci, msg, b.meta())
+	}))
 }
 
 var _ io.Closer = (*Broker)(nil)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
 
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 )
@@ -22,6 +23,10 @@ type provider struct {
 	exhookv2.UnimplementedHookProviderServer
 	hooks   []*exhookv2.HookSpec
 	publish func(*exhookv2.Message) (*exhookv2.ValuedResponse, error) // nil: IGNORE
+	// loadErr, when set, decides whether OnProviderLoaded fails (n counts its calls from 1).
+	loadErr func(n int) error
+	// connectedDelay is how long OnClientConnected takes before it records the call.
+	connectedDelay time.Duration
 
 	mu    sync.Mutex
 	calls []call
@@ -30,6 +35,9 @@ type provider struct {
 type call struct {
 	hook, client, reason string
 	msg                  *exhookv2.Message
+	peer                 string        // the client's address: which pooled connection
+	deadline             time.Duration // time left until the call's deadline when it arrived
+	at                   time.Time
 }
 
 func (p *provider) add(c call) {
@@ -38,14 +46,41 @@ func (p *provider) add(c call) {
 	p.calls = append(p.calls, c)
 }
 
+// addCtx records a call with what its context says about the connection and deadline.
+func (p *provider) addCtx(ctx context.Context, c call) {
+	if pr, ok := peer.FromContext(ctx); ok {
+		c.peer = pr.Addr.String()
+	}
+	if d, ok := ctx.Deadline(); ok {
+		c.deadline = time.Until(d)
+	}
+	c.at = time.Now()
+	p.add(c)
+}
+
+func (p *provider) count(hook string) int {
+	n := 0
+	for _, c := range p.snapshot() {
+		if c.hook == hook {
+			n++
+		}
+	}
+	return n
+}
+
 func (p *provider) snapshot() []call {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.calls)
 }
 
-func (p *provider) OnProviderLoaded(context.Context, *exhookv2.ProviderLoadedRequest) (*exhookv2.LoadedResponse, error) {
-	p.add(call{hook: "provider.loaded"})
+func (p *provider) OnProviderLoaded(ctx context.Context, _ *exhookv2.ProviderLoadedRequest) (*exhookv2.LoadedResponse, error) {
+	p.addCtx(ctx, call{hook: "provider.loaded"})
+	if p.loadErr != nil {
+		if err := p.loadErr(p.count("provider.loaded")); err != nil {
+			return nil, err
+		}
+	}
 	return &exhookv2.LoadedResponse{Hooks: p.hooks}, nil
 }
 
@@ -54,8 +89,9 @@ func (p *provider) OnProviderUnloaded(context.Context, *exhookv2.ProviderUnloade
 	return &exhookv2.EmptySuccess{}, nil
 }
 
-func (p *provider) OnClientConnected(_ context.Context, r *exhookv2.ClientConnectedRequest) (*exhookv2.EmptySuccess, error) {
-	p.add(call{hook: HookClientConnected, client: r.GetClientinfo().GetClientid()})
+func (p *provider) OnClientConnected(ctx context.Context, r *exhookv2.ClientConnectedRequest) (*exhookv2.EmptySuccess, error) {
+	time.Sleep(p.connectedDelay)
+	p.addCtx(ctx, call{hook: HookClientConnected, client: r.GetClientinfo().GetClientid()})
 	return &exhookv2.EmptySuccess{}, nil
 }
 
@@ -64,8 +100,8 @@ func (p *provider) OnClientDisconnected(_ context.Context, r *exhookv2.ClientDis
 	return &exhookv2.EmptySuccess{}, nil
 }
 
-func (p *provider) OnMessagePublish(_ context.Context, r *exhookv2.MessagePublishRequest) (*exhookv2.ValuedResponse, error) {
-	p.add(call{hook: HookMessagePublish, client: r.GetMessage().GetFrom(), msg: r.GetMessage()})
+func (p *provider) OnMessagePublish(ctx context.Context, r *exhookv2.MessagePublishRequest) (*exhookv2.ValuedResponse, error) {
+	p.addCtx(ctx, call{hook: HookMessagePublish, client: r.GetMessage().GetFrom(), msg: r.GetMessage()})
 	if p.publish != nil {
 		return p.publish(r.GetMessage())
 	}
@@ -246,9 +282,22 @@ func TestBrokerCallsRegisteredHooks(t *testing.T) {
 	}
 
 	_ = car.c.Disconnect(&paho.Disconnect{})
-	calls = waitCalls(t, p, func(cs []call) bool {
-		return slices.ContainsFunc(cs, func(c call) bool { return c.hook == HookClientDisconnected && c.client == "VIN1" })
-	})
+	// OnHook reports a call after it returned, so wait for the report of the last call (not
+	// for the provider's record of it, which comes first): then every report is in.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		evMu.Lock()
+		done := slices.ContainsFunc(events, func(c HookCall) bool { return c.Hook == HookClientDisconnected && c.ClientID == "VIN1" })
+		evMu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no OnHook report of client.disconnected VIN1 within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	calls = p.snapshot()
 	lifecycle := names(calls, func(c call) bool { return strings.HasPrefix(c.hook, "client.") })
 	if !slices.Equal(lifecycle, []string{"client.connected VIN1", "client.connected downlink", "client.disconnected VIN1 normal"}) {
 		t.Fatalf("client hooks %q", lifecycle)
@@ -267,7 +316,9 @@ func TestBrokerCallsRegisteredHooks(t *testing.T) {
 }
 
 // TestMessagePublishVerdicts: the provider's reply rewrites or drops a message; a failed
-// call applies FailedAction; unrouted and dropped QoS 1 publishes get PUBACK 0x10.
+// call routes the message unchanged with failed_action deny as with ignore (EMQX's
+// deny_action_result for message.publish is the message itself), acknowledged with 0x00;
+// unrouted and dropped QoS 1 publishes get PUBACK 0x10.
 func TestMessagePublishVerdicts(t *testing.T) {
 	for _, action := range []string{FailedDeny, FailedIgnore} {
 		t.Run(action, func(t *testing.T) {
@@ -299,7 +350,9 @@ func TestMessagePublishVerdicts(t *testing.T) {
 			if m := sub.next(t); m.Topic != "t/rewritten" || string(m.Payload) != "new" {
 				t.Fatalf("rewritten message %s %q", m.Topic, m.Payload)
 			}
-			pub.publish(t, "t/fail", "f")
+			if r := pub.publish(t, "t/fail", "f"); r.ReasonCode != 0x00 {
+				t.Fatalf("failed hook call: PUBACK 0x%02x, want 0x00", r.ReasonCode)
+			}
 			pub.publish(t, "t/plain", "p")
 			var got []string
 			for m := sub.next(t); ; m = sub.next(t) {
@@ -308,11 +361,7 @@ func TestMessagePublishVerdicts(t *testing.T) {
 					break
 				}
 			}
-			want := []string{"t/plain"}
-			if action == FailedIgnore {
-				want = []string{"t/fail", "t/plain"}
-			}
-			if !slices.Equal(got, want) {
+			if want := []string{"t/fail", "t/plain"}; !slices.Equal(got, want) {
 				t.Fatalf("subscriber got %v, want %v", got, want)
 			}
 			if r := pub.publish(t, "nobody/listens", "n"); r.ReasonCode != 0x10 {
@@ -346,7 +395,7 @@ func TestStartBrokerWithoutProvider(t *testing.T) {
 	ln.Close()
 	start := time.Now()
 	_, err = StartBroker(BrokerOptions{HookAddr: addr, LoadTimeout: 300 * time.Millisecond})
-	if err == nil || !strings.Contains(err.Error(), "not listening") || time.Since(start) > 5*time.Second {
+	if err == nil || !strings.Contains(err.Error(), "not loaded") || time.Since(start) > 5*time.Second {
 		t.Fatalf("StartBroker = %v after %s", err, time.Since(start))
 	}
 	if _, err := StartBroker(BrokerOptions{FailedAction: "retry"}); err == nil {

@@ -1,21 +1,27 @@
-// Package emqxsim is a client that calls an ExHook HookProvider the way EMQX 5.x does: a
-// pool of gRPC connections, OnProviderLoaded once, then one synchronous unary call per hook
-// with the broker's request timeout as the deadline. A vehicle's messages go one at a time
-// (EMQX runs a client's hooks in that client's process), which is what keeps per-vehicle
-// order; many vehicles run in parallel.
+// Package emqxsim is a test double for EMQX's ExHook client: it calls an ExHook
+// HookProvider the way EMQX 5.x does, from EMQX's own source (apps/emqx_exhook,
+// apps/emqx/src/emqx_channel.erl, emqx/grpc-erl, emqx/gun):
 //
-// It is a test double for EMQX in tests, the demo and load runs; it is not EMQX.
+//   - a pool of gRPC connections (pool_size, default 8), each call pinned to one of them by
+//     a hash of the client id;
+//   - one synchronous unary call per hook with request_timeout as deadline, sent in whole
+//     seconds above one second;
+//   - a connection lost the way EMQX's HTTP/2 client loses it: Mode gun1 (EMQX <= 5.8.8)
+//     or gun2 (5.8.9 and later), see pool.go.
+//
+// Client drives a provider directly (load tools, tests); StartBroker runs an MQTT broker
+// that calls the provider as EMQX does (broker.go). A vehicle's messages go one at a time
+// (EMQX runs a client's hooks in that client's process), which is what keeps per-vehicle
+// order; many vehicles run in parallel. It is not EMQX.
 package emqxsim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 )
@@ -26,72 +32,62 @@ type Options struct {
 	PoolSize       int           // gRPC connections; EMQX's exhook pool_size (default 8)
 	RequestTimeout time.Duration // EMQX's request_timeout (default 5s)
 	Node           string        // broker node name sent in requests (default emqx@127.0.0.1)
+	// Mode is the connection-loss behaviour (default ModeGun2).
+	Mode Mode
+	// RetryInterval and Retries are gun 1.3's reconnect schedule in ModeGun1 (defaults 5s
+	// and 5, as in EMQX); tests shorten the interval.
+	RetryInterval time.Duration
+	Retries       int
 }
 
-// Client is an EMQX stand-in.
+// Client is an EMQX stand-in speaking emqx.exhook.v2.
 type Client struct {
-	opts    Options
-	conns   []*grpc.ClientConn
-	clients []exhookv2.HookProviderClient
-	next    atomic.Uint64
-	msgSeq  atomic.Uint64
-	start   int64
+	opts   Options
+	pool   *pool
+	msgSeq atomic.Uint64
+	start  int64
 }
 
-// Dial opens the connection pool.
+// Dial opens the connection pool (connections are made on first use).
 func Dial(opts Options) (*Client, error) {
-	if opts.Addr == "" {
-		return nil, errors.New("emqxsim: Addr is required")
-	}
-	if opts.PoolSize <= 0 {
-		opts.PoolSize = 8
-	}
-	if opts.RequestTimeout <= 0 {
-		opts.RequestTimeout = 5 * time.Second
-	}
 	if opts.Node == "" {
 		opts.Node = "emqx@127.0.0.1"
 	}
-	c := &Client{opts: opts, start: time.Now().UnixNano()}
-	for range opts.PoolSize {
-		cc, err := grpc.NewClient(opts.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("dial %s: %w", opts.Addr, err)
-		}
-		c.conns = append(c.conns, cc)
-		c.clients = append(c.clients, exhookv2.NewHookProviderClient(cc))
+	p, err := newPool(poolOptions{addr: opts.Addr, size: opts.PoolSize, requestTimeout: opts.RequestTimeout,
+		mode: opts.Mode, retryInterval: opts.RetryInterval, retries: opts.Retries})
+	if err != nil {
+		return nil, err
 	}
-	return c, nil
+	return &Client{opts: opts, pool: p, start: time.Now().UnixNano()}, nil
 }
 
 // Close closes every pooled connection.
-func (c *Client) Close() {
-	for _, cc := range c.conns {
-		_ = cc.Close()
-	}
-}
+func (c *Client) Close() { c.pool.close() }
 
-func (c *Client) pick() exhookv2.HookProviderClient {
-	return c.clients[c.next.Add(1)%uint64(len(c.clients))]
-}
+// SlotFor is the pool connection (0-based) that calls about clientID use.
+func (c *Client) SlotFor(clientID string) int { return c.pool.SlotFor(clientID) }
 
 func (c *Client) meta() *exhookv2.RequestMeta {
 	return &exhookv2.RequestMeta{Node: c.opts.Node, Version: "5.8.6", Sysdescr: "EMQX", ClusterName: "emqxcl"}
 }
 
-func (c *Client) call(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, c.opts.RequestTimeout)
+// call runs one RPC pinned by key (a client id) with EMQX's deadline.
+func (c *Client) call(ctx context.Context, key string, fn func(context.Context, exhookv2.HookProviderClient) error) error {
+	return c.pool.do(ctx, key, func(ctx context.Context, cc grpc.ClientConnInterface) error {
+		return fn(ctx, exhookv2.NewHookProviderClient(cc))
+	})
 }
 
 // Load calls OnProviderLoaded, as EMQX does when the exhook server is enabled.
-func (c *Client) Load(ctx context.Context) (*exhookv2.LoadedResponse, error) {
-	ctx, cancel := c.call(ctx)
-	defer cancel()
-	return c.pick().OnProviderLoaded(ctx, &exhookv2.ProviderLoadedRequest{
-		Broker: &exhookv2.BrokerInfo{Version: "5.8.6", Sysdescr: "EMQX", Uptime: 1000, Datetime: time.Now().UTC().Format(time.RFC3339)},
-		Meta:   c.meta(),
+func (c *Client) Load(ctx context.Context) (resp *exhookv2.LoadedResponse, err error) {
+	err = c.call(ctx, "", func(ctx context.Context, h exhookv2.HookProviderClient) error {
+		resp, err = h.OnProviderLoaded(ctx, &exhookv2.ProviderLoadedRequest{
+			Broker: &exhookv2.BrokerInfo{Version: "5.8.6", Sysdescr: "EMQX", Uptime: 1000, Datetime: time.Now().UTC().Format(time.RFC3339)},
+			Meta:   c.meta(),
+		})
+		return err
 	})
+	return resp, err
 }
 
 // NewMessage builds the Message EMQX sends for a PUBLISH from clientID.
@@ -109,10 +105,12 @@ func (c *Client) NewMessage(clientID, topic string, qos uint32, payload []byte) 
 }
 
 // Publish calls OnMessagePublish for one message and returns the provider's answer.
-func (c *Client) Publish(ctx context.Context, msg *exhookv2.Message) (*exhookv2.ValuedResponse, error) {
-	ctx, cancel := c.call(ctx)
-	defer cancel()
-	return c.pick().OnMessagePublish(ctx, &exhookv2.MessagePublishRequest{Message: msg, Meta: c.meta()})
+func (c *Client) Publish(ctx context.Context, msg *exhookv2.Message) (resp *exhookv2.ValuedResponse, err error) {
+	err = c.call(ctx, msg.GetFrom(), func(ctx context.Context, h exhookv2.HookProviderClient) error {
+		resp, err = h.OnMessagePublish(ctx, &exhookv2.MessagePublishRequest{Message: msg, Meta: c.meta()})
+		return err
+	})
+	return resp, err
 }
 
 func (c *Client) clientInfo(clientID string) *exhookv2.ClientInfo {
@@ -121,40 +119,40 @@ func (c *Client) clientInfo(clientID string) *exhookv2.ClientInfo {
 
 // Connected calls OnClientConnected.
 func (c *Client) Connected(ctx context.Context, clientID string) error {
-	ctx, cancel := c.call(ctx)
-	defer cancel()
-	_, err := c.pick().OnClientConnected(ctx, &exhookv2.ClientConnectedRequest{Clientinfo: c.clientInfo(clientID), Meta: c.meta()})
-	return err
+	return c.call(ctx, clientID, func(ctx context.Context, h exhookv2.HookProviderClient) error {
+		_, err := h.OnClientConnected(ctx, &exhookv2.ClientConnectedRequest{Clientinfo: c.clientInfo(clientID), Meta: c.meta()})
+		return err
+	})
 }
 
 // Disconnected calls OnClientDisconnected with reason (e.g. "normal").
 func (c *Client) Disconnected(ctx context.Context, clientID, reason string) error {
-	ctx, cancel := c.call(ctx)
-	defer cancel()
-	_, err := c.pick().OnClientDisconnected(ctx, &exhookv2.ClientDisconnectedRequest{Clientinfo: c.clientInfo(clientID), Reason: reason, Meta: c.meta()})
-	return err
+	return c.call(ctx, clientID, func(ctx context.Context, h exhookv2.HookProviderClient) error {
+		_, err := h.OnClientDisconnected(ctx, &exhookv2.ClientDisconnectedRequest{Clientinfo: c.clientInfo(clientID), Reason: reason, Meta: c.meta()})
+		return err
+	})
 }
 
 // Delivered calls OnMessageDelivered: EMQX handed msg to clientID's session.
 func (c *Client) Delivered(ctx context.Context, clientID string, msg *exhookv2.Message) error {
-	ctx, cancel := c.call(ctx)
-	defer cancel()
-	_, err := c.pick().OnMessageDelivered(ctx, &exhookv2.MessageDeliveredRequest{Clientinfo: c.clientInfo(clientID), Message: msg, Meta: c.meta()})
-	return err
+	return c.call(ctx, clientID, func(ctx context.Context, h exhookv2.HookProviderClient) error {
+		_, err := h.OnMessageDelivered(ctx, &exhookv2.MessageDeliveredRequest{Clientinfo: c.clientInfo(clientID), Message: msg, Meta: c.meta()})
+		return err
+	})
 }
 
 // Acked calls OnMessageAcked: clientID acknowledged msg (QoS 1 PUBACK).
 func (c *Client) Acked(ctx context.Context, clientID string, msg *exhookv2.Message) error {
-	ctx, cancel := c.call(ctx)
-	defer cancel()
-	_, err := c.pick().OnMessageAcked(ctx, &exhookv2.MessageAckedRequest{Clientinfo: c.clientInfo(clientID), Message: msg, Meta: c.meta()})
-	return err
+	return c.call(ctx, clientID, func(ctx context.Context, h exhookv2.HookProviderClient) error {
+		_, err := h.OnMessageAcked(ctx, &exhookv2.MessageAckedRequest{Clientinfo: c.clientInfo(clientID), Message: msg, Meta: c.meta()})
+		return err
+	})
 }
 
 // Dropped calls OnMessageDropped: the broker dropped msg, e.g. with reason "no_subscribers".
 func (c *Client) Dropped(ctx context.Context, msg *exhookv2.Message, reason string) error {
-	ctx, cancel := c.call(ctx)
-	defer cancel()
-	_, err := c.pick().OnMessageDropped(ctx, &exhookv2.MessageDroppedRequest{Message: msg, Reason: reason, Meta: c.meta()})
-	return err
+	return c.call(ctx, msg.GetFrom(), func(ctx context.Context, h exhookv2.HookProviderClient) error {
+		_, err := h.OnMessageDropped(ctx, &exhookv2.MessageDroppedRequest{Message: msg, Reason: reason, Meta: c.meta()})
+		return err
+	})
 }
