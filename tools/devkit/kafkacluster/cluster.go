@@ -110,10 +110,16 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
+// newClusterID is a random Kafka Uuid in its base64 form. Like Kafka's Uuid.randomUuid it
+// never starts with '-', which the storage tool would take for an option.
 func newClusterID() string {
 	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
+	for {
+		_, _ = rand.Read(b)
+		if id := base64.RawURLEncoding.EncodeToString(b); id[0] != '-' {
+			return id
+		}
+	}
 }
 
 func freePort() (int, error) {
