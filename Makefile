@@ -84,6 +84,18 @@ chart-test: ## Helm lint, offline render, helm-unittest, kubectl-validate, hapro
 chart-golden: ## Rewrite the chart goldens and the infra/ reference files
 	@bash tools/chart-test.sh --update
 
+# Real Apache Kafka (KRaft) on loopback: tools/kafka/pom.xml pins the broker, Maven resolves it into
+# ~/.cache/iov-kafka, tools/devkit/kafkacluster formats and runs the nodes.
+KAFKA_NODES ?= 1
+KAFKA_DIR   ?= $(CURDIR)/.cache/kafka
+.PHONY: kafka-up
+kafka-up: ## Start a real Kafka (KRaft, KAFKA_NODES=1|3) on free loopback ports; prints the bootstrap list
+	@cd tools/devkit && $(GO) run ./cmd/kafkacluster up --nodes $(KAFKA_NODES) --dir $(KAFKA_DIR)
+
+.PHONY: kafka-down
+kafka-down: ## Stop the Kafka started by kafka-up
+	@cd tools/devkit && $(GO) run ./cmd/kafkacluster down --dir $(KAFKA_DIR)
+
 HELM ?= helm
 .PHONY: chart-deps
 chart-deps: ## Download the umbrella chart's third-party dependencies (needs network)

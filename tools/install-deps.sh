@@ -7,6 +7,9 @@ need=()
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v gcc >/dev/null || need+=(gcc)
+# Real-Kafka tests (tools/kafka): Maven resolves the broker, Java 17 runs it.
+command -v mvn >/dev/null || need+=(maven)
+[ -x /usr/lib/jvm/java-17-openjdk-amd64/bin/java ] || command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

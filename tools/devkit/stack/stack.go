@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -24,6 +25,9 @@ type Options struct {
 	Partitions   int32    // partitions of every topic; default 6
 	Topics       []string // created up front; others are auto-created
 	DataDir      string   // kfake persistence, so a restarted cluster keeps its records
+	// Bootstrap, when set, is an external Kafka (e.g. a kafkacluster) used instead of kfake;
+	// only the registry is started, and StopKafka/StartKafka must not be called.
+	Bootstrap string
 }
 
 // Stack is a running Kafka + registry pair.
@@ -41,11 +45,13 @@ func Start(opts Options) (*Stack, error) {
 		opts.Partitions = 6
 	}
 	s := &Stack{opts: opts}
-	if err := s.StartKafka(); err != nil {
-		return nil, err
+	if opts.Bootstrap == "" {
+		if err := s.StartKafka(); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.startRegistry(); err != nil {
-		s.Kafka.Close()
+		s.closeKafka()
 		return nil, err
 	}
 	return s, nil
@@ -102,7 +108,18 @@ func (s *Stack) startRegistry() error {
 }
 
 // KafkaBootstrap is the bootstrap.servers string for clients.
-func (s *Stack) KafkaBootstrap() string { return fmt.Sprintf("127.0.0.1:%d", s.opts.KafkaPort) }
+func (s *Stack) KafkaBootstrap() string {
+	if s.opts.Bootstrap != "" {
+		return s.opts.Bootstrap
+	}
+	return fmt.Sprintf("127.0.0.1:%d", s.opts.KafkaPort)
+}
+
+func (s *Stack) closeKafka() {
+	if s.Kafka != nil {
+		s.Kafka.Close()
+	}
+}
 
 // RegistryURL is the registry's base URL.
 func (s *Stack) RegistryURL() string { return "http://" + s.regLn.Addr().String() }
@@ -113,7 +130,7 @@ func (s *Stack) Close() {
 	defer cancel()
 	_ = s.regSrv.Shutdown(ctx)
 	s.Registry.Close()
-	s.Kafka.Close()
+	s.closeKafka()
 }
 
 // Record is one Kafka record read back by ReadAll.
@@ -131,7 +148,7 @@ type Record struct {
 // the topics are drained (no new record for idle).
 func ReadAll(ctx context.Context, bootstrap string, want int, idle time.Duration, topics ...string) ([]Record, error) {
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(bootstrap),
+		kgo.SeedBrokers(strings.Split(bootstrap, ",")...),
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(100*time.Millisecond),

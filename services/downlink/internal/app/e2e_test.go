@@ -18,6 +18,7 @@ import (
 	"github.com/iov-platform/iov/services/downlink/internal/command"
 	"github.com/iov-platform/iov/services/downlink/internal/process"
 	"github.com/iov-platform/iov/tools/devkit/commands"
+	"github.com/iov-platform/iov/tools/devkit/e2e"
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 	"github.com/iov-platform/iov/tools/devkit/producerproc"
 	"github.com/iov-platform/iov/tools/devkit/vehicle"
@@ -70,9 +71,11 @@ func (h *hookLog) seen(hook, topic string) bool {
 // one EXPIRED and never reaches the vehicle. An undecodable record and an invalid command
 // land on the dead-letter topic with the error headers (the invalid one also gets FAILED).
 // Offsets are committed: a second instance in the same group does not send anything again.
-func TestCommandRoundTrip(t *testing.T) {
+func TestCommandRoundTrip(t *testing.T) { e2e.Run(t, commandRoundTrip) }
+
+func commandRoundTrip(t *testing.T, b e2e.Backend) {
 	t.Parallel()
-	e := newEnv(t, "iov.vehicle.telemetry", "iov.vehicle.status")
+	e := newEnvOn(t, b, "iov.vehicle.telemetry", "iov.vehicle.status")
 	hookAddr := startProducer(t, e)
 	hooks := &hookLog{}
 	broker, err := emqxsim.StartBroker(emqxsim.BrokerOptions{HookAddr: hookAddr, OnHook: hooks.add, LoadTimeout: 30 * time.Second, Log: e.log.With("component", "emqxsim")})

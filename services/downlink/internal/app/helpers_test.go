@@ -20,6 +20,7 @@ import (
 	"github.com/iov-platform/iov/services/downlink/internal/app"
 	"github.com/iov-platform/iov/services/downlink/internal/config"
 	"github.com/iov-platform/iov/tools/devkit/commands"
+	"github.com/iov-platform/iov/tools/devkit/e2e"
 	"github.com/iov-platform/iov/tools/devkit/stack"
 	"github.com/iov-platform/iov/tools/devkit/vehicle"
 )
@@ -40,13 +41,11 @@ type env struct {
 	logs  *bufWriter // what log wrote
 }
 
-func newEnv(t *testing.T, extraTopics ...string) *env {
+func newEnv(t *testing.T, extraTopics ...string) *env { return newEnvOn(t, e2e.KFake, extraTopics...) }
+
+func newEnvOn(t *testing.T, b e2e.Backend, extraTopics ...string) *env {
 	t.Helper()
-	st, err := stack.Start(stack.Options{Partitions: 3, Topics: append([]string{commandsTopic, statusTopic, deadTopic}, extraTopics...)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st := e2e.Start(t, b, stack.Options{Partitions: 3, Topics: append([]string{commandsTopic, statusTopic, deadTopic}, extraTopics...)})
 	cl, err := kgo.NewClient(kgo.SeedBrokers(st.KafkaBootstrap()))
 	if err != nil {
 		t.Fatal(err)

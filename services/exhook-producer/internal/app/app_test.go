@@ -27,6 +27,7 @@ import (
 	"github.com/iov-platform/iov/services/exhook-producer/internal/app"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/config"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/hook"
+	"github.com/iov-platform/iov/tools/devkit/e2e"
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 	"github.com/iov-platform/iov/tools/devkit/stack"
 )
@@ -104,14 +105,11 @@ func start(t *testing.T, cfg *config.Config, st *stack.Stack) *harness {
 	return h
 }
 
-func startStack(t *testing.T) *stack.Stack {
+func startStack(t *testing.T) *stack.Stack { return startStackOn(t, e2e.KFake) }
+
+func startStackOn(t *testing.T, b e2e.Backend) *stack.Stack {
 	t.Helper()
-	st, err := stack.Start(stack.Options{Partitions: 4, Topics: []string{telemetryTopic, eventsTopic, statusTopic, deadTopic}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	return st
+	return e2e.Start(t, b, stack.Options{Partitions: 4, Topics: []string{telemetryTopic, eventsTopic, statusTopic, deadTopic}})
 }
 
 // stop cancels the app and returns Run's error; safe to call twice.
@@ -170,8 +168,10 @@ type seqPayload struct {
 
 // TestEveryMessageArrivesOnceInOrder drives the real gRPC server the way EMQX does: many
 // vehicles in parallel, each publishing in sequence, over a connection pool.
-func TestEveryMessageArrivesOnceInOrder(t *testing.T) {
-	st := startStack(t)
+func TestEveryMessageArrivesOnceInOrder(t *testing.T) { e2e.Run(t, everyMessageArrivesOnceInOrder) }
+
+func everyMessageArrivesOnceInOrder(t *testing.T, b e2e.Backend) {
+	st := startStackOn(t, b)
 	h := start(t, testConfig(t, st.KafkaBootstrap(), st.RegistryURL()), st)
 	ctx := context.Background()
 
@@ -295,8 +295,10 @@ func get(t *testing.T, url string) string {
 	return string(b)
 }
 
-func TestClientEventsGoToStatusTopic(t *testing.T) {
-	st := startStack(t)
+func TestClientEventsGoToStatusTopic(t *testing.T) { e2e.Run(t, clientEventsGoToStatusTopic) }
+
+func clientEventsGoToStatusTopic(t *testing.T, b e2e.Backend) {
+	st := startStackOn(t, b)
 	h := start(t, testConfig(t, st.KafkaBootstrap(), st.RegistryURL()), st)
 	ctx := context.Background()
 	if err := h.sim.Connected(ctx, "VIN9"); err != nil {
@@ -333,8 +335,10 @@ func TestClientEventsGoToStatusTopic(t *testing.T) {
 	}
 }
 
-func TestBadPayloadGoesToDeadLetterTopic(t *testing.T) {
-	st := startStack(t)
+func TestBadPayloadGoesToDeadLetterTopic(t *testing.T) { e2e.Run(t, badPayloadGoesToDeadLetterTopic) }
+
+func badPayloadGoesToDeadLetterTopic(t *testing.T, b e2e.Backend) {
+	st := startStackOn(t, b)
 	h := start(t, testConfig(t, st.KafkaBootstrap(), st.RegistryURL()), st)
 	ctx := context.Background()
 	bad := []byte(`{"speed": 12,`)

@@ -26,6 +26,7 @@ import (
 	"github.com/iov-platform/iov/services/sample-consumer/internal/config"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/consume"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/engine"
+	"github.com/iov-platform/iov/tools/devkit/e2e"
 	"github.com/iov-platform/iov/tools/devkit/stack"
 )
 
@@ -53,15 +54,14 @@ type env struct {
 const tripSchema = `{"type":"record","name":"Trip","namespace":"com.example.fleet","fields":[
   {"name":"vehicle_id","type":"string"},{"name":"km","type":"double"}]}`
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvOn(t, e2e.KFake) }
+
+func newEnvOn(t *testing.T, b e2e.Backend) *env {
 	t.Helper()
 	e := &env{log: testLogger(t)}
-	st, err := stack.Start(stack.Options{Partitions: 3, Topics: append([]string{deadTopic}, allTopics...)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st := e2e.Start(t, b, stack.Options{Partitions: 3, Topics: append([]string{deadTopic}, allTopics...)})
 	e.stack = st
+	var err error
 	if e.kafka, err = kgo.NewClient(kgo.SeedBrokers(st.KafkaBootstrap())); err != nil {
 		t.Fatal(err)
 	}
@@ -301,9 +301,11 @@ func offsetsOf(calls []consume.Record) []int64 {
 // TestRecordsHandledAsWrittenInOrder: records written by the producer's encoders on every
 // platform topic reach the handler once each, decoded into the typed structs exactly as
 // written, and in offset order within each partition (so in order per vehicle).
-func TestRecordsHandledAsWrittenInOrder(t *testing.T) {
+func TestRecordsHandledAsWrittenInOrder(t *testing.T) { e2e.Run(t, recordsHandledAsWrittenInOrder) }
+
+func recordsHandledAsWrittenInOrder(t *testing.T, b e2e.Backend) {
 	t.Parallel()
-	e := newEnv(t)
+	e := newEnvOn(t, b)
 	want := map[position]any{}
 	ids := map[position]int{}
 	var recs []*kgo.Record
