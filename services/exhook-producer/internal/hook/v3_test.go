@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -100,6 +102,22 @@ func TestV3PublishCarriesMQTT5Properties(t *testing.T) {
 				t.Fatalf("envelope %+v", env)
 			}
 		})
+	}
+}
+
+// TestV3DeadLetterKeepsProperties: a v3 message whose payload fails its route is
+// dead-lettered with its MQTT 5 properties among the headers.
+func TestV3DeadLetterKeepsProperties(t *testing.T) {
+	f := newFixture(t)
+	req := publishV3("vehicles/V1/telemetry", "V1", []byte(`{`), []*exhookv3.Property{prop("Content-Type", "application/json")},
+		[]*exhookv3.Property{prop("fw", "1.2")})
+	if _, err := f.srv.V3().OnMessagePublish(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	hs := headerPairs(t, f)
+	if f.prod.recs[0].Topic != "dlq" || !slices.Contains(hs, "iov.mqtt.prop.Content-Type=application/json") ||
+		!slices.Contains(hs, "iov.mqtt.user.fw=1.2") || !slices.ContainsFunc(hs, func(h string) bool { return strings.HasPrefix(h, HeaderError+"=") }) {
+		t.Fatalf("dead letter on %s with headers %q", f.prod.recs[0].Topic, hs)
 	}
 }
 
