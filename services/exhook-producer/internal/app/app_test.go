@@ -507,7 +507,7 @@ func TestHealthAndReflection(t *testing.T) {
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, svc := range []string{"", exhookv2.HookProvider_ServiceDesc.ServiceName} {
+	for _, svc := range []string{"", exhookv2.HookProvider_ServiceDesc.ServiceName, "emqx.exhook.v3.HookProvider"} {
 		resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
 		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			t.Fatalf("health %q = %v, %v", svc, resp.GetStatus(), err)
@@ -528,7 +528,8 @@ func TestHealthAndReflection(t *testing.T) {
 	for _, s := range resp.GetListServicesResponse().GetService() {
 		names = append(names, s.GetName())
 	}
-	if !slices.Contains(names, "emqx.exhook.v2.HookProvider") || !slices.Contains(names, "grpc.health.v1.Health") {
+	if !slices.Contains(names, "emqx.exhook.v2.HookProvider") || !slices.Contains(names, "emqx.exhook.v3.HookProvider") ||
+		!slices.Contains(names, "grpc.health.v1.Health") {
 		t.Fatalf("reflection lists %v", names)
 	}
 }

@@ -199,6 +199,7 @@ func (s *Server) envelope(r *route.Route, msg *exhookv2.Message, vehicle string)
 // still gets IGNORE: the message was accepted and kept, just not where its route points.
 func (s *Server) deadLetter(ctx context.Context, r *route.Route, msg *exhookv2.Message, vehicle string, cause error) (*exhookv2.ValuedResponse, error) {
 	rec := s.deadLetterRecord(r, msg, vehicle, cause, msg.GetPayload(), HeaderQoS, fmt.Sprint(msg.GetQos()))
+	rec.Headers = append(rec.Headers, publishProperties(ctx).headers()...) // MQTT 5 properties too
 	if err := s.deliver(ctx, r.Delivery, rec); err != nil {
 		s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeFailed).Inc()
 		s.o.Log.Error("dead-letter not written", "route", r.Name, "mqtt_topic", msg.GetTopic(), "message_id", msg.GetId(), "cause", cause, "err", err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -100,6 +102,22 @@ func TestV3PublishCarriesMQTT5Properties(t *testing.T) {
 				t.Fatalf("envelope %+v", env)
 			}
 		})
+	}
+}
+
+// TestV3DeadLetterKeepsProperties: a v3 message whose payload fails its route is
+// dead-lettered with its MQTT 5 properties among the headers.
+func TestV3DeadLetterKeepsProperties(t *testing.T) {
+	f := newFixture(t)
+	req := publishV3("vehicles/V1/telemetry", "V1", []byte(`{`), []*exhookv3.Property{prop("Content-Type", "application/json")},
+		[]*exhookv3.Property{prop("fw", "1.2")})
+	if _, err := f.srv.V3().OnMessagePublish(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	hs := headerPairs(t, f)
+	if f.prod.recs[0].Topic != "dlq" || !slices.Contains(hs, "iov.mqtt.prop.Content-Type=application/json") ||
+		!slices.Contains(hs, "iov.mqtt.user.fw=1.2") || !slices.ContainsFunc(hs, func(h string) bool { return strings.HasPrefix(h, HeaderError+"=") }) {
+		t.Fatalf("dead letter on %s with headers %q", f.prod.recs[0].Topic, hs)
 	}
 }
 
@@ -248,4 +266,40 @@ func BenchmarkOnMessagePublishV3(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzV3Publish: whatever bytes arrive as a v3 message.publish request, they also read as a
+// v2 request, the field copy the adapter makes equals the v2 message read from the same
+// bytes (unknown fields aside), so v2 and v3 callers are served the same message, and
+// serving it never panics.
+func FuzzV3Publish(f *testing.F) {
+	seed := func(req proto.Message) {
+		b, err := proto.Marshal(req)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	seed(publishV3("vehicles/V1/telemetry", "V1", []byte(`{"a":1}`), []*exhookv3.Property{prop("Content-Type", "application/json")}, []*exhookv3.Property{prop("fw", "1")}))
+	seed(publishV3("vehicles/V1/telemetry", "V1", []byte(`{`), nil, nil))
+	seed(publishV3("vehicles/V1/commands/C1/response", "V1", nil, nil, []*exhookv3.Property{prop("x", "")}))
+	fx := newFixture(f)
+	v3 := fx.srv.V3()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var req3 exhookv3.MessagePublishRequest
+		var req2 exhookv2.MessagePublishRequest
+		if proto.Unmarshal(b, &req3) != nil {
+			return // v2 may still read it: fields 3 and 4 are unknown, so unchecked, there
+		}
+		if err := proto.Unmarshal(b, &req2); err != nil {
+			t.Fatalf("a valid v3 request is not a valid v2 request: %v", err)
+		}
+		if m := req2.GetMessage(); m != nil {
+			m.ProtoReflect().SetUnknown(nil) // fields EMQX never sends; the copy drops them
+		}
+		if got := messageV2(req3.GetMessage()); !proto.Equal(got, req2.GetMessage()) {
+			t.Fatalf("messageV2 = %v, v2 reads %v", got, req2.GetMessage())
+		}
+		_, _ = v3.OnMessagePublish(context.Background(), &req3)
+	})
 }
