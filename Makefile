@@ -29,6 +29,10 @@ build: ## Build every service and dev tool into bin/
 demo: ## Build, then run uplink + downlink on the embedded defaults and check the measured figures (VEHICLES=200 MESSAGES=10)
 	@tools/demo.sh
 
+.PHONY: cli-check
+cli-check: build ## Every binary's --help, --check-config (secrets masked) and one-pass config errors
+	@tools/cli-check.sh
+
 .PHONY: bench
 bench: build ## Measure msg/s and p50/p99 hook latency, async and sync, 1k vehicles
 	@$(BIN)/bench --producer $(BIN)/exhook-producer
@@ -40,7 +44,7 @@ compare: build ## Python exhook bridge vs ours, same load: msg/s, p50/p99, peak 
 	@$(BIN)/compare --producer $(BIN)/exhook-producer --bridge tools/baseline-python/exhook_bridge.py $(if $(SYNC),--sync)
 
 .PHONY: test
-test: deps lint proto-check test-go chart-test ## Everything CI runs: lint, generated-code check, Go tests with -race, chart tests
+test: deps lint proto-check test-go cli-check chart-test ## Everything CI runs: lint, generated-code check, Go tests with -race, the binaries' command line, chart tests
 	@echo "make test: all checks passed"
 
 .PHONY: test-go

@@ -48,5 +48,5 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return svcconfig.DevStackHint(err)
 	}
-	return a.Run(ctx)
+	return svcconfig.DevStackHint(a.Run(ctx))
 }

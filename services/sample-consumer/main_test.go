@@ -6,13 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/iov-platform/iov/kit/svcconfig/svcconfigtest"
 )
 
-func TestCheckConfigAcceptsEmbeddedDefault(t *testing.T) {
-	if err := run(context.Background(), []string{"--check-config"}); err != nil {
-		t.Fatal(err)
-	}
-}
+func TestCommandLine(t *testing.T) { svcconfigtest.CommandLine(t, run) }
 
 func TestBadConfigFailsBeforeStarting(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "consumer.yaml")
@@ -28,13 +26,5 @@ func TestBadConfigFailsBeforeStarting(t *testing.T) {
 func TestUnknownFlag(t *testing.T) {
 	if err := run(context.Background(), []string{"--nope"}); err == nil {
 		t.Fatal("unknown flag accepted")
-	}
-}
-
-func TestHelpIsNotAnError(t *testing.T) {
-	for _, arg := range []string{"--help", "-h"} {
-		if err := run(context.Background(), []string{arg}); err != nil {
-			t.Errorf("%s: %v", arg, err)
-		}
 	}
 }

@@ -51,7 +51,7 @@ func Of(evs []Status, id string) []Status {
 	return out
 }
 
-// States lists the events' statuses: "SENT,DELIVERED,ACKED,RESPONDED".
+// States lists the events' statuses: "SENT,DELIVERED,RESPONDED".
 func States(evs []Status) string {
 	s := make([]string, len(evs))
 	for i, ev := range evs {

@@ -3,17 +3,8 @@ package config
 import (
 	"testing"
 
-	"github.com/iov-platform/iov/kit/svcconfig"
+	"github.com/iov-platform/iov/kit/svcconfig/svcconfigtest"
 )
 
-// The embedded default is the annotated reference the README promises: every key, with a
-// comment.
-func TestDefaultIsTheAnnotatedReference(t *testing.T) {
-	cfg, err := Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svcconfig.CheckReference(Default, cfg, "kafka.properties"); err != nil {
-		t.Fatalf("default.yaml is not the full annotated reference:\n%v", err)
-	}
-}
+// default.yaml is the annotated reference the README promises: every key, with a comment.
+func TestDefaultIsTheAnnotatedReference(t *testing.T) { svcconfigtest.Reference(t, Default, Load) }

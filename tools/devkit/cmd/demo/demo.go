@@ -222,19 +222,19 @@ func handled(addr, topic string) (int, error) {
 const (
 	onlineVIN, offlineVIN = "VIN-DEMO-1", "VIN-DEMO-2"
 	onlineCmd, offlineCmd = "demo-cmd-1", "demo-cmd-2"
-	wantOnline            = "SENT,DELIVERED,ACKED,RESPONDED"
+	wantOnline            = "SENT,DELIVERED,RESPONDED"
 	wantOffline           = "SENT,FAILED"
 )
 
 func (d *demo) downlinkRoundTrip(ctx context.Context) ([]commands.Status, error) {
-	acked := make(chan string, 16) // command topics EMQX (the double) reported message.acked for
+	delivered := make(chan string, 16) // command topics EMQX (the double) reported message.delivered for
 	var err error
 	d.broker, err = emqxsim.StartBroker(emqxsim.BrokerOptions{Addr: brokerAddr, HookAddr: producerGRPC, LoadTimeout: 30 * time.Second,
 		Log: slog.New(slog.DiscardHandler),
 		OnHook: func(c emqxsim.HookCall) {
-			if c.Hook == emqxsim.HookMessageAcked && c.Err == nil {
+			if c.Hook == emqxsim.HookMessageDelivered && c.Err == nil {
 				select {
-				case acked <- c.Topic:
+				case delivered <- c.Topic:
 				default:
 				}
 			}
@@ -253,11 +253,11 @@ func (d *demo) downlinkRoundTrip(ctx context.Context) ([]commands.Status, error)
 	d.say("downlink: service consuming %s, publishing to vehicles/{vin}/commands/{id}", commandsTopic)
 
 	answered := make(chan error, 1)
-	go func() { // the vehicle executes the command and answers once it has acknowledged it
+	go func() { // the vehicle executes the command and answers once EMQX reported the delivery
 		select {
 		case c := <-d.car.Commands():
 			select {
-			case <-acked:
+			case <-delivered:
 			case <-time.After(20 * time.Second):
 			}
 			d.say("downlink: vehicle %s received %s (QoS %d, correlation %q), answering on %s", onlineVIN, c.Topic, c.QoS, c.Props.CorrelationData, c.Props.ResponseTopic)
