@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -205,5 +208,172 @@ func TestHeaders(t *testing.T) {
 	}
 	if hs := Headers(nil); hs == nil || len(hs) != 0 {
 		t.Fatalf("Headers(nil) = %#v", hs)
+	}
+}
+
+// TestReplacesAFatalProducer restarts the cluster memory-only while records are queued. The
+// new cluster has no producer state and empty partitions, so kfake answers the producer's
+// next batch (sequence > 0) with OUT_OF_ORDER_SEQUENCE_NUMBER (kfake 00_produce.go, as
+// Kafka does for KAFKA-15591), which librdkafka's idempotent producer treats as fatal. The
+// sink must replace the producer by itself, re-send what the old one held, and say it was
+// recovering meanwhile.
+func TestReplacesAFatalProducer(t *testing.T) {
+	c1, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var port int
+	fmt.Sscan(c1.ListenAddrs()[0][strings.LastIndex(c1.ListenAddrs()[0], ":")+1:], &port)
+
+	var statesMu sync.Mutex
+	var states []State
+	recoveries := prometheus.NewCounter(prometheus.CounterOpts{Name: "recoveries"})
+	logs := &kafkatest.LogBuffer{}
+	m := Metrics{
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deliveries"}, []string{"topic", "result"}),
+		Errors:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "errors"}, []string{"code"}),
+		State:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "state"}, []string{"state"}),
+		Recoveries: recoveries,
+	}
+	s, err := New(kafka.ConfigMap{
+		"bootstrap.servers": kafkatest.Bootstrap(c1), "linger.ms": 1, "partitioner": "murmur2_random",
+		"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 200, "message.timeout.ms": 60000,
+	}, Options{
+		Log: slog.New(slog.NewTextHandler(logs, nil)), Metrics: m,
+		ProbeInterval: 50 * time.Millisecond, UnreachableAfter: 200 * time.Millisecond,
+		OnState: func(st State) { statesMu.Lock(); states = append(states, st); statesMu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	waitState := func(want State) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for s.State() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("state %s, want %s; log:\n%s", s.State(), want, logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitState(StateDelivering)
+
+	const keys = 4
+	var mu sync.Mutex
+	results := map[string]error{}
+	settled := 0
+	produce := func(seq int) {
+		key := fmt.Sprintf("VIN%d", seq%keys)
+		val := fmt.Sprintf("%s-%05d", key, seq)
+		err := s.ProduceCallback(ctx, Record{Topic: topic, Key: []byte(key), Value: []byte(val)}, func(err error) {
+			mu.Lock()
+			results[val] = err
+			settled++
+			mu.Unlock()
+		})
+		if err != nil {
+			t.Errorf("produce %s: %v", val, err)
+		}
+	}
+	for i := range 200 { // these reach c1: the producer's sequences move past 0
+		produce(i)
+	}
+	if left := s.Flush(10 * time.Second); left != 0 {
+		t.Fatalf("Flush left %d", left)
+	}
+
+	c1.Close() // memory-only: everything c1 knew is gone
+	for i := 200; i < 400; i++ {
+		produce(i)
+	}
+	waitState(StateUnreachable)
+	c2, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(2, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	var syncs sync.WaitGroup
+	for i := 400; i < 800; i++ { // under load while the producer fails and is replaced
+		produce(i)
+		if i%20 == 0 {
+			time.Sleep(5 * time.Millisecond)
+			// A waiting caller is told the truth: acknowledged, or not confirmed.
+			syncs.Go(func() {
+				sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				defer cancel()
+				err := s.Produce(sctx, Record{Topic: topic, Key: []byte("SYNC"), Value: []byte("sync")}, true)
+				if err != nil && !errors.Is(err, ErrReplaced) {
+					t.Errorf("sync produce during the recovery: %v", err)
+				}
+			})
+		}
+	}
+	syncs.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := settled
+		mu.Unlock()
+		if n == 800 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 800 records settled; log:\n%s", n, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitState(StateDelivering)
+
+	if testing.Verbose() {
+		t.Log(logs.String())
+	}
+	if got := testutil.ToFloat64(recoveries); got < 1 {
+		t.Fatalf("recoveries = %v: the producer never reached its fatal state; log:\n%s", got, logs.String())
+	}
+	if !strings.Contains(logs.String(), "kafka producer fatal error") {
+		t.Fatalf("no fatal error logged:\n%s", logs.String())
+	}
+	statesMu.Lock()
+	if !slices.Contains(states, StateRecovering) {
+		t.Errorf("states %v: never recovering", states)
+	}
+	statesMu.Unlock()
+	if got := testutil.ToFloat64(m.State.WithLabelValues(string(StateDelivering))); got != 1 {
+		t.Errorf("state gauge delivering = %v", got)
+	}
+	for v, err := range results {
+		if err != nil {
+			t.Fatalf("record %s failed: %v", v, err)
+		}
+	}
+	// Every record produced after c1 died is on c2, and each vehicle's records are in order.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafkatest.Bootstrap(c2)), kgo.ConsumeTopics(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	seen := map[string]bool{}
+	last := map[string]string{}
+	for expected := 0; expected < 600 && rctx.Err() == nil; {
+		cl.PollFetches(rctx).EachRecord(func(r *kgo.Record) {
+			v := string(r.Value)
+			if !seen[v] && string(r.Key) != "SYNC" {
+				expected++
+			}
+			if !seen[v] && v < last[string(r.Key)] {
+				t.Errorf("key %s: %s after %s", r.Key, v, last[string(r.Key)])
+			}
+			seen[v] = true
+			last[string(r.Key)] = max(last[string(r.Key)], v)
+		})
+	}
+	for i := 200; i < 800; i++ {
+		if v := fmt.Sprintf("VIN%d-%05d", i%keys, i); !seen[v] {
+			t.Fatalf("%s acknowledged but not in kafka (%d of 600 there)", v, len(seen))
+		}
 	}
 }

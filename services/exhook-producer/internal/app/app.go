@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -47,6 +48,8 @@ type App struct {
 	sink    *kafkasink.Sink
 	metrics *metrics.Metrics
 
+	healthMu sync.Mutex // orders readiness changes with their gRPC health mirror
+
 	// Spool mode, nil when no route uses it.
 	spool     *spool.Spool
 	spoolSink *kafkasink.Sink
@@ -59,7 +62,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
-	a := &App{cfg: cfg, log: log, metrics: m, state: ops.NewState(m.Ready, ops.CondStarting)}
+	a := &App{cfg: cfg, log: log, metrics: m, state: ops.NewState(m.Ready, ops.CondStarting), health: health.NewServer()}
 	defer func() {
 		if err != nil {
 			a.closeListeners()
@@ -116,9 +119,12 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	}
 
 	a.sink, err = sink.New(sink.Config{
+		Name:             "main",
 		BootstrapServers: cfg.Kafka.BootstrapServers,
 		ClientID:         cfg.Kafka.ClientID,
 		Properties:       cfg.Kafka.Properties,
+		UnreachableAfter: cfg.Kafka.UnreachableAfter,
+		OnState:          a.producerState(router.Uses(route.Async) || router.Uses(route.Sync)),
 	}, log, m)
 	if err != nil {
 		return nil, err
@@ -170,7 +176,6 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
 	exhookv2.RegisterHookProviderServer(a.grpc, hooks)
-	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	reflection.Register(a.grpc)
 	srvMetrics.InitializeMetrics(a.grpc)
@@ -193,7 +198,8 @@ func (a *App) openSpool(cfg *config.Config, m *metrics.Metrics, reg prometheus.R
 		props[k] = v
 	}
 	props["message.timeout.ms"] = "0"
-	ss, err := sink.New(sink.Config{BootstrapServers: cfg.Kafka.BootstrapServers, ClientID: cfg.Kafka.ClientID + "-spool", Properties: props}, a.log.With("component", "spool-producer"), m)
+	ss, err := sink.New(sink.Config{Name: "spool", BootstrapServers: cfg.Kafka.BootstrapServers, ClientID: cfg.Kafka.ClientID + "-spool",
+		Properties: props, UnreachableAfter: cfg.Kafka.UnreachableAfter}, a.log.With("component", "spool-producer"), m)
 	if err != nil {
 		_ = sp.Close()
 		return err
@@ -206,6 +212,42 @@ func (a *App) openSpool(cfg *config.Config, m *metrics.Metrics, reg prometheus.R
 	}
 	a.spool, a.spoolSink, a.shipper = sp, ss, sh
 	return nil
+}
+
+// Readiness conditions for the main Kafka producer's states.
+const (
+	condKafkaUnreachable = "kafka unreachable"
+	condKafkaRecovering  = "kafka producer recovering from a fatal error"
+	condKafkaFailed      = "kafka producer failed"
+)
+
+// producerState returns the main producer's state callback: it keeps readiness (and the
+// gRPC health that mirrors it) false while the producer cannot deliver: while it replaces a
+// fatal producer, after it failed to, and, with withReach, while no broker answers.
+func (a *App) producerState(withReach bool) func(kafkasink.State) {
+	return func(st kafkasink.State) {
+		a.setConditions(map[string]bool{
+			condKafkaUnreachable: withReach && st == kafkasink.StateUnreachable,
+			condKafkaRecovering:  st == kafkasink.StateRecovering,
+			condKafkaFailed:      st == kafkasink.StateFailed,
+		})
+	}
+}
+
+// setConditions updates readiness and mirrors it in gRPC health (ignored once draining
+// called health.Shutdown).
+func (a *App) setConditions(conds map[string]bool) {
+	a.healthMu.Lock()
+	defer a.healthMu.Unlock()
+	for c, pending := range conds {
+		a.state.Set(c, pending)
+	}
+	st := healthpb.HealthCheckResponse_SERVING
+	if a.state.Reason() != "" {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	a.health.SetServingStatus("", st)
+	a.health.SetServingStatus(exhookv2.HookProvider_ServiceDesc.ServiceName, st)
 }
 
 func (a *App) closeSinks() {
@@ -224,6 +266,9 @@ func (a *App) closeListeners() {
 		_ = a.ops.Shutdown(context.Background())
 	}
 }
+
+// KafkaState is the main Kafka producer's state (also in exhook_kafka_producer_state).
+func (a *App) KafkaState() kafkasink.State { return a.sink.State() }
 
 // GRPCAddr is the bound HookProvider address.
 func (a *App) GRPCAddr() string { return a.grpcLn.Addr().String() }
@@ -262,16 +307,24 @@ func (a *App) Run(ctx context.Context) error {
 			a.log.Warn("kafka not reachable yet", "err", err)
 		}
 	}()
-	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	a.health.SetServingStatus(exhookv2.HookProvider_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	a.state.Set(ops.CondStarting, false)
+	a.setConditions(map[string]bool{ops.CondStarting: false})
 	a.log.Info("exhook producer serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "routes", len(a.cfg.Routes))
 
+	var spoolFailed <-chan struct{}
+	if a.spoolSink != nil {
+		spoolFailed = a.spoolSink.Failed()
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
 		a.log.Error("server failed", "err", runErr)
+	case <-a.sink.Failed():
+		runErr = a.sink.Fatal()
+		a.log.Error("kafka producer failed; stopping so that the process is restarted", "err", runErr)
+	case <-spoolFailed:
+		runErr = a.spoolSink.Fatal()
+		a.log.Error("spool kafka producer failed; stopping so that the process is restarted", "err", runErr)
 	}
 	return errors.Join(runErr, a.drain(stopShipper, shipperDone))
 }

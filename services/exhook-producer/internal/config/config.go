@@ -48,6 +48,10 @@ type Kafka struct {
 	MaxPayloadBytes int `yaml:"maxPayloadBytes"`
 	// SyncTimeout bounds a sync-mode wait when EMQX sent no deadline.
 	SyncTimeout time.Duration `yaml:"syncTimeout"`
+	// UnreachableAfter is how long no broker may answer before the producer counts as
+	// unreachable (exhook_kafka_producer_state) and, unless every route is delivery: spool,
+	// /ready turns 503.
+	UnreachableAfter time.Duration `yaml:"unreachableAfter"`
 	// Properties are extra librdkafka settings (security.protocol, sasl.*, linger.ms, ...).
 	// Settings that guarantee delivery semantics (acks, enable.idempotence) cannot be weakened.
 	Properties map[string]string `yaml:"properties"`
@@ -113,7 +117,7 @@ func defaults() *Config {
 		GRPC:     GRPC{ListenAddress: ":9000"},
 		HTTP:     svcconfig.HTTP{ListenAddress: ":8080"},
 		Log:      svcconfig.Log{Level: "info", Format: "json"},
-		Kafka:    Kafka{ClientID: "exhook-producer", SyncTimeout: 5 * time.Second, MaxPayloadBytes: 1000000},
+		Kafka:    Kafka{ClientID: "exhook-producer", SyncTimeout: 5 * time.Second, UnreachableAfter: 5 * time.Second, MaxPayloadBytes: 1000000},
 		Registry: Registry{AutoRegister: true},
 		Shutdown: svcconfig.Shutdown{DrainTimeout: 20 * time.Second},
 		Topics:   Topics{Status: "iov.vehicle.status", DeadLetter: "iov.deadletter"},
@@ -157,6 +161,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Kafka.SyncTimeout <= 0 {
 		add("kafka.syncTimeout must be positive")
+	}
+	if c.Kafka.UnreachableAfter <= 0 {
+		add("kafka.unreachableAfter must be positive")
 	}
 	for k, v := range c.Kafka.Properties {
 		if want, ok := protected[k]; ok && v != want {

@@ -24,7 +24,12 @@ type Metrics struct {
 	Commands       *prometheus.CounterVec   // status, outcome
 	Deliveries     *prometheus.CounterVec   // topic, result
 	ProducerErrors *prometheus.CounterVec   // code
-	Ready          prometheus.Gauge
+	// ProducerState is 1 for the state each Kafka producer is in, 0 for the others:
+	// delivering | unreachable | recovering | failed (kafkasink.States), by producer (main |
+	// spool).
+	ProducerState      *prometheus.GaugeVec   // producer, state
+	ProducerRecoveries *prometheus.CounterVec // producer
+	Ready              prometheus.Gauge
 }
 
 // New registers the collectors on reg.
@@ -56,9 +61,17 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "exhook_kafka_client_errors_total",
 			Help: "Errors reported by the Kafka client outside delivery reports, by error code.",
 		}, []string{"code"}),
+		ProducerState: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "exhook_kafka_producer_state",
+			Help: "1 for the state each Kafka producer is in, 0 for the others: delivering (a broker answered lately), unreachable (no broker answered for kafka.unreachableAfter), recovering (replacing a producer after a fatal error), failed (could not replace it; the process exits).",
+		}, []string{"producer", "state"}),
+		ProducerRecoveries: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "exhook_kafka_producer_recoveries_total",
+			Help: "Kafka producers replaced after a fatal error (e.g. idempotence sequence desynchronisation), by producer.",
+		}, []string{"producer"}),
 		Ready: f.NewGauge(prometheus.GaugeOpts{
 			Name: "exhook_ready",
-			Help: "1 while the producer accepts hook calls, 0 while starting or draining.",
+			Help: "1 while ready (the /ready endpoint answers 200), 0 while starting, draining, or while Kafka cannot take records (see exhook_kafka_producer_state).",
 		}),
 	}
 }

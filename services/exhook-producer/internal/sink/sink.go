@@ -5,8 +5,10 @@ package sink
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iov-platform/iov/kit/kafkalog"
 	"github.com/iov-platform/iov/kit/kafkasink"
@@ -15,9 +17,15 @@ import (
 
 // Config is what the sink needs from the service config.
 type Config struct {
+	// Name labels the producer's metrics: main | spool.
+	Name             string
 	BootstrapServers string
 	ClientID         string
 	Properties       map[string]string
+	// UnreachableAfter: see kafkasink.Options.
+	UnreachableAfter time.Duration
+	// OnState, if set, is told each new producer state.
+	OnState func(kafkasink.State)
 }
 
 // New creates the producer and starts its event loop. kafka.properties may change the
@@ -36,8 +44,12 @@ func New(cfg Config, log *slog.Logger, m *metrics.Metrics) (*kafkasink.Sink, err
 	}
 	cm["go.delivery.report.fields"] = "key"
 	return kafkasink.New(cm, kafkasink.Options{
-		Log:     log,
-		Metrics: kafkasink.Metrics{Deliveries: m.Deliveries, Errors: m.ProducerErrors},
-		Logs:    kafkalog.Options{Verbose: true},
+		Log: log,
+		Metrics: kafkasink.Metrics{Deliveries: m.Deliveries, Errors: m.ProducerErrors,
+			State:      m.ProducerState.MustCurryWith(prometheus.Labels{"producer": cfg.Name}),
+			Recoveries: m.ProducerRecoveries.WithLabelValues(cfg.Name)},
+		Logs:             kafkalog.Options{Verbose: true},
+		UnreachableAfter: cfg.UnreachableAfter,
+		OnState:          cfg.OnState,
 	})
 }
