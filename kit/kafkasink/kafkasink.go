@@ -161,6 +161,7 @@ func New(cm kafka.ConfigMap, o Options) (*Sink, error) {
 	}
 	conf["enable.idempotence"] = true
 	conf["acks"] = "all"
+	delete(conf, "request.required.acks") // acks' alias: which of the two wins is undefined
 	conf["go.delivery.reports"] = true
 	conf["go.logs.channel.enable"] = true
 	if o.UnreachableAfter <= 0 {

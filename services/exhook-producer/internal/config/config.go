@@ -53,7 +53,9 @@ type Kafka struct {
 	// /ready turns 503.
 	UnreachableAfter time.Duration `yaml:"unreachableAfter"`
 	// Properties are extra librdkafka settings (security.protocol, sasl.*, linger.ms, ...).
-	// Settings that guarantee delivery semantics (acks, enable.idempotence) cannot be weakened.
+	// Settings that would weaken ordering, durability or idempotence are refused
+	// (svcconfig.OrderedProducer: acks, enable.idempotence, partitioner, queuing.strategy,
+	// retries, max.in.flight above 5, message.timeout.ms below 30s, ..., and their aliases).
 	Properties map[string]string `yaml:"properties"`
 }
 
@@ -140,13 +142,12 @@ func (c *Config) applyEnv() {
 	c.Registry.CredentialsFromEnv()
 }
 
-// protected are librdkafka settings the producer owns: changing them would break the
-// at-least-once, in-order-per-vehicle guarantee.
-var protected = map[string]string{
-	"acks":                                  "all",
-	"enable.idempotence":                    "true",
-	"max.in.flight.requests.per.connection": "5",
-}
+// properties are the rules for kafka.properties: nothing may weaken the idempotent, acks=all,
+// in-order-per-vehicle producer.
+var properties = svcconfig.OrderedProducer("the producer", map[string]string{
+	"bootstrap.servers": "kafka.bootstrapServers",
+	"client.id":         "kafka.clientId",
+})
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
@@ -165,15 +166,7 @@ func (c *Config) Validate() error {
 	if c.Kafka.UnreachableAfter <= 0 {
 		add("kafka.unreachableAfter must be positive")
 	}
-	for k, v := range c.Kafka.Properties {
-		if want, ok := protected[k]; ok && v != want {
-			add("kafka.properties.%s=%s: the producer requires %s", k, v, want)
-		}
-		if k == "bootstrap.servers" {
-			add("kafka.properties.bootstrap.servers: set kafka.bootstrapServers instead")
-		}
-	}
-	errs = append(errs, c.Registry.Validate(), c.Shutdown.Validate())
+	errs = append(errs, properties.Check(c.Kafka.Properties), c.Registry.Validate(), c.Shutdown.Validate())
 	if c.Topics.Status == "" {
 		add("topics.status is required")
 	}

@@ -25,6 +25,9 @@ import (
 // Producer is the part of the Kafka sink the hooks use.
 type Producer interface {
 	Produce(ctx context.Context, rec kafkasink.Record, wait bool) error
+	// ProduceCallback queues rec and calls done (which must not block) with its delivery
+	// report.
+	ProduceCallback(ctx context.Context, rec kafkasink.Record, done func(error)) error
 }
 
 // Spooler is the durable spool of delivery: spool routes.
@@ -158,14 +161,40 @@ func (s *Server) OnMessagePublish(ctx context.Context, req *exhookv2.MessagePubl
 	if err != nil {
 		return s.deadLetter(ctx, r, msg, vehicle, fmt.Errorf("encode envelope: %w", err))
 	}
-	err = s.deliver(ctx, r.Delivery, kafkasink.Record{Topic: r.KafkaTopic, Key: []byte(vehicle), Value: value})
+	rec := kafkasink.Record{Topic: r.KafkaTopic, Key: []byte(vehicle), Value: value}
+	outcome := metrics.OutcomeProduced
+	switch r.Delivery {
+	case route.Async:
+		outcome = metrics.OutcomeQueued
+		err = s.o.Producer.ProduceCallback(ctx, rec, s.asyncReport(r, msg, vehicle))
+	case route.Spool:
+		outcome = metrics.OutcomeSpooled
+		err = s.deliver(ctx, r.Delivery, rec)
+	default:
+		err = s.deliver(ctx, r.Delivery, rec)
+	}
 	if err != nil {
 		s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeFailed).Inc()
 		s.o.Log.Warn("message not forwarded", "route", r.Name, "vehicle", vehicle, "mqtt_topic", msg.GetTopic(), "message_id", msg.GetId(), "err", err)
 		return nil, toStatus(err)
 	}
-	s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeProduced).Inc()
+	s.o.Metrics.Messages.WithLabelValues(r.Name, outcome).Inc()
 	return ignore, nil
+}
+
+// asyncReport counts an async message produced or lost when Kafka settles it: EMQX was
+// answered when it was queued.
+func (s *Server) asyncReport(r *route.Route, msg *exhookv2.Message, vehicle string) func(error) {
+	id, topic := msg.GetId(), msg.GetTopic()
+	return func(err error) {
+		if err == nil {
+			s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeProduced).Inc()
+			return
+		}
+		s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeLost).Inc()
+		s.o.Log.Error("async message lost: kafka failed it after EMQX was answered", "route", r.Name, "vehicle", vehicle,
+			"mqtt_topic", topic, "message_id", id, "err", err)
+	}
 }
 
 func (s *Server) envelope(r *route.Route, msg *exhookv2.Message, vehicle string) *schemas.VehicleMessage {

@@ -24,10 +24,32 @@ import (
 
 // fakeProducer records what would have gone to Kafka.
 type fakeProducer struct {
-	mu    sync.Mutex
-	recs  []kafkasink.Record
-	waits []bool
-	err   error
+	mu      sync.Mutex
+	recs    []kafkasink.Record
+	waits   []bool
+	err     error
+	reports []func(error) // ProduceCallback's, until settle
+}
+
+func (f *fakeProducer) ProduceCallback(ctx context.Context, rec kafkasink.Record, done func(error)) error {
+	if err := f.Produce(ctx, rec, false); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reports = append(f.reports, done)
+	return nil
+}
+
+// settle delivers the delivery reports of the records queued so far with err.
+func (f *fakeProducer) settle(err error) {
+	f.mu.Lock()
+	reports := f.reports
+	f.reports = nil
+	f.mu.Unlock()
+	for _, done := range reports {
+		done(err)
+	}
 }
 
 func (f *fakeProducer) Produce(_ context.Context, rec kafkasink.Record, wait bool) error {
@@ -100,7 +122,7 @@ func TestPublishRoutesAndReplies(t *testing.T) {
 		wantOutcom string
 		wantRoute  string
 	}{
-		{"async json", "vehicles/V1/telemetry", `{"a":1}`, "tel", false, "V1", metrics.OutcomeProduced, "tel"},
+		{"async json", "vehicles/V1/telemetry", `{"a":1}`, "tel", false, "V1", metrics.OutcomeQueued, "tel"},
 		{"sync bytes", "vehicles/V2/events/x", "\x00\x01", "ev", true, "V2", metrics.OutcomeProduced, "ev"},
 		{"bad json to dlq", "vehicles/V3/telemetry", `{`, "dlq", false, "V3", metrics.OutcomeDeadLettered, "tel"},
 		{"empty vehicle to dlq keyed by client", "vehicles//telemetry", `{}`, "dlq", false, "client-9", metrics.OutcomeDeadLettered, "tel"},
@@ -149,6 +171,43 @@ func TestPublishRoutesAndReplies(t *testing.T) {
 			if m.VehicleID != tt.wantKey || m.MQTTTopic != tt.topic || string(m.Payload) != tt.payload || m.Route != tt.wantRoute ||
 				m.Username == nil || *m.Username != "u1" || m.PublishedAt.UnixMilli() != 1000 || m.IngestedAt.UnixMilli() != 42 || m.Node != "emqx@n1" {
 				t.Fatalf("envelope %+v", m)
+			}
+		})
+	}
+}
+
+// TestAsyncIsCountedProducedOnlyWhenKafkaAcknowledges: an async call is "queued" when EMQX
+// is answered, and "produced" or "lost" only on its delivery report.
+func TestAsyncIsCountedProducedOnlyWhenKafkaAcknowledges(t *testing.T) {
+	tests := []struct {
+		name   string
+		report error
+		want   string
+	}{
+		{"acknowledged", nil, metrics.OutcomeProduced},
+		{"timed out", kafka.NewError(kafka.ErrMsgTimedOut, "Local: Message timed out", false), metrics.OutcomeLost},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			if _, err := f.srv.OnMessagePublish(context.Background(), publish("vehicles/V1/telemetry", "c", []byte(`{}`))); err != nil {
+				t.Fatal(err)
+			}
+			count := func(outcome string) float64 {
+				return testutil.ToFloat64(f.metrics.Messages.WithLabelValues("tel", outcome))
+			}
+			if count(metrics.OutcomeQueued) != 1 || count(metrics.OutcomeProduced) != 0 || count(metrics.OutcomeLost) != 0 {
+				t.Fatalf("before the report: queued %v produced %v lost %v", count(metrics.OutcomeQueued), count(metrics.OutcomeProduced), count(metrics.OutcomeLost))
+			}
+			f.prod.settle(tt.report)
+			for _, o := range []string{metrics.OutcomeProduced, metrics.OutcomeLost} {
+				want := 0.0
+				if o == tt.want {
+					want = 1
+				}
+				if got := count(o); got != want {
+					t.Errorf("%s = %v after the report, want %v", o, got, want)
+				}
 			}
 		})
 	}
@@ -239,3 +298,5 @@ func BenchmarkOnMessagePublish(b *testing.B) {
 type discard struct{}
 
 func (discard) Produce(context.Context, kafkasink.Record, bool) error { return nil }
+
+func (discard) ProduceCallback(context.Context, kafkasink.Record, func(error)) error { return nil }

@@ -9,7 +9,10 @@ import (
 
 // Outcomes of a message.publish call, the `outcome` label of Messages.
 const (
-	OutcomeProduced     = "produced"      // queued (async) or acknowledged by Kafka (sync)
+	OutcomeQueued       = "queued"        // async: queued in the producer, EMQX answered; then produced or lost
+	OutcomeProduced     = "produced"      // acknowledged by Kafka (sync: before EMQX's answer; async: later)
+	OutcomeLost         = "lost"          // async: queued and answered, then Kafka failed it (e.g. message.timeout.ms)
+	OutcomeSpooled      = "spooled"       // spool: appended and fsynced; the shipper delivers it
 	OutcomeDeadLettered = "dead_lettered" // payload or key failed; raw payload went to the DLQ
 	OutcomeFailed       = "failed"        // could not be queued or acknowledged; EMQX got an error
 	OutcomeUnrouted     = "unrouted"      // no route matched; passed through untouched
