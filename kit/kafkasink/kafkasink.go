@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iov-platform/iov/kit/kafkalog"
+	"github.com/iov-platform/iov/kit/logging"
 )
 
 // Record is one Kafka record to produce.
@@ -414,7 +416,7 @@ func (s *Sink) report(g *generation, m *kafka.Message) {
 		s.delivery(topic, Failed)
 		if pd.ack == nil && pd.done == nil {
 			// Async: nobody waits for this record, so this is where a lost one shows.
-			s.o.Log.Error("kafka delivery failed", "topic", topic, "key", Truncate(string(m.Key), 64), "err", err)
+			s.o.Log.Error("kafka delivery failed", "topic", topic, "key", logging.Clip(string(m.Key), 64), "err", err)
 		}
 		pd.settle(err)
 	}
@@ -647,6 +649,70 @@ func (s *Sink) setState(st State) {
 	}
 }
 
+// Record size accounting, as librdkafka and the broker count (librdkafka rdkafka_proto.h,
+// MessageSet v2): a record costs at most RecordOverhead bytes besides its key, value and
+// headers (each header at most HeaderOverhead besides its key and value); a batch adds
+// BatchOverhead, which the broker counts against the topic's max.message.bytes.
+const (
+	RecordOverhead = 5 + 1 + 10 + 5 + 5 + 5 + 5 // length, attributes, timestamp, offset, key and value lengths, header count (varints at their largest)
+	HeaderOverhead = 5 + 5                      // key and value lengths
+	BatchOverhead  = 61
+)
+
+// RecordSize is the largest size rec can take in a batch: librdkafka refuses a record above
+// message.max.bytes, a broker one whose batch (RecordSize+BatchOverhead) is above the topic's
+// max.message.bytes.
+func RecordSize(rec Record) int {
+	n := RecordOverhead + len(rec.Key) + len(rec.Value)
+	for _, h := range rec.Headers {
+		n += HeaderOverhead + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// TopicMaxMessageBytes asks the cluster for each topic's max.message.bytes (the largest
+// batch a broker takes). Topics it could not learn are left out, with the error.
+func (s *Sink) TopicMaxMessageBytes(ctx context.Context, topics []string) (map[string]int, error) {
+	g, _, _ := s.current()
+	out := map[string]int{}
+	var errs []error
+	ok := g.with(func(p *kafka.Producer) {
+		admin, err := kafka.NewAdminClientFromProducer(p)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		defer admin.Close()
+		res := make([]kafka.ConfigResource, len(topics))
+		for i, t := range topics {
+			res[i] = kafka.ConfigResource{Type: kafka.ResourceTopic, Name: t}
+		}
+		results, err := admin.DescribeConfigs(ctx, res)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		for _, r := range results {
+			v, err := strconv.Atoi(r.Config["max.message.bytes"].Value)
+			switch {
+			case r.Error.Code() != kafka.ErrNoError:
+				errs = append(errs, fmt.Errorf("topic %s: %w", r.Name, r.Error))
+			case err != nil:
+				errs = append(errs, fmt.Errorf("topic %s: max.message.bytes: %w", r.Name, err))
+			default:
+				out[r.Name] = v
+			}
+		}
+	})
+	if !ok {
+		errs = append(errs, errClosed)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return out, fmt.Errorf("describe topic configs: %w", err)
+	}
+	return out, nil
+}
+
 // Queued is the number of records not yet acknowledged or failed.
 func (s *Sink) Queued() int {
 	g, _, _ := s.current()
@@ -733,17 +799,4 @@ func Headers(kv map[string]string) []kafka.Header {
 		}
 	}
 	return hs
-}
-
-// Truncate shortens s to at most n bytes (cut at a UTF-8 boundary) for log lines, saying
-// how long it was.
-func Truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && cut < len(s) && s[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return fmt.Sprintf("%s...(%d bytes)", s[:cut], len(s))
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/iov-platform/iov/kit/internal/kafkatest"
 )
@@ -375,5 +376,72 @@ func TestReplacesAFatalProducer(t *testing.T) {
 		if v := fmt.Sprintf("VIN%d-%05d", i%keys, i); !seen[v] {
 			t.Fatalf("%s acknowledged but not in kafka (%d of 600 there)", v, len(seen))
 		}
+	}
+}
+
+// TestRecordSizeIsWhatKafkaMeasures: a record of RecordSize == message.max.bytes passes
+// librdkafka and one byte more does not (librdkafka counts the same worst-case overhead); a
+// record whose batch (RecordSize+BatchOverhead) is the topic's max.message.bytes passes the
+// broker, and the broker's real limit is at most 28 bytes above; TopicMaxMessageBytes reads
+// the topic's limit.
+func TestRecordSizeIsWhatKafkaMeasures(t *testing.T) {
+	const clientMax, topicMax, small = 20000, 10000, "iov.small"
+	f := newFixture(t, kafka.ConfigMap{"message.max.bytes": clientMax, "compression.type": "none", "linger.ms": 0})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.cluster.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = small, 1, 1
+	cfg := kmsg.NewCreateTopicsRequestTopicConfig()
+	cfg.Name, cfg.Value = "max.message.bytes", kmsg.StringPtr(fmt.Sprint(topicMax))
+	rt.Configs = append(rt.Configs, cfg)
+	req.Topics = append(req.Topics, rt)
+	if _, err := req.RequestWith(context.Background(), cl); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	limits, err := f.sink.TopicMaxMessageBytes(ctx, []string{small, topic})
+	if err != nil || limits[small] != topicMax || limits[topic] != 1048588 {
+		t.Fatalf("TopicMaxMessageBytes = %v, %v", limits, err)
+	}
+
+	// sized returns a record on topic of exactly size bytes by RecordSize.
+	sized := func(topic string, size int, headers bool) Record {
+		r := Record{Topic: topic, Key: []byte("VIN1")}
+		if headers {
+			r.Headers = []kafka.Header{{Key: "h", Value: []byte("v")}, {Key: "iov.x", Value: bytes.Repeat([]byte("y"), 100)}}
+		}
+		r.Value = bytes.Repeat([]byte("x"), size-RecordSize(r))
+		return r
+	}
+	tests := []struct {
+		name    string
+		rec     Record
+		refused bool
+	}{
+		{"client limit", sized(topic, clientMax, false), false},
+		{"client limit + 1", sized(topic, clientMax+1, false), true},
+		{"client limit with headers", sized(topic, clientMax, true), false},
+		{"topic limit", sized(small, topicMax-BatchOverhead, false), false},
+		// RecordSize counts varints at their largest: a real record is up to 28 bytes smaller,
+		// so the broker's limit is within that much above ours, never below it.
+		{"topic limit + 40", sized(small, topicMax-BatchOverhead+40, false), true},
+		{"topic limit with headers", sized(small, topicMax-BatchOverhead, true), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := f.sink.Produce(ctx, tt.rec, true)
+			var kerr kafka.Error
+			switch {
+			case tt.refused && !(errors.As(err, &kerr) && kerr.Code() == kafka.ErrMsgSizeTooLarge):
+				t.Fatalf("record of %d bytes: %v, want message size too large", RecordSize(tt.rec), err)
+			case !tt.refused && err != nil:
+				t.Fatalf("record of %d bytes: %v", RecordSize(tt.rec), err)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -135,23 +136,37 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 			return nil, err
 		}
 	}
+	maxRecord, err := cfg.Kafka.MessageMaxBytes()
+	if err != nil {
+		a.closeSinks()
+		return nil, err
+	}
+	topics := []string{cfg.Topics.DeadLetter, cfg.Topics.Status}
+	for _, r := range router.Routes() {
+		topics = append(topics, r.KafkaTopic)
+	}
+	if commands != nil {
+		topics = append(topics, commands.Topic)
+	}
 	var spooler hook.Spooler
 	if a.spool != nil {
 		spooler = a.spool
 	}
 	hooks, err := hook.New(hook.Options{
-		Router:          router,
-		Producer:        a.sink,
-		Spool:           spooler,
-		Messages:        encoders,
-		Status:          statusEnc,
-		StatusTopic:     cfg.Topics.Status,
-		DeadLetter:      cfg.Topics.DeadLetter,
-		Commands:        commands,
-		SyncTimeout:     cfg.Kafka.SyncTimeout,
-		MaxPayloadBytes: cfg.Kafka.MaxPayloadBytes,
-		Metrics:         m,
-		Log:             log,
+		Router:           router,
+		Producer:         a.sink,
+		Spool:            spooler,
+		Messages:         encoders,
+		Status:           statusEnc,
+		StatusTopic:      cfg.Topics.Status,
+		DeadLetter:       cfg.Topics.DeadLetter,
+		Commands:         commands,
+		SyncTimeout:      cfg.Kafka.SyncTimeout,
+		MaxPayloadBytes:  cfg.Kafka.MaxPayloadBytes,
+		MaxRecordBytes:   maxRecord,
+		TopicRecordBytes: a.topicRecordBytes(topics),
+		Metrics:          m,
+		Log:              log,
 	})
 	if err != nil {
 		a.closeSinks()
@@ -212,6 +227,23 @@ func (a *App) openSpool(cfg *config.Config, m *metrics.Metrics, reg prometheus.R
 	}
 	a.spool, a.spoolSink, a.shipper = sp, ss, sh
 	return nil
+}
+
+// topicRecordBytes learns, within a few seconds, the largest record each topic takes (its
+// max.message.bytes minus the batch header). Topics it cannot learn (Kafka unreachable,
+// not created yet) are checked against message.max.bytes alone.
+func (a *App) topicRecordBytes(topics []string) map[string]int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	limits, err := a.sink.TopicMaxMessageBytes(ctx, slices.Compact(slices.Sorted(slices.Values(topics))))
+	if err != nil {
+		a.log.Warn("topic record limits not known; checking records against message.max.bytes only", "err", err)
+	}
+	out := make(map[string]int, len(limits))
+	for t, n := range limits {
+		out[t] = n - kafkasink.BatchOverhead
+	}
+	return out
 }
 
 // Readiness conditions for the main Kafka producer's states.

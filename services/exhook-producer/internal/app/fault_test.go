@@ -288,3 +288,35 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestWholeRecordIsCheckedAgainstTheClientLimit: a payload under kafka.maxPayloadBytes whose
+// record (envelope, key) is over message.max.bytes is refused with a note on the dead-letter
+// topic, not with librdkafka's bare "message size too large"; one that fits goes through.
+func TestWholeRecordIsCheckedAgainstTheClientLimit(t *testing.T) {
+	st := startStack(t)
+	cfg := testConfig(t, st.KafkaBootstrap(), st.RegistryURL())
+	cfg.Kafka.Properties["message.max.bytes"] = "10000"
+	h := start(t, cfg, st)
+	ctx := context.Background()
+	fits := fmt.Appendf(nil, `{"blob":"%s"}`, strings.Repeat("a", 9000))
+	if _, err := h.sim.Publish(ctx, h.sim.NewMessage("VIN1", "vehicles/VIN1/events/x", 1, fits)); err != nil {
+		t.Fatalf("record under the limit: %v", err)
+	}
+	over := fmt.Appendf(nil, `{"blob":"%s"}`, strings.Repeat("a", 9980)) // < maxPayloadBytes, record > 10000
+	_, err := h.sim.Publish(ctx, h.sim.NewMessage("VIN1", "vehicles/VIN1/events/x", 1, over))
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "exceeds the 10000-byte record limit") {
+		t.Fatalf("record over the limit: %v, want InvalidArgument naming the record limit", err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	notes, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 1, 2*time.Second, deadTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := notes[0]; len(n.Value) != 0 || n.Headers[hook.HeaderSize] != fmt.Sprint(len(over)) || string(n.Key) != "VIN1" {
+		t.Fatalf("oversize note %+v", n)
+	}
+	if ids := messageIDs(t, st, 1, eventsTopic); len(ids) != 1 {
+		t.Fatalf("events topic holds %d messages, want the one that fits", len(ids))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,9 +43,11 @@ type GRPC struct {
 type Kafka struct {
 	BootstrapServers string `yaml:"bootstrapServers"`
 	ClientID         string `yaml:"clientId"`
-	// MaxPayloadBytes is the largest MQTT payload forwarded; larger ones are refused with
-	// a note on the dead-letter topic. Keep it below the topic's max.message.bytes minus
-	// the envelope (~1 KiB).
+	// MaxPayloadBytes is the largest MQTT payload forwarded. Besides, the whole record
+	// (Avro envelope with the payload, key, headers) must fit message.max.bytes and, where
+	// the producer could read it at start, the topic's max.message.bytes (minus 61 bytes of
+	// batch header). Larger messages are refused (InvalidArgument) with a headers-only note
+	// on the dead-letter topic.
 	MaxPayloadBytes int `yaml:"maxPayloadBytes"`
 	// SyncTimeout bounds a sync-mode wait when EMQX sent no deadline.
 	SyncTimeout time.Duration `yaml:"syncTimeout"`
@@ -142,6 +145,22 @@ func (c *Config) applyEnv() {
 	c.Registry.CredentialsFromEnv()
 }
 
+// DefaultMessageMaxBytes is librdkafka's message.max.bytes default.
+const DefaultMessageMaxBytes = 1000000
+
+// MessageMaxBytes is the producer's message.max.bytes: the largest record it takes.
+func (k Kafka) MessageMaxBytes() (int, error) {
+	v, ok := k.Properties["message.max.bytes"]
+	if !ok {
+		return DefaultMessageMaxBytes, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 1000 || n > 1000000000 {
+		return 0, fmt.Errorf("kafka.properties.message.max.bytes=%s: want 1000..1000000000", v)
+	}
+	return n, nil
+}
+
 // properties are the rules for kafka.properties: nothing may weaken the idempotent, acks=all,
 // in-order-per-vehicle producer.
 var properties = svcconfig.OrderedProducer("the producer", map[string]string{
@@ -162,6 +181,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Kafka.SyncTimeout <= 0 {
 		add("kafka.syncTimeout must be positive")
+	}
+	if _, err := c.Kafka.MessageMaxBytes(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Kafka.UnreachableAfter <= 0 {
 		add("kafka.unreachableAfter must be positive")
