@@ -130,7 +130,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if router.Uses(route.Spool) {
+	if router.Uses(route.Spool) || cfg.Spool.Dir != "" { // also where async records are kept at shutdown
 		if err := a.openSpool(cfg, m, reg); err != nil {
 			a.sink.Close()
 			return nil, err
@@ -361,6 +361,40 @@ func (a *App) Run(ctx context.Context) error {
 	return errors.Join(runErr, a.drain(stopShipper, shipperDone))
 }
 
+// keepUnacknowledged closes the main producer, which still holds left records Kafka has not
+// acknowledged: with a spool, the async ones (EMQX was told they were accepted) are appended
+// to it, in order, and shipped after the restart; without one they are lost, and said so.
+func (a *App) keepUnacknowledged(left int) error {
+	if a.spool == nil {
+		a.sink.Close()
+		a.metrics.ShutdownRecords.WithLabelValues("lost").Add(float64(left))
+		a.log.Error("records not acknowledged by kafka at shutdown are lost (set spool.dir to keep them)", "count", left)
+		return fmt.Errorf("drain: %d records still unacknowledged by kafka at shutdown (lost; set spool.dir to keep them)", left)
+	}
+	recs, err := a.sink.Undelivered(5 * time.Second)
+	if err != nil {
+		a.log.Error("kafka producer did not hand back every record", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	spilled := 0
+	for _, rec := range recs {
+		if aerr := a.spool.Append(ctx, spool.NewEntry(rec, time.Now().UnixMilli())); aerr != nil {
+			err = errors.Join(err, fmt.Errorf("spill to spool: %w", aerr))
+			break
+		}
+		spilled++
+	}
+	lost := len(recs) - spilled
+	a.metrics.ShutdownRecords.WithLabelValues("spilled").Add(float64(spilled))
+	a.metrics.ShutdownRecords.WithLabelValues("lost").Add(float64(lost))
+	a.log.Warn("records not acknowledged by kafka at shutdown kept in the spool; shipped after the restart", "spilled", spilled, "lost", lost, "dir", a.cfg.Spool.Dir)
+	if err != nil || lost > 0 {
+		return fmt.Errorf("drain: %d of %d unacknowledged records not kept: %w", lost, len(recs), err)
+	}
+	return nil
+}
+
 func (a *App) drain(stopShipper context.CancelFunc, shipperDone <-chan struct{}) error {
 	start := time.Now()
 	deadline := start.Add(a.cfg.Shutdown.DrainTimeout)
@@ -394,17 +428,19 @@ func (a *App) drain(stopShipper context.CancelFunc, shipperDone <-chan struct{})
 		<-shipperDone
 		a.spoolSink.Flush(time.Second)
 		a.spoolSink.Close()
-		if cerr := a.spool.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close spool: %w", cerr))
-		}
 	} else {
 		stopShipper()
 	}
 	if left := a.sink.Flush(max(time.Until(deadline), time.Second)); left > 0 {
-		err = errors.Join(err, fmt.Errorf("drain: %d records still unacknowledged by kafka at shutdown", left))
-		a.log.Error("records not flushed", "count", left)
+		err = errors.Join(err, a.keepUnacknowledged(left))
+	} else {
+		a.sink.Close()
 	}
-	a.sink.Close()
+	if a.spool != nil {
+		if cerr := a.spool.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close spool: %w", cerr))
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = a.ops.Shutdown(ctx)

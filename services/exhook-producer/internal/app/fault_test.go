@@ -320,3 +320,44 @@ func TestWholeRecordIsCheckedAgainstTheClientLimit(t *testing.T) {
 		t.Fatalf("events topic holds %d messages, want the one that fits", len(ids))
 	}
 }
+
+// TestAsyncRecordsAreSpilledAtShutdown: with Kafka down, async calls are answered and the
+// records wait in the producer; at shutdown they go to the spool (spool.dir set, no spool
+// route), and the next start ships every one of them.
+func TestAsyncRecordsAreSpilledAtShutdown(t *testing.T) {
+	st := startStack(t)
+	dir := t.TempDir()
+	newConfig := func() *config.Config {
+		cfg := testConfig(t, st.KafkaBootstrap(), st.RegistryURL())
+		cfg.Spool.Dir = dir
+		cfg.Shutdown.DrainTimeout = 2 * time.Second
+		return cfg
+	}
+	h := start(t, newConfig(), st)
+	st.StopKafka()
+	ctx := context.Background()
+	var acked []string
+	for i := range 300 {
+		vin := fmt.Sprintf("VIN%02d", i%10)
+		msg := h.sim.NewMessage(vin, "vehicles/"+vin+"/telemetry", 1, fmt.Appendf(nil, `{"seq":%d}`, i))
+		if _, err := h.sim.Publish(ctx, msg); err != nil {
+			t.Fatalf("async publish with kafka down: %v", err)
+		}
+		acked = append(acked, msg.GetId())
+	}
+	h.sim.Close()
+	if err := h.stop(t); err != nil {
+		t.Fatalf("shutdown with every unacknowledged record spilled: %v", err)
+	}
+
+	if err := st.StartKafka(); err != nil {
+		t.Fatal(err)
+	}
+	start(t, newConfig(), st) // ships the spool
+	ids := messageIDs(t, st, len(acked), telemetryTopic)
+	for _, id := range acked {
+		if ids[id] == 0 {
+			t.Fatalf("async message %s acknowledged before the shutdown is lost (%d of %d in kafka)", id, len(ids), len(acked))
+		}
+	}
+}

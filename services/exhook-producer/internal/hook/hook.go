@@ -315,12 +315,7 @@ func (s *Server) oversize(ctx context.Context, r *route.Route, msg *exhookv2.Mes
 func (s *Server) deliver(ctx context.Context, mode route.Mode, rec kafkasink.Record) error {
 	switch mode {
 	case route.Spool:
-		e := &spool.Entry{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, AcceptedAt: s.o.Now().UnixMilli(),
-			Headers: make([]spool.Header, len(rec.Headers))}
-		for i, h := range rec.Headers {
-			e.Headers[i] = spool.Header{Key: h.Key, Value: h.Value}
-		}
-		return s.o.Spool.Append(ctx, e)
+		return s.o.Spool.Append(ctx, spool.NewEntry(rec, s.o.Now().UnixMilli()))
 	case route.Sync:
 		return s.o.Producer.Produce(ctx, rec, true)
 	default:

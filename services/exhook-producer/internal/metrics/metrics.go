@@ -32,7 +32,10 @@ type Metrics struct {
 	// spool).
 	ProducerState      *prometheus.GaugeVec   // producer, state
 	ProducerRecoveries *prometheus.CounterVec // producer
-	Ready              prometheus.Gauge
+	// ShutdownRecords counts async records Kafka had not acknowledged at shutdown, by
+	// result: spilled (to the spool, shipped after the restart) | lost.
+	ShutdownRecords *prometheus.CounterVec
+	Ready           prometheus.Gauge
 }
 
 // New registers the collectors on reg.
@@ -72,6 +75,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "exhook_kafka_producer_recoveries_total",
 			Help: "Kafka producers replaced after a fatal error (e.g. idempotence sequence desynchronisation), by producer.",
 		}, []string{"producer"}),
+		ShutdownRecords: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "exhook_shutdown_unacknowledged_records_total",
+			Help: "Records EMQX was answered for (async) that Kafka had not acknowledged at shutdown, by result: spilled (kept in the spool, shipped after the restart) or lost (no spool.dir).",
+		}, []string{"result"}),
 		Ready: f.NewGauge(prometheus.GaugeOpts{
 			Name: "exhook_ready",
 			Help: "1 while ready (the /ready endpoint answers 200), 0 while starting, draining, or while Kafka cannot take records (see exhook_kafka_producer_state).",
