@@ -51,7 +51,17 @@ const (
 	HeaderNode      = "iov.emqx.node"
 	HeaderQoS       = "iov.mqtt.qos"
 	HeaderSize      = "iov.payload.size"
+	// HeaderTimestampInvalid is on a message record whose EMQX timestamp was not plausible
+	// (see PlausibleTimestamp): the value is EMQX's timestamp as sent, and the envelope's
+	// published_at holds the ingestion time instead.
+	HeaderTimestampInvalid = "iov.mqtt.timestamp.invalid"
 )
+
+// Plausible EMQX timestamps (unix millis, when the broker received the message): from
+// 2000-01-01 to an hour ahead of this host's clock. Others (0, year 292278994) are replaced.
+var earliestTimestamp = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const timestampSkew = time.Hour
 
 // Hook names as EMQX spells them in HookSpec.
 const (
@@ -178,6 +188,9 @@ func (s *Server) OnMessagePublish(ctx context.Context, req *exhookv2.MessagePubl
 	if n := len(msg.GetPayload()); s.o.MaxPayloadBytes > 0 && n > s.o.MaxPayloadBytes {
 		return s.oversize(ctx, r, msg, vehicle, fmt.Errorf("payload of %d bytes exceeds the %d-byte payload limit", n, s.o.MaxPayloadBytes))
 	}
+	if err == nil && msg.GetQos() > 2 {
+		err = fmt.Errorf("qos %d outside 0..2", msg.GetQos())
+	}
 	if err == nil {
 		err = r.CheckPayload(msg.GetPayload())
 	}
@@ -190,6 +203,10 @@ func (s *Server) OnMessagePublish(ctx context.Context, req *exhookv2.MessagePubl
 		return s.deadLetter(ctx, r, msg, vehicle, fmt.Errorf("encode envelope: %w", err))
 	}
 	rec := kafkasink.Record{Topic: r.KafkaTopic, Key: []byte(vehicle), Value: value}
+	if _, ok := s.publishedAt(msg); !ok {
+		rec.Headers = append(rec.Headers, kafka.Header{Key: HeaderTimestampInvalid, Value: fmt.Append(nil, msg.GetTimestamp())})
+		s.o.Metrics.FieldsReplaced.WithLabelValues(r.Name, "timestamp").Inc()
+	}
 	if err := s.fits(rec); err != nil {
 		return s.oversize(ctx, r, msg, vehicle, err)
 	}
@@ -228,7 +245,19 @@ func (s *Server) asyncReport(r *route.Route, msg *exhookv2.Message, vehicle stri
 	}
 }
 
+// publishedAt is when EMQX received msg, or, if its timestamp is not plausible, the
+// ingestion time and false.
+func (s *Server) publishedAt(msg *exhookv2.Message) (time.Time, bool) {
+	now := s.o.Now()
+	ts := msg.GetTimestamp()
+	if ts < uint64(earliestTimestamp.UnixMilli()) || ts > uint64(now.Add(timestampSkew).UnixMilli()) {
+		return now, false
+	}
+	return time.UnixMilli(int64(ts)), true
+}
+
 func (s *Server) envelope(r *route.Route, msg *exhookv2.Message, vehicle string) *schemas.VehicleMessage {
+	published, _ := s.publishedAt(msg)
 	format := schemas.PayloadBytes
 	if r.Payload == route.PayloadJSON {
 		format = schemas.PayloadJSON
@@ -246,7 +275,7 @@ func (s *Server) envelope(r *route.Route, msg *exhookv2.Message, vehicle string)
 		QoS:           int32(msg.GetQos()),
 		Payload:       msg.GetPayload(),
 		PayloadFormat: format,
-		PublishedAt:   time.UnixMilli(int64(msg.GetTimestamp())),
+		PublishedAt:   published,
 		IngestedAt:    s.o.Now(),
 		Node:          msg.GetNode(),
 		Route:         r.Name,

@@ -3,8 +3,10 @@ package hook
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -96,7 +98,7 @@ func newFixture(t testing.TB) *fixture {
 		Router: rt, Producer: f.prod, Messages: map[string]Encoder{"tel": f.enc, "ev": f.enc},
 		Status: f.status, StatusTopic: "status", DeadLetter: "dlq", SyncTimeout: time.Second,
 		Metrics: f.metrics, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now: func() time.Time { return time.UnixMilli(42) },
+		Now: func() time.Time { return time.UnixMilli(now) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -104,9 +106,12 @@ func newFixture(t testing.TB) *fixture {
 	return f
 }
 
+// The fixture's clock, and when EMQX received the test messages (unix millis).
+const now, received = 1_790_000_000_000, 1_789_999_999_000
+
 func publish(topic, from string, payload []byte) *exhookv2.MessagePublishRequest {
 	return &exhookv2.MessagePublishRequest{Message: &exhookv2.Message{
-		Node: "emqx@n1", Id: "ID1", Qos: 1, From: from, Topic: topic, Payload: payload, Timestamp: 1000,
+		Node: "emqx@n1", Id: "ID1", Qos: 1, From: from, Topic: topic, Payload: payload, Timestamp: received,
 		Headers: map[string]string{"username": "u1", "peerhost": "10.0.0.9"},
 	}}
 }
@@ -169,7 +174,7 @@ func TestPublishRoutesAndReplies(t *testing.T) {
 			}
 			m := f.enc.last.(*schemas.VehicleMessage)
 			if m.VehicleID != tt.wantKey || m.MQTTTopic != tt.topic || string(m.Payload) != tt.payload || m.Route != tt.wantRoute ||
-				m.Username == nil || *m.Username != "u1" || m.PublishedAt.UnixMilli() != 1000 || m.IngestedAt.UnixMilli() != 42 || m.Node != "emqx@n1" {
+				m.Username == nil || *m.Username != "u1" || m.PublishedAt.UnixMilli() != received || m.IngestedAt.UnixMilli() != now || m.Node != "emqx@n1" {
 				t.Fatalf("envelope %+v", m)
 			}
 		})
@@ -208,6 +213,68 @@ func TestAsyncIsCountedProducedOnlyWhenKafkaAcknowledges(t *testing.T) {
 				if got := count(o); got != want {
 					t.Errorf("%s = %v after the report, want %v", o, got, want)
 				}
+			}
+		})
+	}
+}
+
+// TestImplausibleFieldsAreFixedOrDeadLettered: a qos outside 0..2 cannot come from MQTT, so
+// the message goes to the dead-letter topic with the reason; an implausible EMQX timestamp
+// is replaced by the ingestion time, and the record says so in a header (and a metric).
+func TestImplausibleFieldsAreFixedOrDeadLettered(t *testing.T) {
+	tests := []struct {
+		name          string
+		qos           uint32
+		timestamp     uint64
+		wantTopic     string
+		wantPublished int64  // envelope's published_at, unix millis
+		wantHeader    string // iov.mqtt.timestamp.invalid, "" = none
+	}{
+		{"plausible", 2, received, "tel", received, ""},
+		{"qos 3", 3, received, "dlq", 0, ""},
+		{"qos 255", 255, received, "dlq", 0, ""},
+		{"timestamp 0", 1, 0, "tel", now, "0"},
+		{"timestamp before 2000", 1, 946684799999, "tel", now, "946684799999"},
+		{"timestamp 2000-01-01", 1, 946684800000, "tel", 946684800000, ""},
+		{"timestamp an hour ahead", 1, now + 3600_000, "tel", now + 3600_000, ""},
+		{"timestamp more than an hour ahead", 1, now + 3600_001, "tel", now, fmt.Sprint(now + 3600_001)},
+		{"timestamp year 292278994", 1, 9223372036854775807, "tel", now, "9223372036854775807"},
+		{"timestamp beyond int64", 1, 18446744073709551615, "tel", now, "18446744073709551615"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			req := publish("vehicles/V1/telemetry", "c", []byte(`{}`))
+			req.Message.Qos, req.Message.Timestamp = tt.qos, tt.timestamp
+			if _, err := f.srv.OnMessagePublish(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			rec := f.prod.recs[0]
+			h := map[string]string{}
+			for _, kv := range rec.Headers {
+				h[kv.Key] = string(kv.Value)
+			}
+			if rec.Topic != tt.wantTopic {
+				t.Fatalf("record on %s, want %s", rec.Topic, tt.wantTopic)
+			}
+			if tt.wantTopic == "dlq" {
+				if !strings.Contains(h[HeaderError], "outside 0..2") || h[HeaderQoS] != fmt.Sprint(tt.qos) {
+					t.Fatalf("dead letter headers %v", h)
+				}
+				return
+			}
+			if m := f.enc.last.(*schemas.VehicleMessage); m.PublishedAt.UnixMilli() != tt.wantPublished {
+				t.Fatalf("published_at %d, want %d", m.PublishedAt.UnixMilli(), tt.wantPublished)
+			}
+			if h[HeaderTimestampInvalid] != tt.wantHeader {
+				t.Fatalf("%s header %q, want %q", HeaderTimestampInvalid, h[HeaderTimestampInvalid], tt.wantHeader)
+			}
+			want := 0.0
+			if tt.wantHeader != "" {
+				want = 1
+			}
+			if got := testutil.ToFloat64(f.metrics.FieldsReplaced.WithLabelValues("tel", "timestamp")); got != want {
+				t.Fatalf("fields replaced = %v, want %v", got, want)
 			}
 		})
 	}

@@ -40,7 +40,7 @@ func sizeServer(t *testing.T, limit int, topicLimits map[string]int) (*Server, *
 	srv, err := New(Options{
 		Router: rt, Producer: prod, Messages: map[string]Encoder{"tel": enc, "raw": enc}, Status: &fakeEncoder{},
 		StatusTopic: "status", DeadLetter: "dlq", SyncTimeout: time.Second, MaxRecordBytes: limit, TopicRecordBytes: topicLimits,
-		Metrics: m, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return time.UnixMilli(42) },
+		Metrics: m, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return time.UnixMilli(now) },
 	})
 	if err != nil {
 		t.Fatal(err)

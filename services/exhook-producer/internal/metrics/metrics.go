@@ -27,6 +27,7 @@ type Metrics struct {
 	Commands       *prometheus.CounterVec   // status, outcome
 	Deliveries     *prometheus.CounterVec   // topic, result
 	ProducerErrors *prometheus.CounterVec   // code
+	FieldsReplaced *prometheus.CounterVec   // route, field: messages forwarded with a field replaced
 	// ProducerState is 1 for the state each Kafka producer is in, 0 for the others:
 	// delivering | unreachable | recovering | failed (kafkasink.States), by producer (main |
 	// spool).
@@ -63,6 +64,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "exhook_kafka_deliveries_total",
 			Help: "Kafka delivery reports, by topic and result (delivered|failed).",
 		}, []string{"topic", "result"}),
+		FieldsReplaced: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "exhook_message_fields_replaced_total",
+			Help: "Messages forwarded with an implausible field replaced (field=timestamp: EMQX's timestamp, kept in the iov.mqtt.timestamp.invalid header), by route and field.",
+		}, []string{"route", "field"}),
 		ProducerErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "exhook_kafka_client_errors_total",
 			Help: "Errors reported by the Kafka client outside delivery reports, by error code.",
