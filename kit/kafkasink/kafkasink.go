@@ -377,7 +377,7 @@ func (s *Sink) events(g *generation) {
 				continue
 			}
 			if e.Code() == kafka.ErrAllBrokersDown {
-				s.reached(false)
+				s.reached(false, time.Now())
 			}
 			s.o.Log.Warn("kafka client error", "code", e.Code().String(), "err", e)
 		}
@@ -551,7 +551,11 @@ func (s *Sink) probe() {
 	defer ask.Stop()
 	eval := time.NewTicker(100 * time.Millisecond)
 	defer eval.Stop()
-	answers := make(chan error, 1)
+	type answer struct {
+		err   error
+		asked time.Time
+	}
+	answers := make(chan answer, 1)
 	asking := false
 	for {
 		if !asking {
@@ -560,11 +564,11 @@ func (s *Sink) probe() {
 			case <-open:
 				asking = true
 				go func() {
-					err := errClosed
+					a := answer{err: errClosed, asked: time.Now()}
 					g.with(func(p *kafka.Producer) {
-						_, err = p.GetMetadata(nil, false, int(s.o.ProbeInterval/time.Millisecond))
+						_, a.err = p.GetMetadata(nil, false, int(s.o.ProbeInterval/time.Millisecond))
 					})
-					answers <- err
+					answers <- a
 				}()
 			default:
 			}
@@ -575,9 +579,9 @@ func (s *Sink) probe() {
 				<-answers
 			}
 			return
-		case err := <-answers:
+		case a := <-answers:
 			asking = false
-			s.reached(err == nil)
+			s.reached(a.err == nil, a.asked)
 		case <-ask.C:
 		case <-eval.C:
 		}
@@ -585,8 +589,9 @@ func (s *Sink) probe() {
 	}
 }
 
-// reached records whether a broker answered (or, false, that none is connected).
-func (s *Sink) reached(ok bool) {
+// reached records whether a broker answered a question asked at (or, false, that none is
+// connected since then).
+func (s *Sink) reached(ok bool, at time.Time) {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
 	switch {
@@ -594,7 +599,7 @@ func (s *Sink) reached(ok bool) {
 		s.reachedOnce = true
 		s.downSince = time.Time{}
 	case s.downSince.IsZero():
-		s.downSince = time.Now()
+		s.downSince = at
 	}
 }
 
