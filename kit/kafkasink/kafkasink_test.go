@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/iov-platform/iov/kit/internal/kafkatest"
 )
@@ -206,4 +210,267 @@ func TestHeaders(t *testing.T) {
 	if hs := Headers(nil); hs == nil || len(hs) != 0 {
 		t.Fatalf("Headers(nil) = %#v", hs)
 	}
+}
+
+// TestReplacesAFatalProducer restarts the cluster memory-only while records are queued. The
+// new cluster has no producer state and empty partitions, so kfake answers the producer's
+// next batch (sequence > 0) with OUT_OF_ORDER_SEQUENCE_NUMBER (kfake 00_produce.go, as
+// Kafka does for KAFKA-15591), which librdkafka's idempotent producer treats as fatal. The
+// sink must replace the producer by itself, re-send what the old one held, and say it was
+// recovering meanwhile.
+func TestReplacesAFatalProducer(t *testing.T) {
+	c1, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var port int
+	fmt.Sscan(c1.ListenAddrs()[0][strings.LastIndex(c1.ListenAddrs()[0], ":")+1:], &port)
+
+	var statesMu sync.Mutex
+	var states []State
+	recoveries := prometheus.NewCounter(prometheus.CounterOpts{Name: "recoveries"})
+	logs := &kafkatest.LogBuffer{}
+	m := Metrics{
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deliveries"}, []string{"topic", "result"}),
+		Errors:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "errors"}, []string{"code"}),
+		State:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "state"}, []string{"state"}),
+		Recoveries: recoveries,
+	}
+	s, err := New(kafka.ConfigMap{
+		"bootstrap.servers": kafkatest.Bootstrap(c1), "linger.ms": 1, "partitioner": "murmur2_random",
+		"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 200, "message.timeout.ms": 60000,
+	}, Options{
+		Log: slog.New(slog.NewTextHandler(logs, nil)), Metrics: m,
+		ProbeInterval: 50 * time.Millisecond, UnreachableAfter: 200 * time.Millisecond,
+		OnState: func(st State) { statesMu.Lock(); states = append(states, st); statesMu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	waitState := func(want State) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for s.State() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("state %s, want %s; log:\n%s", s.State(), want, logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitState(StateDelivering)
+
+	const keys = 4
+	var mu sync.Mutex
+	results := map[string]error{}
+	settled := 0
+	produce := func(seq int) {
+		key := fmt.Sprintf("VIN%d", seq%keys)
+		val := fmt.Sprintf("%s-%05d", key, seq)
+		err := s.ProduceCallback(ctx, Record{Topic: topic, Key: []byte(key), Value: []byte(val)}, func(err error) {
+			mu.Lock()
+			results[val] = err
+			settled++
+			mu.Unlock()
+		})
+		if err != nil {
+			t.Errorf("produce %s: %v", val, err)
+		}
+	}
+	for i := range 200 { // these reach c1: the producer's sequences move past 0
+		produce(i)
+	}
+	if left := s.Flush(10 * time.Second); left != 0 {
+		t.Fatalf("Flush left %d", left)
+	}
+
+	c1.Close() // memory-only: everything c1 knew is gone
+	for i := 200; i < 400; i++ {
+		produce(i)
+	}
+	waitState(StateUnreachable)
+	c2, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(2, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	var syncs sync.WaitGroup
+	for i := 400; i < 800; i++ { // under load while the producer fails and is replaced
+		produce(i)
+		if i%20 == 0 {
+			time.Sleep(5 * time.Millisecond)
+			// A waiting caller is told the truth: acknowledged, or not confirmed.
+			syncs.Go(func() {
+				sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				defer cancel()
+				err := s.Produce(sctx, Record{Topic: topic, Key: []byte("SYNC"), Value: []byte("sync")}, true)
+				if err != nil && !errors.Is(err, ErrReplaced) {
+					t.Errorf("sync produce during the recovery: %v", err)
+				}
+			})
+		}
+	}
+	syncs.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := settled
+		mu.Unlock()
+		if n == 800 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 800 records settled; log:\n%s", n, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitState(StateDelivering)
+
+	if testing.Verbose() {
+		t.Log(logs.String())
+	}
+	if got := testutil.ToFloat64(recoveries); got < 1 {
+		t.Fatalf("recoveries = %v: the producer never reached its fatal state; log:\n%s", got, logs.String())
+	}
+	if !strings.Contains(logs.String(), "kafka producer fatal error") {
+		t.Fatalf("no fatal error logged:\n%s", logs.String())
+	}
+	statesMu.Lock()
+	if !slices.Contains(states, StateRecovering) {
+		t.Errorf("states %v: never recovering", states)
+	}
+	statesMu.Unlock()
+	if got := testutil.ToFloat64(m.State.WithLabelValues(string(StateDelivering))); got != 1 {
+		t.Errorf("state gauge delivering = %v", got)
+	}
+	for v, err := range results {
+		if err != nil {
+			t.Fatalf("record %s failed: %v", v, err)
+		}
+	}
+	// Every record produced after c1 died is on c2, and each vehicle's records are in order.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafkatest.Bootstrap(c2)), kgo.ConsumeTopics(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	seen := map[string]bool{}
+	last := map[string]string{}
+	for expected := 0; expected < 600 && rctx.Err() == nil; {
+		cl.PollFetches(rctx).EachRecord(func(r *kgo.Record) {
+			v := string(r.Value)
+			if !seen[v] && string(r.Key) != "SYNC" {
+				expected++
+			}
+			if !seen[v] && v < last[string(r.Key)] {
+				t.Errorf("key %s: %s after %s", r.Key, v, last[string(r.Key)])
+			}
+			seen[v] = true
+			last[string(r.Key)] = max(last[string(r.Key)], v)
+		})
+	}
+	for i := 200; i < 800; i++ {
+		if v := fmt.Sprintf("VIN%d-%05d", i%keys, i); !seen[v] {
+			t.Fatalf("%s acknowledged but not in kafka (%d of 600 there)", v, len(seen))
+		}
+	}
+}
+
+// TestRecordSizeIsWhatKafkaMeasures: a record of RecordSize == message.max.bytes passes
+// librdkafka and one byte more does not (librdkafka counts the same worst-case overhead); a
+// record whose batch (RecordSize+BatchOverhead) is the topic's max.message.bytes passes the
+// broker, and the broker's real limit is at most 28 bytes above; TopicMaxMessageBytes reads
+// the topic's limit.
+func TestRecordSizeIsWhatKafkaMeasures(t *testing.T) {
+	const clientMax, topicMax, small = 20000, 10000, "iov.small"
+	f := newFixture(t, kafka.ConfigMap{"message.max.bytes": clientMax, "compression.type": "none", "linger.ms": 0})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.cluster.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = small, 1, 1
+	cfg := kmsg.NewCreateTopicsRequestTopicConfig()
+	cfg.Name, cfg.Value = "max.message.bytes", kmsg.StringPtr(fmt.Sprint(topicMax))
+	rt.Configs = append(rt.Configs, cfg)
+	req.Topics = append(req.Topics, rt)
+	if _, err := req.RequestWith(context.Background(), cl); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	limits, err := f.sink.TopicMaxMessageBytes(ctx, []string{small, topic})
+	if err != nil || limits[small] != topicMax || limits[topic] != 1048588 {
+		t.Fatalf("TopicMaxMessageBytes = %v, %v", limits, err)
+	}
+
+	// sized returns a record on topic of exactly size bytes by RecordSize.
+	sized := func(topic string, size int, headers bool) Record {
+		r := Record{Topic: topic, Key: []byte("VIN1")}
+		if headers {
+			r.Headers = []kafka.Header{{Key: "h", Value: []byte("v")}, {Key: "iov.x", Value: bytes.Repeat([]byte("y"), 100)}}
+		}
+		r.Value = bytes.Repeat([]byte("x"), size-RecordSize(r))
+		return r
+	}
+	tests := []struct {
+		name    string
+		rec     Record
+		refused bool
+	}{
+		{"client limit", sized(topic, clientMax, false), false},
+		{"client limit + 1", sized(topic, clientMax+1, false), true},
+		{"client limit with headers", sized(topic, clientMax, true), false},
+		{"topic limit", sized(small, topicMax-BatchOverhead, false), false},
+		// RecordSize counts varints at their largest: a real record is up to 28 bytes smaller,
+		// so the broker's limit is within that much above ours, never below it.
+		{"topic limit + 40", sized(small, topicMax-BatchOverhead+40, false), true},
+		{"topic limit with headers", sized(small, topicMax-BatchOverhead, true), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := f.sink.Produce(ctx, tt.rec, true)
+			var kerr kafka.Error
+			switch {
+			case tt.refused && !(errors.As(err, &kerr) && kerr.Code() == kafka.ErrMsgSizeTooLarge):
+				t.Fatalf("record of %d bytes: %v, want message size too large", RecordSize(tt.rec), err)
+			case !tt.refused && err != nil:
+				t.Fatalf("record of %d bytes: %v", RecordSize(tt.rec), err)
+			}
+		})
+	}
+}
+
+// BenchmarkProduceCallback measures queuing one record with a delivery callback (the async
+// hook path) and waiting for every report, against the in-process cluster.
+func BenchmarkProduceCallback(b *testing.B) {
+	c := kafkatest.Cluster(b, 4, topic)
+	s, err := New(kafka.ConfigMap{"bootstrap.servers": kafkatest.Bootstrap(c), "linger.ms": 5, "partitioner": "murmur2_random"},
+		Options{Log: slog.New(slog.DiscardHandler), Metrics: Metrics{
+			Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "errors"}, []string{"code"}),
+		}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	value := bytes.Repeat([]byte("x"), 300)
+	var settled sync.WaitGroup
+	done := func(error) { settled.Done() }
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		settled.Add(1)
+		key := []byte{'V', byte('0' + i%10)}
+		if err := s.ProduceCallback(ctx, Record{Topic: topic, Key: key, Value: value}, done); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	settled.Wait()
 }

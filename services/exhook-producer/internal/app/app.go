@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
+	"sync"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -49,7 +52,10 @@ type App struct {
 	metrics *metrics.Metrics
 	schemas *schemaGate
 
-	// Spool mode, nil when no route uses it.
+	healthMu sync.Mutex // orders readiness changes with their gRPC health mirror
+
+	// The spool, nil unless a route uses it or spool.dir is set (then async records Kafka
+	// has not acknowledged at shutdown are kept in it).
 	spool     *spool.Spool
 	spoolSink *kafkasink.Sink
 	shipper   *spool.Shipper
@@ -61,7 +67,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
-	a := &App{cfg: cfg, log: log, metrics: m, state: ops.NewState(m.Ready, ops.CondStarting)}
+	a := &App{cfg: cfg, log: log, metrics: m, state: ops.NewState(m.Ready, ops.CondStarting), health: health.NewServer()}
 	defer func() {
 		if err != nil {
 			a.closeListeners()
@@ -119,36 +125,53 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	}
 
 	a.sink, err = sink.New(sink.Config{
+		Name:             "main",
 		BootstrapServers: cfg.Kafka.BootstrapServers,
 		ClientID:         cfg.Kafka.ClientID,
 		Properties:       cfg.Kafka.Properties,
+		UnreachableAfter: cfg.Kafka.UnreachableAfter,
+		OnState:          a.producerState(router.Uses(route.Async) || router.Uses(route.Sync)),
 	}, log, m)
 	if err != nil {
 		return nil, err
 	}
-	if router.Uses(route.Spool) {
+	if router.Uses(route.Spool) || cfg.Spool.Dir != "" { // also where async records are kept at shutdown
 		if err := a.openSpool(cfg, m, reg); err != nil {
 			a.sink.Close()
 			return nil, err
 		}
+	}
+	maxRecord, err := cfg.Kafka.MessageMaxBytes()
+	if err != nil {
+		a.closeSinks()
+		return nil, err
+	}
+	topics := []string{cfg.Topics.DeadLetter, cfg.Topics.Status}
+	for _, r := range router.Routes() {
+		topics = append(topics, r.KafkaTopic)
+	}
+	if commands != nil {
+		topics = append(topics, commands.Topic)
 	}
 	var spooler hook.Spooler
 	if a.spool != nil {
 		spooler = a.spool
 	}
 	hooks, err := hook.New(hook.Options{
-		Router:          router,
-		Producer:        a.sink,
-		Spool:           spooler,
-		Messages:        encoders,
-		Status:          statusEnc,
-		StatusTopic:     cfg.Topics.Status,
-		DeadLetter:      cfg.Topics.DeadLetter,
-		Commands:        commands,
-		SyncTimeout:     cfg.Kafka.SyncTimeout,
-		MaxPayloadBytes: cfg.Kafka.MaxPayloadBytes,
-		Metrics:         m,
-		Log:             log,
+		Router:           router,
+		Producer:         a.sink,
+		Spool:            spooler,
+		Messages:         encoders,
+		Status:           statusEnc,
+		StatusTopic:      cfg.Topics.Status,
+		DeadLetter:       cfg.Topics.DeadLetter,
+		Commands:         commands,
+		SyncTimeout:      cfg.Kafka.SyncTimeout,
+		MaxPayloadBytes:  cfg.Kafka.MaxPayloadBytes,
+		MaxRecordBytes:   maxRecord,
+		TopicRecordBytes: a.topicRecordBytes(topics),
+		Metrics:          m,
+		Log:              log,
 	})
 	if err != nil {
 		a.closeSinks()
@@ -174,7 +197,6 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	)
 	exhookv2.RegisterHookProviderServer(a.grpc, hooks)      // EMQX 5.0-5.8
 	exhookv3.RegisterHookProviderServer(a.grpc, hooks.V3()) // EMQX 5.9+
-	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	reflection.Register(a.grpc)
 	srvMetrics.InitializeMetrics(a.grpc)
@@ -197,7 +219,8 @@ func (a *App) openSpool(cfg *config.Config, m *metrics.Metrics, reg prometheus.R
 		props[k] = v
 	}
 	props["message.timeout.ms"] = "0"
-	ss, err := sink.New(sink.Config{BootstrapServers: cfg.Kafka.BootstrapServers, ClientID: cfg.Kafka.ClientID + "-spool", Properties: props}, a.log.With("component", "spool-producer"), m)
+	ss, err := sink.New(sink.Config{Name: "spool", BootstrapServers: cfg.Kafka.BootstrapServers, ClientID: cfg.Kafka.ClientID + "-spool",
+		Properties: props, UnreachableAfter: cfg.Kafka.UnreachableAfter}, a.log.With("component", "spool-producer"), m)
 	if err != nil {
 		_ = sp.Close()
 		return err
@@ -210,6 +233,60 @@ func (a *App) openSpool(cfg *config.Config, m *metrics.Metrics, reg prometheus.R
 	}
 	a.spool, a.spoolSink, a.shipper = sp, ss, sh
 	return nil
+}
+
+// topicRecordBytes learns, within a few seconds, the largest record each topic takes (its
+// max.message.bytes minus the batch header). Topics it cannot learn (Kafka unreachable,
+// not created yet) are checked against message.max.bytes alone.
+func (a *App) topicRecordBytes(topics []string) map[string]int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	limits, err := a.sink.TopicMaxMessageBytes(ctx, slices.Compact(slices.Sorted(slices.Values(topics))))
+	if err != nil {
+		a.log.Warn("topic record limits not known; checking records against message.max.bytes only", "err", err)
+	}
+	out := make(map[string]int, len(limits))
+	for t, n := range limits {
+		out[t] = n - kafkasink.BatchOverhead
+	}
+	return out
+}
+
+// Readiness conditions for the main Kafka producer's states.
+const (
+	condKafkaUnreachable = "kafka unreachable"
+	condKafkaRecovering  = "kafka producer recovering from a fatal error"
+	condKafkaFailed      = "kafka producer failed"
+)
+
+// producerState returns the main producer's state callback: it keeps readiness (and the
+// gRPC health that mirrors it) false while the producer cannot deliver: while it replaces a
+// fatal producer, after it failed to, and, with withReach, while no broker answers.
+func (a *App) producerState(withReach bool) func(kafkasink.State) {
+	return func(st kafkasink.State) {
+		a.setConditions(map[string]bool{
+			condKafkaUnreachable: withReach && st == kafkasink.StateUnreachable,
+			condKafkaRecovering:  st == kafkasink.StateRecovering,
+			condKafkaFailed:      st == kafkasink.StateFailed,
+		})
+	}
+}
+
+// setConditions updates readiness and mirrors it in gRPC health (ignored once draining
+// called health.Shutdown).
+func (a *App) setConditions(conds map[string]bool) {
+	a.healthMu.Lock()
+	defer a.healthMu.Unlock()
+	for _, c := range slices.Sorted(maps.Keys(conds)) { // a stable order in /ready's reason
+		a.state.Set(c, conds[c])
+	}
+	st := healthpb.HealthCheckResponse_SERVING
+	if a.state.Reason() != "" {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	a.health.SetServingStatus("", st)
+	a.health.SetServingStatus(exhookv2.HookProvider_ServiceDesc.ServiceName, st)
+	a.health.SetServingStatus(exhookv3.HookProvider_ServiceDesc.ServiceName, st)
 }
 
 func (a *App) closeSinks() {
@@ -228,6 +305,9 @@ func (a *App) closeListeners() {
 		_ = a.ops.Shutdown(context.Background())
 	}
 }
+
+// KafkaState is the main Kafka producer's state (also in exhook_kafka_producer_state).
+func (a *App) KafkaState() kafkasink.State { return a.sink.State() }
 
 // GRPCAddr is the bound HookProvider address.
 func (a *App) GRPCAddr() string { return a.grpcLn.Addr().String() }
@@ -272,19 +352,60 @@ func (a *App) Run(ctx context.Context) error {
 			a.log.Warn("kafka not reachable yet", "err", err)
 		}
 	}()
-	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	a.health.SetServingStatus(exhookv2.HookProvider_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	a.health.SetServingStatus(exhookv3.HookProvider_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	a.state.Set(ops.CondStarting, false)
+	a.setConditions(map[string]bool{ops.CondStarting: false})
 	a.log.Info("exhook producer serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "routes", len(a.cfg.Routes))
 
+	var spoolFailed <-chan struct{}
+	if a.spoolSink != nil {
+		spoolFailed = a.spoolSink.Failed()
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
 		a.log.Error("server failed", "err", runErr)
+	case <-a.sink.Failed():
+		runErr = a.sink.Fatal()
+		a.log.Error("kafka producer failed; stopping so that the process is restarted", "err", runErr)
+	case <-spoolFailed:
+		runErr = a.spoolSink.Fatal()
+		a.log.Error("spool kafka producer failed; stopping so that the process is restarted", "err", runErr)
 	}
 	return errors.Join(runErr, a.drain(stopShipper, shipperDone))
+}
+
+// keepUnacknowledged closes the main producer, which still holds left records Kafka has not
+// acknowledged: with a spool, the async ones (EMQX was told they were accepted) are appended
+// to it, in order, and shipped after the restart; without one they are lost, and said so.
+func (a *App) keepUnacknowledged(left int) error {
+	if a.spool == nil {
+		a.sink.Close()
+		a.metrics.ShutdownRecords.WithLabelValues("lost").Add(float64(left))
+		a.log.Error("records not acknowledged by kafka at shutdown are lost (set spool.dir to keep them)", "count", left)
+		return fmt.Errorf("drain: %d records still unacknowledged by kafka at shutdown (lost; set spool.dir to keep them)", left)
+	}
+	recs, err := a.sink.Undelivered(5 * time.Second)
+	if err != nil {
+		a.log.Error("kafka producer did not hand back every record", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	spilled := 0
+	for _, rec := range recs {
+		if aerr := a.spool.Append(ctx, spool.NewEntry(rec, time.Now().UnixMilli())); aerr != nil {
+			err = errors.Join(err, fmt.Errorf("spill to spool: %w", aerr))
+			break
+		}
+		spilled++
+	}
+	lost := len(recs) - spilled
+	a.metrics.ShutdownRecords.WithLabelValues("spilled").Add(float64(spilled))
+	a.metrics.ShutdownRecords.WithLabelValues("lost").Add(float64(lost))
+	a.log.Warn("records not acknowledged by kafka at shutdown kept in the spool; shipped after the restart", "spilled", spilled, "lost", lost, "dir", a.cfg.Spool.Dir)
+	if err != nil || lost > 0 {
+		return fmt.Errorf("drain: %d of %d unacknowledged records not kept: %w", lost, len(recs), err)
+	}
+	return nil
 }
 
 func (a *App) drain(stopShipper context.CancelFunc, shipperDone <-chan struct{}) error {
@@ -320,17 +441,19 @@ func (a *App) drain(stopShipper context.CancelFunc, shipperDone <-chan struct{})
 		<-shipperDone
 		a.spoolSink.Flush(time.Second)
 		a.spoolSink.Close()
-		if cerr := a.spool.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close spool: %w", cerr))
-		}
 	} else {
 		stopShipper()
 	}
 	if left := a.sink.Flush(max(time.Until(deadline), time.Second)); left > 0 {
-		err = errors.Join(err, fmt.Errorf("drain: %d records still unacknowledged by kafka at shutdown", left))
-		a.log.Error("records not flushed", "count", left)
+		err = errors.Join(err, a.keepUnacknowledged(left))
+	} else {
+		a.sink.Close()
 	}
-	a.sink.Close()
+	if a.spool != nil {
+		if cerr := a.spool.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close spool: %w", cerr))
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = a.ops.Shutdown(ctx)

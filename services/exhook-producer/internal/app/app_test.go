@@ -408,7 +408,19 @@ func TestSyncModeReturnsErrorWhenKafkaUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sim.Close()
-	waitReady(t, a.HTTPAddr())
+	// Readiness says the producer cannot deliver: no broker ever answered.
+	waitFor(t, func() bool {
+		resp, err := http.Get("http://" + a.HTTPAddr() + "/ready")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(b), "kafka unreachable")
+	})
+	if a.KafkaState() != "unreachable" {
+		t.Fatalf("producer state %s with kafka down", a.KafkaState())
+	}
 
 	_, err = sim.Publish(context.Background(), sim.NewMessage("VIN1", "vehicles/VIN1/events/crash", 1, []byte(`{}`)))
 	if code := status.Code(err); code != codes.DeadlineExceeded {

@@ -288,3 +288,76 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestWholeRecordIsCheckedAgainstTheClientLimit: a payload under kafka.maxPayloadBytes whose
+// record (envelope, key) is over message.max.bytes is refused with a note on the dead-letter
+// topic, not with librdkafka's bare "message size too large"; one that fits goes through.
+func TestWholeRecordIsCheckedAgainstTheClientLimit(t *testing.T) {
+	st := startStack(t)
+	cfg := testConfig(t, st.KafkaBootstrap(), st.RegistryURL())
+	cfg.Kafka.Properties["message.max.bytes"] = "10000"
+	h := start(t, cfg, st)
+	ctx := context.Background()
+	fits := fmt.Appendf(nil, `{"blob":"%s"}`, strings.Repeat("a", 9000))
+	if _, err := h.sim.Publish(ctx, h.sim.NewMessage("VIN1", "vehicles/VIN1/events/x", 1, fits)); err != nil {
+		t.Fatalf("record under the limit: %v", err)
+	}
+	over := fmt.Appendf(nil, `{"blob":"%s"}`, strings.Repeat("a", 9980)) // < maxPayloadBytes, record > 10000
+	_, err := h.sim.Publish(ctx, h.sim.NewMessage("VIN1", "vehicles/VIN1/events/x", 1, over))
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "exceeds the 10000-byte record limit") {
+		t.Fatalf("record over the limit: %v, want InvalidArgument naming the record limit", err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	notes, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 1, 2*time.Second, deadTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := notes[0]; len(n.Value) != 0 || n.Headers[hook.HeaderSize] != fmt.Sprint(len(over)) || string(n.Key) != "VIN1" {
+		t.Fatalf("oversize note %+v", n)
+	}
+	if ids := messageIDs(t, st, 1, eventsTopic); len(ids) != 1 {
+		t.Fatalf("events topic holds %d messages, want the one that fits", len(ids))
+	}
+}
+
+// TestAsyncRecordsAreSpilledAtShutdown: with Kafka down, async calls are answered and the
+// records wait in the producer; at shutdown they go to the spool (spool.dir set, no spool
+// route), and the next start ships every one of them.
+func TestAsyncRecordsAreSpilledAtShutdown(t *testing.T) {
+	st := startStack(t)
+	dir := t.TempDir()
+	newConfig := func() *config.Config {
+		cfg := testConfig(t, st.KafkaBootstrap(), st.RegistryURL())
+		cfg.Spool.Dir = dir
+		cfg.Shutdown.DrainTimeout = 2 * time.Second
+		return cfg
+	}
+	h := start(t, newConfig(), st)
+	st.StopKafka()
+	ctx := context.Background()
+	var acked []string
+	for i := range 300 {
+		vin := fmt.Sprintf("VIN%02d", i%10)
+		msg := h.sim.NewMessage(vin, "vehicles/"+vin+"/telemetry", 1, fmt.Appendf(nil, `{"seq":%d}`, i))
+		if _, err := h.sim.Publish(ctx, msg); err != nil {
+			t.Fatalf("async publish with kafka down: %v", err)
+		}
+		acked = append(acked, msg.GetId())
+	}
+	h.sim.Close()
+	if err := h.stop(t); err != nil {
+		t.Fatalf("shutdown with every unacknowledged record spilled: %v", err)
+	}
+
+	if err := st.StartKafka(); err != nil {
+		t.Fatal(err)
+	}
+	start(t, newConfig(), st) // ships the spool
+	ids := messageIDs(t, st, len(acked), telemetryTopic)
+	for _, id := range acked {
+		if ids[id] == 0 {
+			t.Fatalf("async message %s acknowledged before the shutdown is lost (%d of %d in kafka)", id, len(ids), len(acked))
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,14 +43,22 @@ type GRPC struct {
 type Kafka struct {
 	BootstrapServers string `yaml:"bootstrapServers"`
 	ClientID         string `yaml:"clientId"`
-	// MaxPayloadBytes is the largest MQTT payload forwarded; larger ones are refused with
-	// a note on the dead-letter topic. Keep it below the topic's max.message.bytes minus
-	// the envelope (~1 KiB).
+	// MaxPayloadBytes is the largest MQTT payload forwarded. Besides, the whole record
+	// (Avro envelope with the payload, key, headers) must fit message.max.bytes and, where
+	// the producer could read it at start, the topic's max.message.bytes (minus 61 bytes of
+	// batch header). Larger messages are refused (InvalidArgument) with a headers-only note
+	// on the dead-letter topic.
 	MaxPayloadBytes int `yaml:"maxPayloadBytes"`
 	// SyncTimeout bounds a sync-mode wait when EMQX sent no deadline.
 	SyncTimeout time.Duration `yaml:"syncTimeout"`
+	// UnreachableAfter is how long no broker may answer before the producer counts as
+	// unreachable (exhook_kafka_producer_state) and, unless every route is delivery: spool,
+	// /ready turns 503.
+	UnreachableAfter time.Duration `yaml:"unreachableAfter"`
 	// Properties are extra librdkafka settings (security.protocol, sasl.*, linger.ms, ...).
-	// Settings that guarantee delivery semantics (acks, enable.idempotence) cannot be weakened.
+	// Settings that would weaken ordering, durability or idempotence are refused
+	// (svcconfig.OrderedProducer: acks, enable.idempotence, partitioner, queuing.strategy,
+	// retries, max.in.flight above 5, message.timeout.ms below 30s, ..., and their aliases).
 	Properties map[string]string `yaml:"properties"`
 }
 
@@ -117,7 +126,7 @@ func defaults() *Config {
 		GRPC:     GRPC{ListenAddress: ":9000"},
 		HTTP:     svcconfig.HTTP{ListenAddress: ":8080"},
 		Log:      svcconfig.Log{Level: "info", Format: "json"},
-		Kafka:    Kafka{ClientID: "exhook-producer", SyncTimeout: 5 * time.Second, MaxPayloadBytes: 1000000},
+		Kafka:    Kafka{ClientID: "exhook-producer", SyncTimeout: 5 * time.Second, UnreachableAfter: 5 * time.Second, MaxPayloadBytes: 1000000},
 		Registry: Registry{AutoRegister: true},
 		Shutdown: svcconfig.Shutdown{DrainTimeout: 20 * time.Second},
 		Topics:   Topics{Status: "iov.vehicle.status", DeadLetter: "iov.deadletter"},
@@ -140,13 +149,28 @@ func (c *Config) applyEnv() {
 	c.Registry.CredentialsFromEnv()
 }
 
-// protected are librdkafka settings the producer owns: changing them would break the
-// at-least-once, in-order-per-vehicle guarantee.
-var protected = map[string]string{
-	"acks":                                  "all",
-	"enable.idempotence":                    "true",
-	"max.in.flight.requests.per.connection": "5",
+// DefaultMessageMaxBytes is librdkafka's message.max.bytes default.
+const DefaultMessageMaxBytes = 1000000
+
+// MessageMaxBytes is the producer's message.max.bytes: the largest record it takes.
+func (k Kafka) MessageMaxBytes() (int, error) {
+	v, ok := k.Properties["message.max.bytes"]
+	if !ok {
+		return DefaultMessageMaxBytes, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 1000 || n > 1000000000 {
+		return 0, fmt.Errorf("kafka.properties.message.max.bytes=%s: want 1000..1000000000", v)
+	}
+	return n, nil
 }
+
+// properties are the rules for kafka.properties: nothing may weaken the idempotent, acks=all,
+// in-order-per-vehicle producer.
+var properties = svcconfig.OrderedProducer("the producer", map[string]string{
+	"bootstrap.servers": "kafka.bootstrapServers",
+	"client.id":         "kafka.clientId",
+})
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
@@ -162,15 +186,13 @@ func (c *Config) Validate() error {
 	if c.Kafka.SyncTimeout <= 0 {
 		add("kafka.syncTimeout must be positive")
 	}
-	for k, v := range c.Kafka.Properties {
-		if want, ok := protected[k]; ok && v != want {
-			add("kafka.properties.%s=%s: the producer requires %s", k, v, want)
-		}
-		if k == "bootstrap.servers" {
-			add("kafka.properties.bootstrap.servers: set kafka.bootstrapServers instead")
-		}
+	if _, err := c.Kafka.MessageMaxBytes(); err != nil {
+		errs = append(errs, err)
 	}
-	errs = append(errs, c.Registry.Validate(), c.Shutdown.Validate())
+	if c.Kafka.UnreachableAfter <= 0 {
+		add("kafka.unreachableAfter must be positive")
+	}
+	errs = append(errs, properties.Check(c.Kafka.Properties), c.Registry.Validate(), c.Shutdown.Validate())
 	if c.Topics.Status == "" {
 		add("topics.status is required")
 	}

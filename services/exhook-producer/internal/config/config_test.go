@@ -81,14 +81,72 @@ func TestInvalidConfigs(t *testing.T) {
 	}
 }
 
-func TestWeakerDeliverySettingsRejected(t *testing.T) {
-	cfg, err := Parse([]byte(minimal))
-	if err != nil {
-		t.Fatal(err)
+// TestKafkaPropertiesThatWeakenDeliveryAreRejected: every librdkafka setting (and alias)
+// that can weaken ordering, durability or idempotence is refused, with the reason.
+func TestKafkaPropertiesThatWeakenDeliveryAreRejected(t *testing.T) {
+	tests := []struct {
+		key, value string
+		want       string // "" = accepted
+	}{
+		{"linger.ms", "20", ""},
+		{"security.protocol", "SASL_SSL", ""},
+		{"acks", "all", ""},
+		{"acks", "-1", ""},
+		{"acks", "1", "kafka.properties.acks=1: the producer requires all or -1"},
+		{"request.required.acks", "0", "kafka.properties.request.required.acks (alias of acks)=0"},
+		{"enable.idempotence", "false", "kafka.properties.enable.idempotence=false: the producer requires true"},
+		{"enable.idempotence", "TRUE", ""},
+		{"partitioner", "random", "kafka.properties.partitioner=random: the producer requires murmur2_random"},
+		{"partitioner", "consistent_random", "partitioner=consistent_random"},
+		{"partitioner", "murmur2_random", ""},
+		{"queuing.strategy", "lifo", "queuing.strategy=lifo: the producer requires fifo"},
+		{"delivery.report.only.error", "true", "delivery.report.only.error=true"},
+		{"retries", "3", "kafka.properties.retries: may not be set"},
+		{"message.send.max.retries", "0", "message.send.max.retries (alias of retries): may not be set"},
+		{"transactional.id", "t1", "transactional.id: may not be set"},
+		{"max.in.flight.requests.per.connection", "5", ""},
+		{"max.in.flight.requests.per.connection", "1", ""},
+		{"max.in.flight.requests.per.connection", "6", "max.in.flight.requests.per.connection=6: want 1..5"},
+		{"max.in.flight", "100", "max.in.flight (alias of max.in.flight.requests.per.connection)=100: want 1..5"},
+		{"max.in.flight", "x", "want an integer"},
+		{"message.timeout.ms", "300000", ""},
+		{"message.timeout.ms", "30000", ""},
+		{"message.timeout.ms", "0", ""},
+		{"message.timeout.ms", "29999", "message.timeout.ms=29999: want 30000..2147483647 (or 0)"},
+		{"delivery.timeout.ms", "1000", "delivery.timeout.ms (alias of message.timeout.ms)=1000"},
+		{"bootstrap.servers", "x:1", "kafka.properties.bootstrap.servers: set kafka.bootstrapServers instead"},
+		{"metadata.broker.list", "x:1", "set kafka.bootstrapServers instead"},
+		{"client.id", "c", "kafka.properties.client.id: set kafka.clientId instead"},
+		{"go.delivery.reports", "false", "Go client settings are managed by the producer"},
 	}
-	cfg.Kafka.Properties = map[string]string{"acks": "1", "enable.idempotence": "false"}
-	err = cfg.Validate()
-	if err == nil || !strings.Contains(err.Error(), "acks=1") || !strings.Contains(err.Error(), "enable.idempotence=false") {
-		t.Fatalf("Validate = %v", err)
+	for _, tt := range tests {
+		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
+			cfg, err := Parse([]byte(minimal))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Kafka.Properties = map[string]string{tt.key: tt.value}
+			err = cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate = %v, want an error with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestEveryRefusedPropertyIsReportedAtOnce(t *testing.T) {
+	yaml := strings.Replace(minimal, `kafka: {bootstrapServers: "k:9092"}`,
+		`kafka: {bootstrapServers: "k:9092", properties: {partitioner: random, acks: "1", retries: "1"}}`, 1)
+	_, err := Parse([]byte(yaml))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"partitioner=random", "acks=1", "retries: may not be set"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
 	}
 }

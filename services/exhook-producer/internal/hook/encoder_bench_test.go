@@ -19,6 +19,8 @@ type discard struct{}
 
 func (discard) Produce(context.Context, kafkasink.Record, bool) error { return nil }
 
+func (discard) ProduceCallback(context.Context, kafkasink.Record, func(error)) error { return nil }
+
 // newBenchFixture is newFixture with the real Avro encoding of the latest VehicleMessage on
 // the "tel" route and a producer that drops records.
 func newBenchFixture(b *testing.B) *fixture {

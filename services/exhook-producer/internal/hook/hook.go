@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/iov-platform/iov/kit/kafkasink"
+	"github.com/iov-platform/iov/kit/logging"
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
@@ -26,6 +27,9 @@ import (
 // Producer is the part of the Kafka sink the hooks use.
 type Producer interface {
 	Produce(ctx context.Context, rec kafkasink.Record, wait bool) error
+	// ProduceCallback queues rec and calls done (which must not block) with its delivery
+	// report.
+	ProduceCallback(ctx context.Context, rec kafkasink.Record, done func(error)) error
 }
 
 // Spooler is the durable spool of delivery: spool routes.
@@ -48,7 +52,17 @@ const (
 	HeaderNode      = "iov.emqx.node"
 	HeaderQoS       = "iov.mqtt.qos"
 	HeaderSize      = "iov.payload.size"
+	// HeaderTimestampInvalid is on a message record whose EMQX timestamp was not plausible
+	// (earliestTimestamp .. now+timestampSkew): the value is EMQX's timestamp as sent, and
+	// the envelope's published_at holds the ingestion time instead.
+	HeaderTimestampInvalid = "iov.mqtt.timestamp.invalid"
 )
+
+// Plausible EMQX timestamps (unix millis, when the broker received the message): from
+// 2000-01-01 to an hour ahead of this host's clock. Others (0, year 292278994) are replaced.
+var earliestTimestamp = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const timestampSkew = time.Hour
 
 // Hook names as EMQX spells them in HookSpec.
 const (
@@ -68,11 +82,18 @@ type Options struct {
 	DeadLetter  string
 	Commands    *Commands     // nil: no downlink tracking
 	SyncTimeout time.Duration // used when EMQX sent no deadline
-	// MaxPayloadBytes is the largest MQTT payload that fits a Kafka record; 0 = no limit.
+	// MaxPayloadBytes is the largest MQTT payload forwarded; 0 = no limit. The whole record
+	// must fit the record limits too.
 	MaxPayloadBytes int
-	Metrics         *metrics.Metrics
-	Log             *slog.Logger
-	Now             func() time.Time
+	// MaxRecordBytes is the largest record (kafkasink.RecordSize: value, key, headers and
+	// overhead) the producer takes: its message.max.bytes; 0 = no limit.
+	MaxRecordBytes int
+	// TopicRecordBytes are the largest records topics take (their max.message.bytes minus
+	// the batch overhead), where known.
+	TopicRecordBytes map[string]int
+	Metrics          *metrics.Metrics
+	Log              *slog.Logger
+	Now              func() time.Time
 }
 
 // Server is the HookProvider.
@@ -122,6 +143,26 @@ func (s *Server) OnProviderUnloaded(_ context.Context, req *exhookv2.ProviderUnl
 
 var ignore = &exhookv2.ValuedResponse{Type: exhookv2.ValuedResponse_IGNORE}
 
+// Client-supplied fields (client id, topic, message id, ...) are cut to this many bytes in
+// log lines and in oversize notes: a client id may be megabytes long.
+const clipBytes = 256
+
+func clip(s string) string { return logging.Clip(s, clipBytes) }
+
+func clipErr(err error) string { return logging.Clip(fmt.Sprint(err), 4*clipBytes) }
+
+// fits reports why rec is too large for Kafka, or nil.
+func (s *Server) fits(rec kafkasink.Record) error {
+	limit := s.o.MaxRecordBytes
+	if t, ok := s.o.TopicRecordBytes[rec.Topic]; ok && (limit == 0 || t < limit) {
+		limit = t
+	}
+	if n := kafkasink.RecordSize(rec); limit > 0 && n > limit {
+		return fmt.Errorf("record of %d bytes (key, value, headers) exceeds the %d-byte record limit of %s", n, limit, rec.Topic)
+	}
+	return nil
+}
+
 // OnMessagePublish forwards one PUBLISH to Kafka and lets EMQX deliver it unchanged.
 func (s *Server) OnMessagePublish(ctx context.Context, req *exhookv2.MessagePublishRequest) (*exhookv2.ValuedResponse, error) {
 	start := time.Now()
@@ -145,7 +186,10 @@ func (s *Server) OnMessagePublish(ctx context.Context, req *exhookv2.MessagePubl
 
 	vehicle, err := r.VehicleID(msg.GetTopic(), msg.GetFrom())
 	if n := len(msg.GetPayload()); s.o.MaxPayloadBytes > 0 && n > s.o.MaxPayloadBytes {
-		return s.oversize(ctx, r, msg, vehicle, n)
+		return s.oversize(ctx, r, msg, vehicle, fmt.Errorf("payload of %d bytes exceeds the %d-byte payload limit", n, s.o.MaxPayloadBytes))
+	}
+	if err == nil && msg.GetQos() > 2 {
+		err = fmt.Errorf("qos %d outside 0..2", msg.GetQos())
 	}
 	if err == nil {
 		err = r.CheckPayload(msg.GetPayload())
@@ -159,17 +203,62 @@ func (s *Server) OnMessagePublish(ctx context.Context, req *exhookv2.MessagePubl
 	if err != nil {
 		return s.deadLetter(ctx, r, msg, vehicle, fmt.Errorf("encode envelope: %w", err))
 	}
-	err = s.deliver(ctx, r.Delivery, kafkasink.Record{Topic: r.KafkaTopic, Key: []byte(vehicle), Value: value, Headers: props.headers()})
+	rec := kafkasink.Record{Topic: r.KafkaTopic, Key: []byte(vehicle), Value: value, Headers: props.headers()}
+	if _, ok := s.publishedAt(msg); !ok {
+		rec.Headers = append(rec.Headers, kafka.Header{Key: HeaderTimestampInvalid, Value: fmt.Append(nil, msg.GetTimestamp())})
+		s.o.Metrics.FieldsReplaced.WithLabelValues(r.Name, "timestamp").Inc()
+	}
+	if err := s.fits(rec); err != nil {
+		return s.oversize(ctx, r, msg, vehicle, err)
+	}
+	outcome := metrics.OutcomeProduced
+	switch r.Delivery {
+	case route.Async:
+		outcome = metrics.OutcomeQueued
+		err = s.o.Producer.ProduceCallback(ctx, rec, s.asyncReport(r, msg, vehicle))
+	case route.Spool:
+		outcome = metrics.OutcomeSpooled
+		err = s.deliver(ctx, r.Delivery, rec)
+	default:
+		err = s.deliver(ctx, r.Delivery, rec)
+	}
 	if err != nil {
 		s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeFailed).Inc()
-		s.o.Log.Warn("message not forwarded", "route", r.Name, "vehicle", vehicle, "mqtt_topic", msg.GetTopic(), "message_id", msg.GetId(), "err", err)
+		s.o.Log.Warn("message not forwarded", "route", r.Name, "vehicle", clip(vehicle), "mqtt_topic", clip(msg.GetTopic()), "message_id", clip(msg.GetId()), "err", clipErr(err))
 		return nil, toStatus(err)
 	}
-	s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeProduced).Inc()
+	s.o.Metrics.Messages.WithLabelValues(r.Name, outcome).Inc()
 	return ignore, nil
 }
 
+// asyncReport counts an async message produced or lost when Kafka settles it: EMQX was
+// answered when it was queued.
+func (s *Server) asyncReport(r *route.Route, msg *exhookv2.Message, vehicle string) func(error) {
+	id, topic := msg.GetId(), msg.GetTopic()
+	return func(err error) {
+		if err == nil {
+			s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeProduced).Inc()
+			return
+		}
+		s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeLost).Inc()
+		s.o.Log.Error("async message lost: kafka failed it after EMQX was answered", "route", r.Name, "vehicle", clip(vehicle),
+			"mqtt_topic", clip(topic), "message_id", clip(id), "err", clipErr(err))
+	}
+}
+
+// publishedAt is when EMQX received msg, or, if its timestamp is not plausible, the
+// ingestion time and false.
+func (s *Server) publishedAt(msg *exhookv2.Message) (time.Time, bool) {
+	now := s.o.Now()
+	ts := msg.GetTimestamp()
+	if ts < uint64(earliestTimestamp.UnixMilli()) || ts > uint64(now.Add(timestampSkew).UnixMilli()) {
+		return now, false
+	}
+	return time.UnixMilli(int64(ts)), true
+}
+
 func (s *Server) envelope(r *route.Route, msg *exhookv2.Message, vehicle string) *schemas.VehicleMessage {
+	published, _ := s.publishedAt(msg)
 	format := schemas.PayloadBytes
 	if r.Payload == route.PayloadJSON {
 		format = schemas.PayloadJSON
@@ -187,7 +276,7 @@ func (s *Server) envelope(r *route.Route, msg *exhookv2.Message, vehicle string)
 		QoS:           int32(msg.GetQos()),
 		Payload:       msg.GetPayload(),
 		PayloadFormat: format,
-		PublishedAt:   time.UnixMilli(int64(msg.GetTimestamp())),
+		PublishedAt:   published,
 		IngestedAt:    s.o.Now(),
 		Node:          msg.GetNode(),
 		Route:         r.Name,
@@ -200,13 +289,16 @@ func (s *Server) envelope(r *route.Route, msg *exhookv2.Message, vehicle string)
 func (s *Server) deadLetter(ctx context.Context, r *route.Route, msg *exhookv2.Message, vehicle string, cause error) (*exhookv2.ValuedResponse, error) {
 	rec := s.deadLetterRecord(r, msg, vehicle, cause, msg.GetPayload(), HeaderQoS, fmt.Sprint(msg.GetQos()))
 	rec.Headers = append(rec.Headers, publishProperties(ctx).headers()...) // MQTT 5 properties too
+	if err := s.fits(rec); err != nil {
+		return s.oversize(ctx, r, msg, vehicle, fmt.Errorf("dead letter (%w): %w", cause, err))
+	}
 	if err := s.deliver(ctx, r.Delivery, rec); err != nil {
 		s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeFailed).Inc()
-		s.o.Log.Error("dead-letter not written", "route", r.Name, "mqtt_topic", msg.GetTopic(), "message_id", msg.GetId(), "cause", cause, "err", err)
+		s.o.Log.Error("dead-letter not written", "route", r.Name, "mqtt_topic", clip(msg.GetTopic()), "message_id", clip(msg.GetId()), "cause", clipErr(cause), "err", clipErr(err))
 		return nil, toStatus(err)
 	}
 	s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeDeadLettered).Inc()
-	s.o.Log.Info("message dead-lettered", "route", r.Name, "mqtt_topic", msg.GetTopic(), "message_id", msg.GetId(), "err", cause)
+	s.o.Log.Info("message dead-lettered", "route", r.Name, "mqtt_topic", clip(msg.GetTopic()), "message_id", clip(msg.GetId()), "err", clipErr(cause))
 	return ignore, nil
 }
 
@@ -230,17 +322,23 @@ func (s *Server) deadLetterRecord(r *route.Route, msg *exhookv2.Message, vehicle
 	}
 }
 
-// oversize records, on the dead-letter topic, that a payload too large for Kafka was seen
-// (headers only: the payload cannot fit a record) and tells EMQX with InvalidArgument.
-func (s *Server) oversize(ctx context.Context, r *route.Route, msg *exhookv2.Message, vehicle string, n int) (*exhookv2.ValuedResponse, error) {
-	cause := fmt.Errorf("payload of %d bytes exceeds the %d-byte record limit", n, s.o.MaxPayloadBytes)
+// oversize records, on the dead-letter topic, that a message too large for Kafka was seen
+// (headers only, identifiers cut to clipBytes: the message cannot fit a record) and tells
+// EMQX with InvalidArgument.
+func (s *Server) oversize(ctx context.Context, r *route.Route, msg *exhookv2.Message, vehicle string, cause error) (*exhookv2.ValuedResponse, error) {
+	n := len(msg.GetPayload())
 	rec := s.deadLetterRecord(r, msg, vehicle, cause, nil, HeaderSize, fmt.Sprint(n))
+	rec.Key = []byte(clip(string(rec.Key)))
+	for i, h := range rec.Headers {
+		rec.Headers[i].Value = []byte(clip(string(h.Value)))
+	}
 	if err := s.deliver(ctx, r.Delivery, rec); err != nil {
-		s.o.Log.Error("oversize note not written", "route", r.Name, "message_id", msg.GetId(), "err", err)
+		s.o.Log.Error("oversize note not written", "route", r.Name, "message_id", clip(msg.GetId()), "err", clipErr(err))
 	}
 	s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeOversize).Inc()
-	s.o.Log.Warn("payload too large for kafka", "route", r.Name, "mqtt_topic", msg.GetTopic(), "message_id", msg.GetId(), "bytes", n)
-	return nil, status.Error(codes.InvalidArgument, cause.Error())
+	s.o.Log.Warn("message too large for kafka", "route", r.Name, "mqtt_topic", clip(msg.GetTopic()), "message_id", clip(msg.GetId()),
+		"clientid", clip(msg.GetFrom()), "payload_bytes", n, "err", clipErr(cause))
+	return nil, status.Error(codes.InvalidArgument, clipErr(cause))
 }
 
 // deliver hands rec to Kafka the way the route's mode says: queued (async), acknowledged by
@@ -248,12 +346,7 @@ func (s *Server) oversize(ctx context.Context, r *route.Route, msg *exhookv2.Mes
 func (s *Server) deliver(ctx context.Context, mode route.Mode, rec kafkasink.Record) error {
 	switch mode {
 	case route.Spool:
-		e := &spool.Entry{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, AcceptedAt: s.o.Now().UnixMilli(),
-			Headers: make([]spool.Header, len(rec.Headers))}
-		for i, h := range rec.Headers {
-			e.Headers[i] = spool.Header{Key: h.Key, Value: h.Value}
-		}
-		return s.o.Spool.Append(ctx, e)
+		return s.o.Spool.Append(ctx, spool.NewEntry(rec, s.o.Now().UnixMilli()))
 	case route.Sync:
 		return s.o.Producer.Produce(ctx, rec, true)
 	default:
@@ -296,14 +389,20 @@ func (s *Server) clientEvent(ctx context.Context, hook, event string, ci *exhook
 		ev.Reason = &reason
 	}
 	value, err := s.o.Status.Encode(ev)
+	rec := kafkasink.Record{Topic: s.o.StatusTopic, Key: []byte(ev.VehicleID), Value: value}
+	if err == nil {
+		if err = s.fits(rec); err != nil {
+			err = status.Error(codes.InvalidArgument, clipErr(err))
+		}
+	}
 	if err == nil {
 		ctx, cancel := s.deadline(ctx)
 		defer cancel()
-		err = s.o.Producer.Produce(ctx, kafkasink.Record{Topic: s.o.StatusTopic, Key: []byte(ev.VehicleID), Value: value}, false)
+		err = s.o.Producer.Produce(ctx, rec, false)
 	}
 	if err != nil {
 		s.o.Metrics.ClientEvents.WithLabelValues(event, metrics.OutcomeFailed).Inc()
-		s.o.Log.Warn("client event not forwarded", "event", event, "clientid", ci.GetClientid(), "err", err)
+		s.o.Log.Warn("client event not forwarded", "event", event, "clientid", clip(ci.GetClientid()), "err", clipErr(err))
 		return nil, toStatus(err)
 	}
 	s.o.Metrics.ClientEvents.WithLabelValues(event, metrics.OutcomeProduced).Inc()
@@ -319,6 +418,9 @@ func (s *Server) deadline(ctx context.Context) (context.Context, context.CancelF
 }
 
 func toStatus(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())

@@ -3,8 +3,10 @@ package hook
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,10 +26,32 @@ import (
 
 // fakeProducer records what would have gone to Kafka.
 type fakeProducer struct {
-	mu    sync.Mutex
-	recs  []kafkasink.Record
-	waits []bool
-	err   error
+	mu      sync.Mutex
+	recs    []kafkasink.Record
+	waits   []bool
+	err     error
+	reports []func(error) // ProduceCallback's, until settle
+}
+
+func (f *fakeProducer) ProduceCallback(ctx context.Context, rec kafkasink.Record, done func(error)) error {
+	if err := f.Produce(ctx, rec, false); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reports = append(f.reports, done)
+	return nil
+}
+
+// settle delivers the delivery reports of the records queued so far with err.
+func (f *fakeProducer) settle(err error) {
+	f.mu.Lock()
+	reports := f.reports
+	f.reports = nil
+	f.mu.Unlock()
+	for _, done := range reports {
+		done(err)
+	}
 }
 
 func (f *fakeProducer) Produce(_ context.Context, rec kafkasink.Record, wait bool) error {
@@ -74,7 +98,7 @@ func newFixture(t testing.TB) *fixture {
 		Router: rt, Producer: f.prod, Messages: map[string]Encoder{"tel": f.enc, "ev": f.enc},
 		Status: f.status, StatusTopic: "status", DeadLetter: "dlq", SyncTimeout: time.Second,
 		Metrics: f.metrics, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now: func() time.Time { return time.UnixMilli(42) },
+		Now: func() time.Time { return time.UnixMilli(now) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -82,9 +106,12 @@ func newFixture(t testing.TB) *fixture {
 	return f
 }
 
+// The fixture's clock, and when EMQX received the test messages (unix millis).
+const now, received = 1_790_000_000_000, 1_789_999_999_000
+
 func publish(topic, from string, payload []byte) *exhookv2.MessagePublishRequest {
 	return &exhookv2.MessagePublishRequest{Message: &exhookv2.Message{
-		Node: "emqx@n1", Id: "ID1", Qos: 1, From: from, Topic: topic, Payload: payload, Timestamp: 1000,
+		Node: "emqx@n1", Id: "ID1", Qos: 1, From: from, Topic: topic, Payload: payload, Timestamp: received,
 		Headers: map[string]string{"username": "u1", "peerhost": "10.0.0.9"},
 	}}
 }
@@ -100,7 +127,7 @@ func TestPublishRoutesAndReplies(t *testing.T) {
 		wantOutcom string
 		wantRoute  string
 	}{
-		{"async json", "vehicles/V1/telemetry", `{"a":1}`, "tel", false, "V1", metrics.OutcomeProduced, "tel"},
+		{"async json", "vehicles/V1/telemetry", `{"a":1}`, "tel", false, "V1", metrics.OutcomeQueued, "tel"},
 		{"sync bytes", "vehicles/V2/events/x", "\x00\x01", "ev", true, "V2", metrics.OutcomeProduced, "ev"},
 		{"bad json to dlq", "vehicles/V3/telemetry", `{`, "dlq", false, "V3", metrics.OutcomeDeadLettered, "tel"},
 		{"empty vehicle to dlq keyed by client", "vehicles//telemetry", `{}`, "dlq", false, "client-9", metrics.OutcomeDeadLettered, "tel"},
@@ -147,8 +174,107 @@ func TestPublishRoutesAndReplies(t *testing.T) {
 			}
 			m := f.enc.last.(*schemas.VehicleMessage)
 			if m.VehicleID != tt.wantKey || m.MQTTTopic != tt.topic || string(m.Payload) != tt.payload || m.Route != tt.wantRoute ||
-				m.Username == nil || *m.Username != "u1" || m.PublishedAt.UnixMilli() != 1000 || m.IngestedAt.UnixMilli() != 42 || m.Node != "emqx@n1" {
+				m.Username == nil || *m.Username != "u1" || m.PublishedAt.UnixMilli() != received || m.IngestedAt.UnixMilli() != now || m.Node != "emqx@n1" {
 				t.Fatalf("envelope %+v", m)
+			}
+		})
+	}
+}
+
+// TestAsyncIsCountedProducedOnlyWhenKafkaAcknowledges: an async call is "queued" when EMQX
+// is answered, and "produced" or "lost" only on its delivery report.
+func TestAsyncIsCountedProducedOnlyWhenKafkaAcknowledges(t *testing.T) {
+	tests := []struct {
+		name   string
+		report error
+		want   string
+	}{
+		{"acknowledged", nil, metrics.OutcomeProduced},
+		{"timed out", kafka.NewError(kafka.ErrMsgTimedOut, "Local: Message timed out", false), metrics.OutcomeLost},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			if _, err := f.srv.OnMessagePublish(context.Background(), publish("vehicles/V1/telemetry", "c", []byte(`{}`))); err != nil {
+				t.Fatal(err)
+			}
+			count := func(outcome string) float64 {
+				return testutil.ToFloat64(f.metrics.Messages.WithLabelValues("tel", outcome))
+			}
+			if count(metrics.OutcomeQueued) != 1 || count(metrics.OutcomeProduced) != 0 || count(metrics.OutcomeLost) != 0 {
+				t.Fatalf("before the report: queued %v produced %v lost %v", count(metrics.OutcomeQueued), count(metrics.OutcomeProduced), count(metrics.OutcomeLost))
+			}
+			f.prod.settle(tt.report)
+			for _, o := range []string{metrics.OutcomeProduced, metrics.OutcomeLost} {
+				want := 0.0
+				if o == tt.want {
+					want = 1
+				}
+				if got := count(o); got != want {
+					t.Errorf("%s = %v after the report, want %v", o, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestImplausibleFieldsAreFixedOrDeadLettered: a qos outside 0..2 cannot come from MQTT, so
+// the message goes to the dead-letter topic with the reason; an implausible EMQX timestamp
+// is replaced by the ingestion time, and the record says so in a header (and a metric).
+func TestImplausibleFieldsAreFixedOrDeadLettered(t *testing.T) {
+	tests := []struct {
+		name          string
+		qos           uint32
+		timestamp     uint64
+		wantTopic     string
+		wantPublished int64  // envelope's published_at, unix millis
+		wantHeader    string // iov.mqtt.timestamp.invalid, "" = none
+	}{
+		{"plausible", 2, received, "tel", received, ""},
+		{"qos 3", 3, received, "dlq", 0, ""},
+		{"qos 255", 255, received, "dlq", 0, ""},
+		{"timestamp 0", 1, 0, "tel", now, "0"},
+		{"timestamp before 2000", 1, 946684799999, "tel", now, "946684799999"},
+		{"timestamp 2000-01-01", 1, 946684800000, "tel", 946684800000, ""},
+		{"timestamp an hour ahead", 1, now + 3600_000, "tel", now + 3600_000, ""},
+		{"timestamp more than an hour ahead", 1, now + 3600_001, "tel", now, fmt.Sprint(now + 3600_001)},
+		{"timestamp year 292278994", 1, 9223372036854775807, "tel", now, "9223372036854775807"},
+		{"timestamp beyond int64", 1, 18446744073709551615, "tel", now, "18446744073709551615"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			req := publish("vehicles/V1/telemetry", "c", []byte(`{}`))
+			req.Message.Qos, req.Message.Timestamp = tt.qos, tt.timestamp
+			if _, err := f.srv.OnMessagePublish(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			rec := f.prod.recs[0]
+			h := map[string]string{}
+			for _, kv := range rec.Headers {
+				h[kv.Key] = string(kv.Value)
+			}
+			if rec.Topic != tt.wantTopic {
+				t.Fatalf("record on %s, want %s", rec.Topic, tt.wantTopic)
+			}
+			if tt.wantTopic == "dlq" {
+				if !strings.Contains(h[HeaderError], "outside 0..2") || h[HeaderQoS] != fmt.Sprint(tt.qos) {
+					t.Fatalf("dead letter headers %v", h)
+				}
+				return
+			}
+			if m := f.enc.last.(*schemas.VehicleMessage); m.PublishedAt.UnixMilli() != tt.wantPublished {
+				t.Fatalf("published_at %d, want %d", m.PublishedAt.UnixMilli(), tt.wantPublished)
+			}
+			if h[HeaderTimestampInvalid] != tt.wantHeader {
+				t.Fatalf("%s header %q, want %q", HeaderTimestampInvalid, h[HeaderTimestampInvalid], tt.wantHeader)
+			}
+			want := 0.0
+			if tt.wantHeader != "" {
+				want = 1
+			}
+			if got := testutil.ToFloat64(f.metrics.FieldsReplaced.WithLabelValues("tel", "timestamp")); got != want {
+				t.Fatalf("fields replaced = %v, want %v", got, want)
 			}
 		})
 	}

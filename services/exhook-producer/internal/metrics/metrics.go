@@ -9,7 +9,10 @@ import (
 
 // Outcomes of a message.publish call, the `outcome` label of Messages.
 const (
-	OutcomeProduced     = "produced"      // queued (async) or acknowledged by Kafka (sync)
+	OutcomeQueued       = "queued"        // async: queued in the producer, EMQX answered; then produced or lost
+	OutcomeProduced     = "produced"      // acknowledged by Kafka (sync: before EMQX's answer; async: later)
+	OutcomeLost         = "lost"          // async: queued and answered, then Kafka failed it (e.g. message.timeout.ms)
+	OutcomeSpooled      = "spooled"       // spool: appended and fsynced; the shipper delivers it
 	OutcomeDeadLettered = "dead_lettered" // payload or key failed; raw payload went to the DLQ
 	OutcomeFailed       = "failed"        // could not be queued or acknowledged; EMQX got an error
 	OutcomeUnrouted     = "unrouted"      // no route matched; passed through untouched
@@ -24,7 +27,16 @@ type Metrics struct {
 	Commands       *prometheus.CounterVec   // status, outcome
 	Deliveries     *prometheus.CounterVec   // topic, result
 	ProducerErrors *prometheus.CounterVec   // code
-	Ready          prometheus.Gauge
+	FieldsReplaced *prometheus.CounterVec   // route, field: messages forwarded with a field replaced
+	// ProducerState is 1 for the state each Kafka producer is in, 0 for the others:
+	// delivering | unreachable | recovering | failed (kafkasink.States), by producer (main |
+	// spool).
+	ProducerState      *prometheus.GaugeVec   // producer, state
+	ProducerRecoveries *prometheus.CounterVec // producer
+	// ShutdownRecords counts async records Kafka had not acknowledged at shutdown, by
+	// result: spilled (to the spool, shipped after the restart) | lost.
+	ShutdownRecords *prometheus.CounterVec
+	Ready           prometheus.Gauge
 }
 
 // New registers the collectors on reg.
@@ -52,13 +64,29 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "exhook_kafka_deliveries_total",
 			Help: "Kafka delivery reports, by topic and result (delivered|failed).",
 		}, []string{"topic", "result"}),
+		FieldsReplaced: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "exhook_message_fields_replaced_total",
+			Help: "Messages forwarded with an implausible field replaced (field=timestamp: EMQX's timestamp, kept in the iov.mqtt.timestamp.invalid header), by route and field.",
+		}, []string{"route", "field"}),
 		ProducerErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "exhook_kafka_client_errors_total",
 			Help: "Errors reported by the Kafka client outside delivery reports, by error code.",
 		}, []string{"code"}),
+		ProducerState: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "exhook_kafka_producer_state",
+			Help: "1 for the state each Kafka producer is in, 0 for the others: delivering (a broker answered lately), unreachable (no broker answered for kafka.unreachableAfter), recovering (replacing a producer after a fatal error), failed (could not replace it; the process exits).",
+		}, []string{"producer", "state"}),
+		ProducerRecoveries: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "exhook_kafka_producer_recoveries_total",
+			Help: "Kafka producers replaced after a fatal error (e.g. idempotence sequence desynchronisation), by producer.",
+		}, []string{"producer"}),
+		ShutdownRecords: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "exhook_shutdown_unacknowledged_records_total",
+			Help: "Records EMQX was answered for (async) that Kafka had not acknowledged at shutdown, by result: spilled (kept in the spool, shipped after the restart) or lost (no spool.dir).",
+		}, []string{"result"}),
 		Ready: f.NewGauge(prometheus.GaugeOpts{
 			Name: "exhook_ready",
-			Help: "1 while the producer accepts hook calls, 0 while starting or draining.",
+			Help: "1 while ready (the /ready endpoint answers 200), 0 while starting, draining, or while Kafka cannot take records (see exhook_kafka_producer_state).",
 		}),
 	}
 }

@@ -5,8 +5,10 @@ package sink
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iov-platform/iov/kit/kafkalog"
 	"github.com/iov-platform/iov/kit/kafkasink"
@@ -15,29 +17,54 @@ import (
 
 // Config is what the sink needs from the service config.
 type Config struct {
+	// Name labels the producer's metrics: main | spool.
+	Name             string
 	BootstrapServers string
 	ClientID         string
 	Properties       map[string]string
+	// UnreachableAfter: see kafkasink.Options.
+	UnreachableAfter time.Duration
+	// OnState, if set, is told each new producer state.
+	OnState func(kafkasink.State)
 }
 
-// New creates the producer and starts its event loop. kafka.properties may change the
-// defaults here, not the delivery semantics (config validation rejects weaker values, and
-// kafkasink enforces them).
-func New(cfg Config, log *slog.Logger, m *metrics.Metrics) (*kafkasink.Sink, error) {
-	cm := kafka.ConfigMap{
-		"bootstrap.servers": cfg.BootstrapServers,
-		"client.id":         cfg.ClientID,
-		"linger.ms":         5,
-		"compression.type":  "lz4",
-		"partitioner":       "murmur2_random",
+// ConfigMap is the librdkafka configuration of the producer: the service's defaults, then
+// kafka.properties, then, whatever the properties say, what the delivery semantics rely on
+// (config validation refuses weaker values; this pins them again): murmur2 partitioning on
+// the key, in produce order, a report for every record, retries until message.timeout.ms,
+// no transactions, and the bootstrap servers and client id from their fields (aliases
+// removed, so that which name wins is never undefined). kafkasink pins idempotence and
+// acks=all.
+func ConfigMap(cfg Config) kafka.ConfigMap {
+	cm := kafka.ConfigMap{"compression.type": "lz4"}
+	if _, ok := cfg.Properties["queue.buffering.max.ms"]; !ok { // linger.ms' alias
+		cm["linger.ms"] = 5
 	}
 	for k, v := range cfg.Properties {
 		cm[k] = v
 	}
+	for _, k := range []string{"metadata.broker.list", "retries", "message.send.max.retries", "transactional.id"} {
+		delete(cm, k)
+	}
+	cm["bootstrap.servers"] = cfg.BootstrapServers
+	cm["client.id"] = cfg.ClientID
+	cm["partitioner"] = "murmur2_random"
+	cm["queuing.strategy"] = "fifo"
+	cm["delivery.report.only.error"] = false
 	cm["go.delivery.report.fields"] = "key"
+	return cm
+}
+
+// New creates the producer and starts its event loop.
+func New(cfg Config, log *slog.Logger, m *metrics.Metrics) (*kafkasink.Sink, error) {
+	cm := ConfigMap(cfg)
 	return kafkasink.New(cm, kafkasink.Options{
-		Log:     log,
-		Metrics: kafkasink.Metrics{Deliveries: m.Deliveries, Errors: m.ProducerErrors},
-		Logs:    kafkalog.Options{Verbose: true},
+		Log: log,
+		Metrics: kafkasink.Metrics{Deliveries: m.Deliveries, Errors: m.ProducerErrors,
+			State:      m.ProducerState.MustCurryWith(prometheus.Labels{"producer": cfg.Name}),
+			Recoveries: m.ProducerRecoveries.WithLabelValues(cfg.Name)},
+		Logs:             kafkalog.Options{Verbose: true},
+		UnreachableAfter: cfg.UnreachableAfter,
+		OnState:          cfg.OnState,
 	})
 }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/tidwall/wal"
+
+	"github.com/iov-platform/iov/kit/kafkasink"
 )
 
 // Full-spool policies.
@@ -41,6 +43,15 @@ type Entry struct {
 	Value      []byte   `avro:"value"`
 	Headers    []Header `avro:"headers"`
 	AcceptedAt int64    `avro:"accepted_at"` // unix millis
+}
+
+// NewEntry is the spool entry of rec, accepted at (unix millis).
+func NewEntry(rec kafkasink.Record, at int64) *Entry {
+	e := &Entry{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, AcceptedAt: at, Headers: make([]Header, len(rec.Headers))}
+	for i, h := range rec.Headers {
+		e.Headers[i] = Header{Key: h.Key, Value: h.Value}
+	}
+	return e
 }
 
 // Header is a Kafka record header.

@@ -1,0 +1,65 @@
+package sink
+
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
+)
+
+func TestConfigMapPinsTheDeliverySemantics(t *testing.T) {
+	base := Config{BootstrapServers: "k:9092", ClientID: "exhook"}
+	tests := []struct {
+		name  string
+		props map[string]string
+		want  kafka.ConfigMap // settings that must hold
+		gone  []string        // settings that must not be there
+	}{
+		{"defaults", nil,
+			kafka.ConfigMap{"bootstrap.servers": "k:9092", "client.id": "exhook", "partitioner": "murmur2_random",
+				"linger.ms": 5, "compression.type": "lz4", "queuing.strategy": "fifo", "delivery.report.only.error": false}, nil},
+		{"tuning kept", map[string]string{"linger.ms": "20", "compression.type": "zstd", "security.protocol": "SASL_SSL"},
+			kafka.ConfigMap{"linger.ms": "20", "compression.type": "zstd", "security.protocol": "SASL_SSL"}, nil},
+		{"linger alias replaces the default", map[string]string{"queue.buffering.max.ms": "50"},
+			kafka.ConfigMap{"queue.buffering.max.ms": "50"}, []string{"linger.ms"}},
+		{"partitioner pinned", map[string]string{"partitioner": "random"}, kafka.ConfigMap{"partitioner": "murmur2_random"}, nil},
+		{"queuing strategy pinned", map[string]string{"queuing.strategy": "lifo"}, kafka.ConfigMap{"queuing.strategy": "fifo"}, nil},
+		{"success reports pinned", map[string]string{"delivery.report.only.error": "true"}, kafka.ConfigMap{"delivery.report.only.error": false}, nil},
+		{"addresses from their fields", map[string]string{"bootstrap.servers": "x:1", "metadata.broker.list": "y:1", "client.id": "other"},
+			kafka.ConfigMap{"bootstrap.servers": "k:9092", "client.id": "exhook"}, []string{"metadata.broker.list"}},
+		{"retries and transactions removed", map[string]string{"retries": "0", "message.send.max.retries": "1", "transactional.id": "t"},
+			nil, []string{"retries", "message.send.max.retries", "transactional.id"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := base
+			cfg.Properties = tt.props
+			cm := ConfigMap(cfg)
+			for k, v := range tt.want {
+				if cm[k] != v {
+					t.Errorf("%s = %v, want %v", k, cm[k], v)
+				}
+			}
+			for _, k := range tt.gone {
+				if _, ok := cm[k]; ok {
+					t.Errorf("%s is set: %v", k, cm[k])
+				}
+			}
+		})
+	}
+}
+
+// TestNewAcceptsItsOwnSettings: librdkafka takes every pinned setting (an unknown name or
+// a bad value would fail here, not in production).
+func TestNewAcceptsItsOwnSettings(t *testing.T) {
+	s, err := New(Config{Name: "main", BootstrapServers: "127.0.0.1:1", ClientID: "exhook",
+		Properties: map[string]string{"partitioner": "random", "queuing.strategy": "lifo", "retries": "0"}},
+		slog.New(slog.DiscardHandler), metrics.New(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+}
