@@ -192,9 +192,12 @@ func TestMain(m *testing.M) {
 
 // valuesFrom merges values files and --set style assignments as `helm template` does.
 func valuesFrom(files []string, set []string) (map[string]any, error) {
-	opts := values.Options{ValueFiles: files, Values: set}
+	opts := valuesOptions(files)
+	opts.Values = set
 	return opts.MergeValues(getter.Providers{})
 }
+
+func valuesOptions(files []string) *values.Options { return &values.Options{ValueFiles: files} }
 
 // render is `helm template iov CHART --namespace iov --kube-version 1.30.0` with the
 // given values files and --set assignments, hooks included (as helm template prints them).

@@ -254,3 +254,19 @@ func dataKey(cm object, key string) (string, error) {
 	}
 	return s, nil
 }
+
+// TestMissingArchiveNamed: without ../shared, the scratch copy fails naming each missing
+// archive and the dependency it is for.
+func TestMissingArchiveNamed(t *testing.T) {
+	t.Setenv("IOV_SHARED", t.TempDir())
+	_, err := makeScratch(t)
+	if err == nil {
+		t.Fatal("scratch copy made without the upstream archives")
+	}
+	for _, want := range []string{"charts-upstream/strimzi-kafka-operator-1.2.0.tgz", "charts-upstream/emqx-5.8.9.tgz",
+		"charts-upstream/emqx-enterprise-6.0.1.tgz", "charts-upstream/haproxy-1.29.0.tgz", "oci://quay.io/strimzi-helm"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+}
