@@ -491,3 +491,33 @@ func TestHAProxyBehaviour(t *testing.T) {
 		}
 	}
 }
+
+// TestHAProxyPorts: the HAProxy pods and Service carry only the MQTT ports (mqtt, and
+// mqtts when enabled); the chart's default http/https/stat ports are removed and the
+// stats port stays off the Service.
+func TestHAProxyPorts(t *testing.T) {
+	want := map[string]string{"default": "mqtt", "emqx-enterprise": "mqtt", "production": "mqtt,mqtts"}
+	for _, v := range umbrellaVariants(t) {
+		t.Run(v.name, func(t *testing.T) {
+			objs := mustObjects(t, renderVariant(t, v))
+			names := func(list any) string {
+				var out []string
+				for _, p := range list.([]any) {
+					out = append(out, fmt.Sprint(path(p, "name")))
+				}
+				return strings.Join(out, ",")
+			}
+			dep, svc := find(objs, "Deployment", "-haproxy"), find(objs, "Service", "-haproxy")
+			if dep == nil || svc == nil {
+				t.Fatal("no HAProxy Deployment or Service")
+			}
+			c := path(dep, "spec", "template", "spec", "containers").([]any)[0]
+			if got := names(path(c, "ports")); got != want[v.name] {
+				t.Errorf("container ports %s, want %s", got, want[v.name])
+			}
+			if got := names(path(svc, "spec", "ports")); got != want[v.name] {
+				t.Errorf("Service ports %s, want %s", got, want[v.name])
+			}
+		})
+	}
+}
