@@ -192,17 +192,18 @@ func TestMain(m *testing.M) {
 
 // valuesFrom merges values files and --set style assignments as `helm template` does.
 func valuesFrom(files []string, set []string) (map[string]any, error) {
-	opts := valuesOptions(files)
-	opts.Values = set
-	return opts.MergeValues(getter.Providers{})
+	return (&values.Options{ValueFiles: files, Values: set}).MergeValues(getter.Providers{})
 }
-
-func valuesOptions(files []string) *values.Options { return &values.Options{ValueFiles: files} }
 
 // render is `helm template iov CHART --namespace iov --kube-version 1.30.0` with the
 // given values files and --set assignments, hooks included (as helm template prints them).
 func render(chartDir string, files []string, set ...string) (string, error) {
-	vals, err := valuesFrom(files, set)
+	return renderOpts(chartDir, &values.Options{ValueFiles: files, Values: set})
+}
+
+// renderOpts renders with values merged as the helm CLI merges -f, --set, --set-string.
+func renderOpts(chartDir string, opts *values.Options) (string, error) {
+	vals, err := opts.MergeValues(getter.Providers{})
 	if err != nil {
 		return "", err
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/getter"
+	"helm.sh/helm/v3/pkg/cli/values"
 )
 
 // emqxEditions are the two EMQX variants: the values key of each and how to switch to it.
@@ -35,7 +35,8 @@ func TestEMQXExhookConfig(t *testing.T) {
 				if _, err := render(scratchUmbrella(t), files, ed.key+".emqxConfig.EMQX_EXHOOK__SERVERS__1__ENABLE="+enable); err == nil {
 					t.Fatalf("--set ENABLE=%s (a YAML boolean) rendered; the schema must refuse it", enable)
 				}
-				m, err := renderStrings(scratchUmbrella(t), files, ed.key+".emqxConfig.EMQX_EXHOOK__SERVERS__1__ENABLE="+enable)
+				m, err := renderOpts(scratchUmbrella(t), &values.Options{ValueFiles: files,
+					StringValues: []string{ed.key + ".emqxConfig.EMQX_EXHOOK__SERVERS__1__ENABLE=" + enable}})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -73,21 +74,6 @@ func TestEMQXExhookConfig(t *testing.T) {
 			})
 		}
 	}
-}
-
-// renderStrings is render with --set-string assignments.
-func renderStrings(chartDir string, files []string, setString ...string) (string, error) {
-	opts := valuesOptions(files)
-	opts.StringValues = setString
-	vals, err := opts.MergeValues(getter.Providers{})
-	if err != nil {
-		return "", err
-	}
-	ch, err := loader.Load(chartDir)
-	if err != nil {
-		return "", err
-	}
-	return renderChart(ch, vals)
 }
 
 // TestEMQXChartDropsBooleanFalse documents the upstream defect the schema guards
