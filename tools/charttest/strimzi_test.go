@@ -196,3 +196,31 @@ func TestStrimziProblemsDetected(t *testing.T) {
 		})
 	}
 }
+
+// TestKafkaVersionSupported: the Kafka version each variant renders is one the Strimzi
+// operator it installs runs (its STRIMZI_KAFKA_IMAGES list; Strimzi 1.1+ refuses 4.1.x).
+func TestKafkaVersionSupported(t *testing.T) {
+	for _, v := range umbrellaVariants(t) {
+		t.Run(v.name, func(t *testing.T) {
+			objs := mustObjects(t, renderVariant(t, v))
+			dep, k := find(objs, "Deployment", "strimzi-cluster-operator"), find(objs, "Kafka", "")
+			if dep == nil || k == nil {
+				t.Fatal("no Strimzi operator Deployment or Kafka rendered")
+			}
+			var images string
+			for _, e := range path(path(dep, "spec", "template", "spec", "containers").([]any)[0], "env").([]any) {
+				if path(e, "name") == "STRIMZI_KAFKA_IMAGES" {
+					images, _ = path(e, "value").(string)
+				}
+			}
+			var supported []string
+			for _, line := range strings.Fields(images) {
+				supported = append(supported, strings.SplitN(line, "=", 2)[0])
+			}
+			version := fmt.Sprint(path(k, "spec", "kafka", "version"))
+			if !slices.Contains(supported, version) {
+				t.Errorf("Kafka %s is not among the versions the rendered Strimzi operator runs: %v", version, supported)
+			}
+		})
+	}
+}
