@@ -40,7 +40,7 @@ MQTT URL of the EMQX Service of this release (the EMQX chart's fullname and
 service.mqtt port): the in-chart default of downlink.config.mqtt.brokerUrl.
 */}}
 {{- define "iov-platform.emqxMqttUrl" -}}
-{{- printf "mqtt://%s:%v" (include "iov-platform.emqxFullname" .) ((.Values.emqx.service | default dict).mqtt | default 1883) -}}
+{{- printf "mqtt://%s:%v" (include "iov-platform.emqxFullname" .) (((include "iov-platform.emqxValues" . | fromYaml).service | default dict).mqtt | default 1883) -}}
 {{- end }}
 
 {{/*
@@ -53,7 +53,7 @@ Fail when the downlink and the rest of the platform disagree. Renders nothing.
 {{- $mqtt := $cfg.mqtt | default dict -}}
 {{- /* broker: the downlink is an internal client and talks to EMQX directly */ -}}
 {{- if not $mqtt.brokerUrl -}}
-{{- if not .Values.emqx.enabled -}}
+{{- if not (include "iov-platform.emqxKey" .) -}}
 {{- fail "iov-platform: emqx.enabled=false but downlink.config.mqtt.brokerUrl is not set (the downlink needs an MQTT broker)" -}}
 {{- end -}}
 {{- $default := printf "mqtt://%s:1883" (include "iov-platform.depFullname" (dict "Release" .Release "values" dict "name" "emqx")) -}}

@@ -6,7 +6,7 @@ environment variables, also accepted without the EMQX_ prefix), evaluated with
 */}}
 {{- define "iov-platform.emqx.exhookServers" -}}
 {{- $servers := dict -}}
-{{- range $key, $value := (.Values.emqx.emqxConfig | default dict) -}}
+{{- range $key, $value := ((include "iov-platform.emqxValues" . | fromYaml).emqxConfig | default dict) -}}
 {{- $k := upper (trim $key) | replace "." "__" -}}
 {{- $m := regexFindAll "^(EMQX_)?EXHOOK__SERVERS__([0-9]+)__([A-Z_]+)$" $k 1 -}}
 {{- if and $m (not (kindIs "invalid" $value)) -}}

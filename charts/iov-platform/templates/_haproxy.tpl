@@ -81,8 +81,12 @@ backend emqx_mqtt
     stick-table type string len {{ int $m.stickiness.keyLength }} size {{ $m.stickiness.tableSize }} expire {{ $m.stickiness.expire }}
     stick on req.payload(0,0),mqtt_field_value(connect,client_identifier)
 {{- end }}
-{{- include "iov-platform.haproxy.healthCheck" (dict "hc" $hc "host" $headless) }}
-{{- include "iov-platform.haproxy.servers" (dict "sts" $sts "headless" $headless "ns" $ns "domain" $domain "count" $b.servers "port" $b.port) }}
+{{- if $b.proxyProtocol }}
+    # PROXY protocol v2 to EMQX's proxy_protocol listener: EMQX sees the vehicle's
+    # address, not this pod's.
+{{- end }}
+{{- include "iov-platform.haproxy.healthCheck" (dict "hc" $hc "host" $headless "proxy" $b.proxyProtocol) }}
+{{- include "iov-platform.haproxy.servers" (dict "sts" $sts "headless" $headless "ns" $ns "domain" $domain "count" $b.servers "port" $b.port "proxy" $b.proxyProtocol) }}
 {{- if $ports.mqtts }}
 
 # MQTT over TLS, passed through to EMQX untouched (no payload inspection possible);
@@ -134,7 +138,7 @@ Health-check lines of an EMQX backend.
     http-check expect status 200
     default-server check port {{ $hc.port }} inter {{ $hc.interval }} fall {{ $hc.fall }} rise {{ $hc.rise }} resolvers kubernetes resolve-prefer ipv4 init-addr last,libc,none
 {{- else }}
-    default-server check inter {{ $hc.interval }} fall {{ $hc.fall }} rise {{ $hc.rise }} resolvers kubernetes resolve-prefer ipv4 init-addr last,libc,none
+    default-server check{{ if .proxy }} check-send-proxy{{ end }} inter {{ $hc.interval }} fall {{ $hc.fall }} rise {{ $hc.rise }} resolvers kubernetes resolve-prefer ipv4 init-addr last,libc,none
 {{- end }}
 {{- end }}
 
@@ -143,6 +147,6 @@ One server line per EMQX StatefulSet pod, addressed through the headless Service
 */}}
 {{- define "iov-platform.haproxy.servers" -}}
 {{- range $i := until (int .count) }}
-    server {{ $.sts }}-{{ $i }} {{ $.sts }}-{{ $i }}.{{ $.headless }}.{{ $.ns }}.svc.{{ $.domain }}:{{ $.port }}
+    server {{ $.sts }}-{{ $i }} {{ $.sts }}-{{ $i }}.{{ $.headless }}.{{ $.ns }}.svc.{{ $.domain }}:{{ $.port }}{{ if $.proxy }} send-proxy-v2{{ end }}
 {{- end }}
 {{- end }}

@@ -65,8 +65,28 @@ gRPC Service port of the exhook-producer subchart.
 {{- ((index .Values "exhook-producer").service | default dict).grpcPort | default 9000 -}}
 {{- end }}
 
+{{/*
+The EMQX edition this release installs: "emqx" (EMQX 5.8.x, the default), "emqx-enterprise"
+(EMQX Enterprise 6.0.x) or "" when neither is enabled (bring your own EMQX).
+*/}}
+{{- define "iov-platform.emqxKey" -}}
+{{- if .Values.emqx.enabled -}}
+emqx
+{{- else if (index .Values "emqx-enterprise").enabled -}}
+emqx-enterprise
+{{- end -}}
+{{- end }}
+
+{{/*
+Values of the enabled EMQX edition (YAML; the emqx section when none is enabled).
+*/}}
+{{- define "iov-platform.emqxValues" -}}
+{{- toYaml (index .Values (include "iov-platform.emqxKey" . | default "emqx")) -}}
+{{- end }}
+
 {{- define "iov-platform.emqxFullname" -}}
-{{- include "iov-platform.depFullname" (dict "Release" .Release "values" .Values.emqx "name" "emqx") -}}
+{{- $key := include "iov-platform.emqxKey" . | default "emqx" -}}
+{{- include "iov-platform.depFullname" (dict "Release" .Release "values" (index .Values $key) "name" $key) -}}
 {{- end }}
 
 {{- define "iov-platform.haproxyFullname" -}}
