@@ -17,7 +17,7 @@ help: ## List the targets
 .PHONY: deps
 deps: ## Install the system packages the build and tests need (Debian; needs root)
 	@tools/install-deps.sh
-	@tools/baseline-python/install-deps.sh
+	@tools/baseline-python/install-deps.sh >/dev/null
 
 .PHONY: build
 build: ## Build every service and dev tool into bin/
@@ -36,8 +36,8 @@ bench: build ## Measure msg/s and p50/p99 hook latency, async and sync, 1k vehic
 
 .PHONY: compare
 compare: build ## Python exhook bridge vs ours, same load: msg/s, p50/p99, peak RSS, ratios (SYNC=1 adds sync mode)
-	@tools/baseline-python/install-deps.sh
-	@$(BIN)/compare --producer $(BIN)/exhook-producer --bridge tools/baseline-python/exhook_bridge.py $(if $(SYNC),--sync)
+	@py=$$(tools/baseline-python/install-deps.sh) && \
+		$(BIN)/compare --producer $(BIN)/exhook-producer --python "$$py" --bridge tools/baseline-python/exhook_bridge.py $(if $(SYNC),--sync)
 
 .PHONY: test
 test: deps lint proto-check test-go chart-test ## Everything CI runs: lint, generated-code check, Go tests with -race, chart tests
@@ -45,7 +45,8 @@ test: deps lint proto-check test-go chart-test ## Everything CI runs: lint, gene
 
 .PHONY: test-go
 test-go: ## Go tests with -race in every module
-	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GOTEST) ./...); done
+	@set -e; export COMPARE_PYTHON="$$(tools/baseline-python/install-deps.sh --print-python)"; \
+		for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GOTEST) ./...); done
 
 .PHONY: lint
 lint: ## gofmt and go vet in every module
