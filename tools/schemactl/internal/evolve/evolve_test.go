@@ -179,7 +179,7 @@ func TestRegisterRefused(t *testing.T) {
 			if !errors.Is(err, ErrRefused) {
 				t.Fatalf("err = %v\n%s", err, out.String())
 			}
-			golden(t, "refused_register.golden", out.Bytes())
+			golden(t, map[bool]string{true: "refused_register.golden", false: "refused_register_409.golden"}[check], out.Bytes())
 			latest, err := reg.GetLatestSchema("iov.test-value")
 			if err != nil || latest.Version() != 2 {
 				t.Fatalf("latest = %v, %v; want v2 registered and v3 not", latest, err)
