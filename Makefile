@@ -15,9 +15,10 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
-deps: ## Install the system packages the build and tests need (Debian; needs root)
+deps: ## Install what the build and tests need: Debian packages (root), the Python venv, the real schema registry
 	@tools/install-deps.sh
 	@tools/baseline-python/install-deps.sh >/dev/null
+	@tools/registry/build.sh >/dev/null
 
 .PHONY: build
 build: ## Build every service and dev tool into bin/
