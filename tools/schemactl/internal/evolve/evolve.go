@@ -166,9 +166,11 @@ func Check(reg Registry, st State) ([]Refusal, error) {
 	for i, d := range st.New {
 		if st.Latest == nil {
 			if i > 0 {
-				if err := schemas.CheckBackward(d, st.New[i-1]); err != nil && st.Level != srclient.None {
+				// register pins the configured level before the first version, so that is
+				// the level these versions will meet.
+				if err := schemas.CheckBackward(d, st.New[i-1]); err != nil && st.Subject.Compatibility != srclient.None {
 					prev := st.New[i-1]
-					refused = append(refused, Refusal{Subject: st.Subject.Name, Level: st.Level, Version: d, Dir: st.Subject.Dir,
+					refused = append(refused, Refusal{Subject: st.Subject.Name, Level: st.Subject.Compatibility, Version: d, Dir: st.Subject.Dir,
 						Against:     fmt.Sprintf("local %s v%d (to be registered before it)", prev.Name, prev.Version),
 						AgainstText: prev.Text, Reason: err.Error()})
 				}
