@@ -93,6 +93,10 @@ chart-deps: ## Download the umbrella chart's third-party dependencies (needs net
 	@$(HELM) repo add haproxytech https://haproxytech.github.io/helm-charts --force-update
 	@$(HELM) dependency build charts/iov-platform
 
+.PHONY: registry
+registry: ## Run the real schema registry of the tests (Apicurio) on 127.0.0.1:8081, Confluent API /apis/ccompat/v7
+	@java -Xmx384m -XX:+UseSerialGC -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port=8081 -jar "$$(tools/registry/build.sh)"
+
 # Schema workflow (schemactl; see schemas/README.md). REGISTRY=http://host:8081 replaces the
 # registry of schemas/subjects.yaml.
 .PHONY: schema-check schema-register
