@@ -1,6 +1,7 @@
 // Package apicurio runs a real Confluent-compatible schema registry for tests: Apicurio
 // Registry (in-memory storage), built by tools/registry/build.sh and started with the JDK on
-// PATH on a free loopback port. Its Confluent API is under /apis/ccompat/v7.
+// PATH on a loopback port it picks itself (port 0; the address is read from its log, so no
+// other process can take the port in between). Its Confluent API is under /apis/ccompat/v7.
 package apicurio
 
 import (
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -54,15 +56,10 @@ func Start(ctx context.Context) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, err := readiness.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
-	host, port, _ := strings.Cut(addr, ":")
-	r := &Registry{url: "http://" + addr + "/apis/ccompat/v7", exited: make(chan struct{}), out: &tail{max: 64 << 10}}
+	r := &Registry{exited: make(chan struct{}), out: &tail{max: 64 << 10}}
 	// A small, quickly started JVM: the tests need a few requests, not throughput.
 	r.cmd = exec.Command("java", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-		"-Dquarkus.http.host="+host, "-Dquarkus.http.port="+port, "-jar", jar)
+		"-Dquarkus.http.host=127.0.0.1", "-Dquarkus.http.port=0", "-jar", jar)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := r.cmd.Start(); err != nil {
@@ -74,21 +71,26 @@ func Start(ctx context.Context) (*Registry, error) {
 	}()
 	if err := r.wait(ctx); err != nil {
 		_ = r.Close()
-		return nil, fmt.Errorf("registry on %s: %w\n%s", addr, err, r.out.String())
+		return nil, fmt.Errorf("registry: %w\n%s", err, r.out.String())
 	}
 	return r, nil
 }
 
+// listening is Quarkus's start line, with the address it bound.
+var listening = regexp.MustCompile(`Listening on: (http://127\.0\.0\.1:[0-9]+)`)
+
+// wait reads the bound address from the log, then waits until the Confluent API answers.
 func (r *Registry) wait(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
 	for {
-		resp, err := http.Get(r.url + "/subjects")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+		if r.url == "" {
+			if m := listening.FindStringSubmatch(r.out.String()); m != nil {
+				r.url = m[1] + "/apis/ccompat/v7"
 			}
+		}
+		if r.url != "" && answers(r.url+"/subjects") {
+			return nil
 		}
 		select {
 		case <-r.exited:
@@ -98,6 +100,15 @@ func (r *Registry) wait(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+func answers(url string) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // URL is the Confluent-compatible API's base URL.
