@@ -15,9 +15,10 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
-deps: ## Install the system packages the build and tests need (Debian; needs root)
+deps: ## Install what the build and tests need: Debian packages (root), the Python venv, the real schema registry
 	@tools/install-deps.sh
-	@tools/baseline-python/install-deps.sh
+	@tools/baseline-python/install-deps.sh >/dev/null
+	@tools/registry/build.sh >/dev/null
 
 .PHONY: build
 build: ## Build every service and dev tool into bin/
@@ -40,8 +41,8 @@ bench: build ## Measure msg/s and p50/p99 hook latency, async and sync, 1k vehic
 
 .PHONY: compare
 compare: build ## Python exhook bridge vs ours, same load: msg/s, p50/p99, peak RSS, ratios (SYNC=1 adds sync mode)
-	@tools/baseline-python/install-deps.sh
-	@$(BIN)/compare --producer $(BIN)/exhook-producer --bridge tools/baseline-python/exhook_bridge.py $(if $(SYNC),--sync)
+	@py=$$(tools/baseline-python/install-deps.sh) && \
+		$(BIN)/compare --producer $(BIN)/exhook-producer --python "$$py" --bridge tools/baseline-python/exhook_bridge.py $(if $(SYNC),--sync)
 
 .PHONY: test
 test: deps lint proto-check test-go cli-check chart-test ## Everything CI runs: lint, generated-code check, Go tests with -race, the binaries' command line, chart tests
@@ -49,7 +50,8 @@ test: deps lint proto-check test-go cli-check chart-test ## Everything CI runs: 
 
 .PHONY: test-go
 test-go: ## Go tests with -race in every module
-	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GOTEST) ./...); done
+	@set -e; export COMPARE_PYTHON="$$(tools/baseline-python/install-deps.sh --print-python)"; \
+		for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GOTEST) ./...); done
 
 .PHONY: lint
 lint: ## gofmt and go vet in every module
@@ -115,6 +117,10 @@ chart-deps: ## Download the umbrella chart's third-party dependencies (needs net
 	@$(HELM) repo add emqx https://repos.emqx.io/charts --force-update
 	@$(HELM) repo add haproxytech https://haproxytech.github.io/helm-charts --force-update
 	@$(HELM) dependency build charts/iov-platform
+
+.PHONY: registry
+registry: ## Run the real schema registry of the tests (Apicurio) on 127.0.0.1:8081, Confluent API /apis/ccompat/v7
+	@java -Xmx384m -XX:+UseSerialGC -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port=8081 -jar "$$(tools/registry/build.sh)"
 
 # Schema workflow (schemactl; see schemas/README.md). REGISTRY=http://host:8081 replaces the
 # registry of schemas/subjects.yaml.

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Baseline EMQX ExHook -> Kafka bridge (grpcio + kafka-python), for benchmarks only.
 
 A reconstruction of the typical Python bridge the platform replaced (see README.md next to
@@ -7,8 +7,8 @@ configured topic filters and writes every published message to one Kafka topic a
 envelope {id, clientid, topic, qos, payload (base64), timestamp, node}, keyed by client id,
 acks=all. It always replies IGNORE, so EMQX delivers the message unchanged.
 
-Runs on Debian's /usr/bin/python3 with the Debian packages python3-grpcio, python3-kafka
-(kafka-python 2.0.2) and python3-protobuf, plus protoc (protobuf-compiler): the message classes
+Runs in the virtual environment install-deps.sh builds (requirements.txt: grpcio 1.51.1,
+kafka-python 2.0.2, protobuf 4.21.12), plus protoc (protobuf-compiler): the message classes
 are generated at startup from the repository's exhook.proto with `protoc --python_out` into a
 cache directory; no grpc_python_plugin is needed because the service is registered with a
 generic handler built from the proto's service descriptor.

@@ -16,6 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/iov-platform/iov/tools/devkit/compatsr"
 )
 
 // Options configures Start. Zero values pick free loopback ports.
@@ -28,6 +30,9 @@ type Options struct {
 	// Bootstrap, when set, is an external Kafka (e.g. a kafkacluster) used instead of kfake;
 	// only the registry is started, and StopKafka/StartKafka must not be called.
 	Bootstrap string
+	// EnforceCompat makes the registry refuse incompatible schemas as Confluent's does
+	// (compatsr); srfake alone accepts everything.
+	EnforceCompat bool
 }
 
 // Stack is a running Kafka + registry pair.
@@ -102,7 +107,11 @@ func (s *Stack) startRegistry() error {
 	// so that the address can be fixed for the demo.
 	s.Registry = srfake.New()
 	s.regLn = ln
-	s.regSrv = &http.Server{Handler: s.Registry.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	handler := s.Registry.Handler()
+	if s.opts.EnforceCompat {
+		handler = compatsr.New(s.Registry)
+	}
+	s.regSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = s.regSrv.Serve(ln) }()
 	return nil
 }

@@ -32,32 +32,44 @@ func readiness(t *testing.T, addr string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// runWithoutAutoRegister starts a producer with registry.autoRegister false on registryURL and
+// returns it with a stop function that cancels Run and returns its error.
+func runWithoutAutoRegister(t *testing.T, bootstrap, registryURL string) (*app.App, func() error) {
+	t.Helper()
+	cfg := testConfig(t, bootstrap, registryURL)
+	cfg.Registry.AutoRegister = false
+	a, err := app.New(cfg, logger(t))
+	if err != nil {
+		t.Fatalf("New must not fail on a missing schema without autoRegister: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- a.Run(ctx) }()
+	return a, func() error {
+		cancel()
+		select {
+		case err := <-runErr:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatal("app did not stop within 30s")
+			return nil
+		}
+	}
+}
+
 // TestWithoutAutoRegisterNotReadyUntilSchemasRegistered: with registry.autoRegister false and
 // the schemas missing, the producer starts but is not ready, names every subject and missing
 // version, serves no hook; once the schemas are registered (as schemactl would) it turns ready
 // and writes with the registered ids.
 func TestWithoutAutoRegisterNotReadyUntilSchemasRegistered(t *testing.T) {
 	st := startStack(t)
-	cfg := testConfig(t, st.KafkaBootstrap(), st.RegistryURL())
-	cfg.Registry.AutoRegister = false
-	a, err := app.New(cfg, logger(t))
-	if err != nil {
-		t.Fatalf("New must not fail on an unregistered schema without autoRegister: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- a.Run(ctx) }()
+	a, stop := runWithoutAutoRegister(t, st.KafkaBootstrap(), st.RegistryURL())
 	defer func() {
-		cancel()
-		select {
-		case err := <-runErr:
-			if err != nil {
-				t.Errorf("run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("app did not stop")
+		if err := stop(); err != nil {
+			t.Errorf("run: %v", err)
 		}
 	}()
+	ctx := context.Background()
 
 	message := schemas.MustLatest(schemas.VehicleMessageName)
 	status := schemas.MustLatest(schemas.ClientEventName)
@@ -119,27 +131,13 @@ func TestWithoutAutoRegisterNotReadyUntilSchemasRegistered(t *testing.T) {
 // its schemas shuts down without error and frees its ports.
 func TestWithoutAutoRegisterStopsCleanlyWhileWaiting(t *testing.T) {
 	st := startStack(t)
-	cfg := testConfig(t, st.KafkaBootstrap(), st.RegistryURL())
-	cfg.Registry.AutoRegister = false
-	a, err := app.New(cfg, logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- a.Run(ctx) }()
+	a, stop := runWithoutAutoRegister(t, st.KafkaBootstrap(), st.RegistryURL())
 	if code, body := readiness(t, a.HTTPAddr()); code != http.StatusServiceUnavailable || !strings.Contains(body, "schema not registered") {
 		t.Fatalf("/ready = %d %q", code, body)
 	}
 	grpcAddr := a.GRPCAddr()
-	cancel()
-	select {
-	case err := <-runErr:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("app did not stop")
+	if err := stop(); err != nil {
+		t.Fatalf("run: %v", err)
 	}
 	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", grpcAddr)
 	if err != nil {
@@ -152,18 +150,9 @@ func TestWithoutAutoRegisterStopsCleanlyWhileWaiting(t *testing.T) {
 // reported as a failed lookup, not as a missing schema.
 func TestWithoutAutoRegisterUnreachableRegistrySaysSo(t *testing.T) {
 	st := startStack(t)
-	cfg := testConfig(t, st.KafkaBootstrap(), "http://"+freePort(t))
-	cfg.Registry.AutoRegister = false
-	a, err := app.New(cfg, logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- a.Run(ctx) }()
+	a, stop := runWithoutAutoRegister(t, st.KafkaBootstrap(), "http://"+freePort(t))
 	defer func() {
-		cancel()
-		if err := <-runErr; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("run: %v", err)
 		}
 	}()

@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	var c config
 	fs.StringVar(&c.producer, "producer", "bin/exhook-producer", "exhook-producer binary")
-	fs.StringVar(&c.python, "python", "/usr/bin/python3", "Python interpreter with Debian's python3-grpcio, python3-kafka, python3-protobuf")
+	fs.StringVar(&c.python, "python", "/usr/bin/python3", "Python interpreter with grpcio, kafka-python and protobuf (tools/baseline-python/install-deps.sh prints its venv's)")
 	fs.StringVar(&c.bridge, "bridge", "tools/baseline-python/exhook_bridge.py", "the baseline Python bridge")
 	fs.IntVar(&c.vehicles, "vehicles", 1000, "simulated vehicles (each publishes in sequence, all in parallel)")
 	fs.IntVar(&c.messages, "messages", 10, "messages per vehicle (measured run)")

@@ -165,21 +165,22 @@ func TestBridgeEnvelope(t *testing.T) {
 	}
 }
 
-// bridgeOrSkip returns the interpreter and bridge script, or skips the test when the Debian
-// packages the bridge runs on are not installed.
+// bridgeOrSkip returns the interpreter and bridge script, or skips the test when the
+// interpreter lacks the bridge's packages. `make test` sets COMPARE_PYTHON to the virtual
+// environment tools/baseline-python/install-deps.sh builds.
 func bridgeOrSkip(t *testing.T) (python, bridge string) {
 	t.Helper()
 	python = os.Getenv("COMPARE_PYTHON")
 	if python == "" {
 		python = "/usr/bin/python3"
 	}
-	const install = "tools/baseline-python/install-deps.sh installs the Debian packages"
+	const install = "COMPARE_PYTHON=$(tools/baseline-python/install-deps.sh) builds the venv and names its python"
 	if _, err := os.Stat(python); err != nil {
-		t.Skipf("python bridge test needs %s (Debian python3): %v; %s", python, err, install)
+		t.Skipf("python bridge test needs %s: %v; %s", python, err, install)
 	}
 	if out, err := exec.Command(python, "-c", "import grpc, kafka, google.protobuf").CombinedOutput(); err != nil {
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		t.Skipf("python bridge test needs python3-grpcio, python3-kafka and python3-protobuf for %s (%s); %s",
+		t.Skipf("python bridge test needs grpcio, kafka-python and protobuf for %s (%s); %s",
 			python, lines[len(lines)-1], install)
 	}
 	if _, err := exec.LookPath("protoc"); err != nil {

@@ -34,12 +34,13 @@ func run(ctx context.Context, args []string) error {
 	topics := fs.String("topics", "iov.vehicle.telemetry,iov.vehicle.events,iov.vehicle.raw,iov.vehicle.status,iov.deadletter,iov.consumer.deadletter",
 		"comma-separated topics to create up front (others are auto-created)")
 	dataDir := fs.String("data-dir", "", "persist Kafka records here (default: memory only)")
+	enforce := fs.Bool("enforce-compat", false, "make the registry refuse incompatible schemas as Confluent's does (srfake alone accepts all)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	st, err := stack.Start(stack.Options{
 		KafkaPort: *kafkaPort, RegistryAddr: *registry, Partitions: int32(*partitions),
-		Topics: strings.Split(*topics, ","), DataDir: *dataDir,
+		Topics: strings.Split(*topics, ","), DataDir: *dataDir, EnforceCompat: *enforce,
 	})
 	if err != nil {
 		return err

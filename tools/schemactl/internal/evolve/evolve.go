@@ -30,6 +30,7 @@ type Registry interface {
 	IsSchemaCompatible(subject, schema, version string, schemaType srclient.SchemaType, references ...srclient.Reference) (bool, error)
 	CreateSchema(subject, schema string, schemaType srclient.SchemaType, references ...srclient.Reference) (*srclient.Schema, error)
 	GetCompatibilityLevel(subject string, defaultToGlobal bool) (*srclient.CompatibilityLevel, error)
+	GetGlobalCompatibilityLevel() (*srclient.CompatibilityLevel, error)
 	ChangeSubjectCompatibilityLevel(subject string, compatibility srclient.CompatibilityLevel) (*srclient.CompatibilityLevel, error)
 }
 
@@ -59,6 +60,7 @@ type State struct {
 // Registry error codes (Confluent's REST API).
 const (
 	codeSubjectNotFound = 40401
+	codeVersionNotFound = 40402
 	codeSchemaNotFound  = 40403
 	codeNoSubjectLevel  = 40408 // subject has no compatibility level of its own
 	codeIncompatible    = 409
@@ -77,7 +79,9 @@ func Inspect(reg Registry, s Subject) (State, error) {
 	st := State{Subject: s, Registered: map[int]int{}}
 	level, err := reg.GetCompatibilityLevel(s.Name, false)
 	if code := registryCode(err); code == codeSubjectNotFound || code == codeNoSubjectLevel {
-		level, err = reg.GetCompatibilityLevel(s.Name, true)
+		// No level of its own: the global one applies. (Apicurio's ccompat API answers 40401
+		// for an unknown subject even with defaultToGlobal, so ask for the global directly.)
+		level, err = reg.GetGlobalCompatibilityLevel()
 	} else {
 		st.Pinned = err == nil
 	}
@@ -86,8 +90,8 @@ func Inspect(reg Registry, s Subject) (State, error) {
 	}
 	st.Level = *level
 	latest, err := reg.GetLatestSchema(s.Name)
-	switch {
-	case registryCode(err) == codeSubjectNotFound:
+	switch code := registryCode(err); {
+	case code == codeSubjectNotFound || code == codeVersionNotFound: // Apicurio: 40402 for "latest" of an empty subject
 		st.New = s.Versions
 		return st, nil
 	case err != nil:
@@ -133,6 +137,22 @@ type Refusal struct {
 	// schema.
 	Against, AgainstText string
 	Reason               string // the Avro resolution error, checked locally for the message
+	Registry             string // the registry's own message, when it gave one
+}
+
+// compatible asks the registry whether d may follow the subject's latest version; an error
+// counts as no.
+func compatible(reg Registry, subject string, d schemas.Definition) bool {
+	ok, err := reg.IsSchemaCompatible(subject, d.Text, "latest", srclient.Avro)
+	return err == nil && ok
+}
+
+func registryMessage(err error) string {
+	var se srclient.Error
+	if errors.As(err, &se) && se.Message != "" {
+		return se.Message
+	}
+	return err.Error()
 }
 
 // ErrRefused is returned when at least one version was refused.
@@ -146,9 +166,11 @@ func Check(reg Registry, st State) ([]Refusal, error) {
 	for i, d := range st.New {
 		if st.Latest == nil {
 			if i > 0 {
-				if err := schemas.CheckBackward(d, st.New[i-1]); err != nil && st.Level != srclient.None {
+				// register pins the configured level before the first version, so that is
+				// the level these versions will meet.
+				if err := schemas.CheckBackward(d, st.New[i-1]); err != nil && st.Subject.Compatibility != srclient.None {
 					prev := st.New[i-1]
-					refused = append(refused, Refusal{Subject: st.Subject.Name, Level: st.Level, Version: d, Dir: st.Subject.Dir,
+					refused = append(refused, Refusal{Subject: st.Subject.Name, Level: st.Subject.Compatibility, Version: d, Dir: st.Subject.Dir,
 						Against:     fmt.Sprintf("local %s v%d (to be registered before it)", prev.Name, prev.Version),
 						AgainstText: prev.Text, Reason: err.Error()})
 				}
@@ -208,8 +230,12 @@ func Register(reg Registry, st State) (set bool, done []Registration, refused *R
 			}
 		}
 		if _, err := reg.CreateSchema(s.Name, d.Text, srclient.Avro); err != nil {
-			if registryCode(err) == codeIncompatible && st.Latest != nil {
+			// Confluent answers 409 / error_code 409; Apicurio's ccompat API error_code 0
+			// with "Incompatible artifact: ...". Ask the compatibility API to tell them apart
+			// from other failures.
+			if st.Latest != nil && (registryCode(err) == codeIncompatible || !compatible(reg, s.Name, d)) {
 				r := refusal(st, d)
+				r.Registry = registryMessage(err)
 				return set, done, &r, nil
 			}
 			return set, done, nil, fmt.Errorf("subject %s: register %s v%d: %w", s.Name, d.Name, d.Version, err)
@@ -229,6 +255,9 @@ func Register(reg Registry, st State) (set bool, done []Registration, refused *R
 func WriteRefusal(w io.Writer, r Refusal) error {
 	file := fmt.Sprintf("%s/%s/v%d.avsc", r.Dir, r.Version.Name, r.Version.Version)
 	fmt.Fprintf(w, "REFUSED %s: %s v%d is not %s-compatible with %s\n", r.Subject, r.Version.Name, r.Version.Version, r.Level, r.Against)
+	if r.Registry != "" {
+		fmt.Fprintf(w, "  registry: %s\n", r.Registry)
+	}
 	if r.Reason != "" {
 		fmt.Fprintf(w, "  why (Avro schema resolution): %s\n", r.Reason)
 	}

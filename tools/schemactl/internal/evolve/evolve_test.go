@@ -179,7 +179,7 @@ func TestRegisterRefused(t *testing.T) {
 			if !errors.Is(err, ErrRefused) {
 				t.Fatalf("err = %v\n%s", err, out.String())
 			}
-			golden(t, "refused_register.golden", out.Bytes())
+			golden(t, map[bool]string{true: "refused_register.golden", false: "refused_register_409.golden"}[check], out.Bytes())
 			latest, err := reg.GetLatestSchema("iov.test-value")
 			if err != nil || latest.Version() != 2 {
 				t.Fatalf("latest = %v, %v; want v2 registered and v3 not", latest, err)
@@ -327,5 +327,27 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("output differs from %s (go test -update rewrites it):\n%s", path, got)
+	}
+}
+
+// TestCheckUnknownSubjectChecksTheChainAtTheConfiguredLevel: a subject the registry does not
+// know gets all local versions; they are checked against each other at the level register
+// will pin, whatever the registry's global default (here NONE, Apicurio's default).
+func TestCheckUnknownSubjectChecksTheChainAtTheConfiguredLevel(t *testing.T) {
+	s := newStrictRegistry(t, true)
+	reg := client(s.url)
+	req := httptest.NewRequest("PUT", "/config", strings.NewReader(`{"compatibility":"NONE"}`))
+	rec := httptest.NewRecorder()
+	s.fake.Handler().ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("set global NONE: %d %s", rec.Code, rec.Body.String())
+	}
+	var out bytes.Buffer
+	err := CheckAll(context.Background(), &out, reg, []Subject{subject(v1, v2, v3Bad)})
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("err = %v\n%s", err, out.String())
+	}
+	if want := "REFUSED iov.test-value: reading v3 is not BACKWARD-compatible with local reading v2 (to be registered before it)"; !strings.Contains(out.String(), want) {
+		t.Fatalf("output lacks %q:\n%s", want, out.String())
 	}
 }

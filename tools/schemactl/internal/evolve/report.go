@@ -76,30 +76,21 @@ func List(w io.Writer, dir string, subjects []Subject) error {
 // CheckAll checks every subject and prints one line per subject, and each refusal in full.
 // It returns an error wrapping ErrRefused when a version was refused.
 func CheckAll(ctx context.Context, w io.Writer, reg Registry, subjects []Subject) error {
-	refusals := 0
-	for _, s := range subjects {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		st, err := Inspect(reg, s)
-		if err != nil {
-			return err
-		}
+	return eachSubject(ctx, reg, subjects, func(s Subject, st State) (int, error) {
 		if st.Level != s.Compatibility {
 			fmt.Fprintf(w, "note     %s: compatibility is %s in the registry, the config wants %s (register sets it)\n", s.Name, st.Level, s.Compatibility)
 		}
 		refused, err := Check(reg, st)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		bad := map[int]bool{}
 		for _, r := range refused {
 			bad[r.Version.Version] = true
 			if err := WriteRefusal(w, r); err != nil {
-				return err
+				return 0, err
 			}
 		}
-		refusals += len(refused)
 		var ok []string
 		for _, d := range st.New {
 			if !bad[d.Version] {
@@ -114,6 +105,27 @@ func CheckAll(ctx context.Context, w io.Writer, reg Registry, subjects []Subject
 		case len(ok) > 0:
 			fmt.Fprintf(w, "ok       %s: %s %s %s-compatible with registered version %d\n", s.Name, s.Versions[0].Name, strings.Join(ok, ", "), st.Level, st.Latest.Version())
 		}
+		return len(refused), nil
+	})
+}
+
+// eachSubject inspects each subject and hands it to fn, which returns how many versions it
+// saw refused; the result wraps ErrRefused when there were any.
+func eachSubject(ctx context.Context, reg Registry, subjects []Subject, fn func(Subject, State) (int, error)) error {
+	refusals := 0
+	for _, s := range subjects {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		st, err := Inspect(reg, s)
+		if err != nil {
+			return err
+		}
+		n, err := fn(s, st)
+		if err != nil {
+			return err
+		}
+		refusals += n
 	}
 	if refusals > 0 {
 		return fmt.Errorf("%d schema version(s) %w", refusals, ErrRefused)
@@ -124,15 +136,7 @@ func CheckAll(ctx context.Context, w io.Writer, reg Registry, subjects []Subject
 // RegisterAll registers the new versions of every subject, after setting its compatibility
 // level. A refused version stops its subject, not the others.
 func RegisterAll(ctx context.Context, w io.Writer, reg Registry, subjects []Subject) error {
-	refusals := 0
-	for _, s := range subjects {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		st, err := Inspect(reg, s)
-		if err != nil {
-			return err
-		}
+	return eachSubject(ctx, reg, subjects, func(s Subject, st State) (int, error) {
 		set, done, refused, err := Register(reg, st)
 		if set {
 			was := string(st.Level)
@@ -145,23 +149,16 @@ func RegisterAll(ctx context.Context, w io.Writer, reg Registry, subjects []Subj
 			fmt.Fprintf(w, "added    %s: %s v%d as version %d (schema id %d)\n", s.Name, r.Version.Name, r.Version.Version, r.Registry, r.ID)
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if refused != nil {
-			refusals++
-			if err := WriteRefusal(w, *refused); err != nil {
-				return err
-			}
-			continue
+			return 1, WriteRefusal(w, *refused)
 		}
 		if len(done) == 0 {
 			fmt.Fprintf(w, "ok       %s: up to date (%s)\n", s.Name, registered(st))
 		}
-	}
-	if refusals > 0 {
-		return fmt.Errorf("%d schema version(s) %w", refusals, ErrRefused)
-	}
-	return nil
+		return 0, nil
+	})
 }
 
 func registered(st State) string {

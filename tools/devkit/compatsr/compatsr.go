@@ -1,4 +1,15 @@
-package evolve
+// Package compatsr makes franz-go's srfake refuse what a Confluent schema registry refuses.
+//
+// srfake accepts every schema and answers every compatibility check with true. Confluent's
+// Schema Registry (docs: "Schema Registry API Reference") instead answers POST
+// /compatibility/subjects/{s}/versions/{v} with {"is_compatible": false} and refuses POST
+// /subjects/{s}/versions with HTTP 409, error_code 409 ("Schema being registered is
+// incompatible with an earlier schema for subject ..."). Handler models exactly that, for the
+// levels NONE, BACKWARD, FORWARD and FULL against the subject's latest version (the transitive
+// levels answer HTTP 500: not modelled), deciding with Avro schema resolution
+// (schemas.CheckBackward). Everything else is srfake's. For tests and the dev stack only: it
+// shows what this model says, not what a real registry does.
+package compatsr
 
 import (
 	"bytes"
@@ -8,49 +19,32 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"testing"
 
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/iov-platform/iov/schemas"
 )
 
-// strictRegistry is srfake made to refuse what a Confluent registry refuses. srfake accepts
-// every schema and answers every compatibility check with true; Confluent's Schema Registry
-// (docs: "Schema Registry API Reference") instead answers POST
-// /compatibility/subjects/{s}/versions/latest with {"is_compatible": false} and refuses POST
-// /subjects/{s}/versions with HTTP 409, error_code 409 ("Schema being registered is
-// incompatible with an earlier schema for subject ..."). This wrapper models exactly that, for
-// NONE, BACKWARD, FORWARD and FULL against the latest version (the transitive levels are not
-// modelled), deciding with Avro schema resolution (schemas.CheckBackward). With check false
-// the compatibility endpoint stays srfake's always-true stub, so that only registration
-// refuses, as when the registry changed between a CI check and the register step.
-type strictRegistry struct {
-	fake  *srfake.Registry
-	check bool
-	url   string
+// Handler serves an srfake registry with compatibility enforced.
+type Handler struct {
+	fake *srfake.Registry
+	// RegisterOnly keeps the compatibility endpoint srfake's always-true stub, so that only
+	// registration refuses, as when the registry changed between a CI check and the register
+	// step.
+	RegisterOnly bool
 }
 
-func newStrictRegistry(t *testing.T, check bool) *strictRegistry {
-	t.Helper()
-	s := &strictRegistry{fake: srfake.New(), check: check}
-	srv := httptest.NewServer(s)
-	t.Cleanup(func() {
-		srv.Close()
-		s.fake.Close()
-	})
-	s.url = srv.URL
-	return s
-}
+// New wraps fake.
+func New(fake *srfake.Registry) *Handler { return &Handler{fake: fake} }
 
-func (s *strictRegistry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+func (s *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	parts := strings.Split(strings.Trim(req.URL.Path, "/"), "/")
 	var subject string
 	var register bool
 	switch {
 	case req.Method == http.MethodPost && len(parts) == 3 && parts[0] == "subjects" && parts[2] == "versions":
 		subject, register = parts[1], true
-	case req.Method == http.MethodPost && len(parts) == 5 && parts[0] == "compatibility" && s.check:
+	case req.Method == http.MethodPost && len(parts) >= 4 && parts[0] == "compatibility" && parts[1] == "subjects" && !s.RegisterOnly:
 		subject = parts[2]
 	default:
 		s.fake.Handler().ServeHTTP(w, req)
@@ -88,7 +82,7 @@ func (s *strictRegistry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 // compatible decides like the registry: the subject's level against its latest version; a
 // subject without versions accepts anything.
-func (s *strictRegistry) compatible(subject, proposed string) (bool, error) {
+func (s *Handler) compatible(subject, proposed string) (bool, error) {
 	var latest struct {
 		Schema string `json:"schema"`
 	}
@@ -115,10 +109,10 @@ func (s *strictRegistry) compatible(subject, proposed string) (bool, error) {
 	case "FULL":
 		return schemas.CheckBackward(next, prev) == nil && schemas.CheckBackward(prev, next) == nil, nil
 	}
-	return false, fmt.Errorf("level %s not modelled", cfg.Level)
+	return false, fmt.Errorf("compatibility level %s is not modelled", cfg.Level)
 }
 
-func (s *strictRegistry) get(path string, v any) int {
+func (s *Handler) get(path string, v any) int {
 	rec := httptest.NewRecorder()
 	s.fake.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 	if rec.Code == http.StatusOK {
