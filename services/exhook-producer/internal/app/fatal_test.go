@@ -27,9 +27,23 @@ type transition struct {
 
 func (tr transition) String() string { return tr.at.Format(time.StampMilli) + " " + tr.state }
 
+// changedWithin reports whether the state changed between from and to (with the watcher's
+// poll interval as margin).
+func changedWithin(trs []transition, from, to time.Time) bool {
+	for i, tr := range trs {
+		if i == 0 {
+			continue // the first state seen, not a change
+		}
+		if !tr.at.Before(from.Add(-10*time.Millisecond)) && !tr.at.After(to.Add(10*time.Millisecond)) {
+			return true
+		}
+	}
+	return false
+}
+
 // sample is one look at the producer's health signals.
 type sample struct {
-	at       time.Time
+	at, end  time.Time // when the look started and ended
 	state    string // the main producer's state, read before and after the probes
 	stable   bool   // the state was the same before and after the probes
 	ready    bool   // GET /ready answered 200
@@ -97,6 +111,7 @@ func sampleHealth(ctx context.Context, t *testing.T, a *app.App) <-chan []sample
 				state, ready := metricsState(httpAddr)
 				s.gauge, s.gaugeRdy, s.stable = state, ready, s.stable && string(a.KafkaState()) == s.state
 			}
+			s.end = time.Now()
 			if ctx.Err() == nil {
 				samples = append(samples, s)
 			}
@@ -247,8 +262,8 @@ routes:
 	// Health tells the truth at every moment.
 	var sawRecovering, sawUnreachable bool
 	for _, s := range samples {
-		if !s.stable {
-			continue // a transition between the reads
+		if !s.stable || changedWithin(transitions, s.at, s.end) {
+			continue // a transition between the reads (e.g. a ~100ms replacement) or a gap
 		}
 		canDeliver := s.state == "delivering"
 		sawRecovering = sawRecovering || s.state == "recovering"
