@@ -45,7 +45,7 @@ compare: build ## Python exhook bridge vs ours, same load: msg/s, p50/p99, peak 
 		$(BIN)/compare --producer $(BIN)/exhook-producer --python "$$py" --bridge tools/baseline-python/exhook_bridge.py $(if $(SYNC),--sync)
 
 .PHONY: test
-test: deps lint proto-check test-go cli-check chart-test ## Everything CI runs: lint, generated-code check, Go tests with -race, the binaries' command line, chart tests
+test: deps lint proto-check test-go cli-check test-kafka chart-test ## Everything CI runs: lint, generated-code check, Go tests with -race, the binaries' command line, real-Kafka tests, chart tests
 	@echo "make test: all checks passed"
 
 .PHONY: test-go
@@ -106,6 +106,20 @@ KAFKA_DIR   ?= $(CURDIR)/.cache/kafka
 .PHONY: kafka-up
 kafka-up: ## Start a real Kafka (KRaft, KAFKA_NODES=1|3) on free loopback ports; prints the bootstrap list
 	@cd tools/devkit && $(GO) run ./cmd/kafkacluster up --nodes $(KAFKA_NODES) --dir $(KAFKA_DIR)
+
+# The tests that need a real Kafka (each starts and stops its own cluster; IOV_REAL_KAFKA=1
+# enables them, elsewhere they skip): the harness, the end-to-end tests' real-kafka runs, the
+# 3-broker fault tests and SASL/SCRAM over TLS.
+KAFKA_E2E := ^(TestEveryMessageArrivesOnceInOrder|TestClientEventsGoToStatusTopic|TestBadPayloadGoesToDeadLetterTopic|TestRecordsHandledAsWrittenInOrder|TestCommandRoundTrip|TestSASLSCRAMOverTLS)$$/^(real-kafka|right_password|wrong_password)$$
+.PHONY: test-kafka
+test-kafka: ## Real-Kafka tests: harness, end-to-end, broker faults (3 nodes), SASL/SCRAM over TLS
+	@set -e; export IOV_REAL_KAFKA=1; \
+	echo "== real kafka: harness"; (cd tools/devkit && $(GOTEST) -timeout 15m -run '^TestThreeNodeFaults$$' ./kafkacluster/); \
+	for m in services/exhook-producer services/sample-consumer services/downlink; do \
+		echo "== real kafka: end to end and security ($$m)"; \
+		(cd $$m && $(GOTEST) -timeout 15m -run '$(KAFKA_E2E)' ./internal/app/); \
+	done; \
+	echo "== real kafka: broker faults"; (cd services/exhook-producer && $(GOTEST) -timeout 30m -run '^TestBrokerFaults$$' ./internal/app/)
 
 .PHONY: kafka-down
 kafka-down: ## Stop the Kafka started by kafka-up

@@ -48,21 +48,48 @@ func Run(t *testing.T, body func(t *testing.T, b Backend)) {
 func Start(t testing.TB, b Backend, opts stack.Options) *stack.Stack {
 	t.Helper()
 	if b == RealKafka {
-		if opts.Partitions == 0 {
-			opts.Partitions = 6
-		}
-		c := kafkatest.Start(t, kafkacluster.Options{Nodes: 1, Properties: map[string]string{"num.partitions": fmt.Sprint(opts.Partitions)}})
-		var specs []kafkacluster.TopicSpec
-		for _, name := range opts.Topics {
-			specs = append(specs, kafkacluster.TopicSpec{Name: name, Partitions: opts.Partitions, ReplicationFactor: 1})
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := c.CreateTopics(ctx, specs...); err != nil {
-			t.Fatal(err)
-		}
+		c := kafkatest.Start(t, kafkacluster.Options{Nodes: 1, Properties: partitions(&opts)})
 		opts.Bootstrap = c.Bootstrap()
+		createTopics(t, c, opts)
 	}
+	return startStack(t, opts)
+}
+
+// StartSecure starts one real Kafka node with a SASL_SSL (SCRAM-SHA-512) listener for users,
+// and the registry. The stack's KafkaBootstrap is the PLAINTEXT listener, for the test's own
+// clients; give the service under test sc.SecureBootstrap() and sc.ClientProperties(...).
+func StartSecure(t testing.TB, users map[string]string, opts stack.Options) (*stack.Stack, *kafkatest.SecureCluster) {
+	t.Helper()
+	sc := kafkatest.StartSecure(t, 1, users, partitions(&opts))
+	opts.Bootstrap = sc.Bootstrap()
+	createTopics(t, sc.Cluster, opts)
+	return startStack(t, opts), sc
+}
+
+// partitions defaults opts.Partitions and returns the broker setting that gives
+// auto-created topics that many, as on kfake.
+func partitions(opts *stack.Options) map[string]string {
+	if opts.Partitions == 0 {
+		opts.Partitions = 6
+	}
+	return map[string]string{"num.partitions": fmt.Sprint(opts.Partitions)}
+}
+
+func createTopics(t testing.TB, c *kafkacluster.Cluster, opts stack.Options) {
+	t.Helper()
+	var specs []kafkacluster.TopicSpec
+	for _, name := range opts.Topics {
+		specs = append(specs, kafkacluster.TopicSpec{Name: name, Partitions: opts.Partitions, ReplicationFactor: int16(len(c.Nodes))})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.CreateTopics(ctx, specs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startStack(t testing.TB, opts stack.Options) *stack.Stack {
+	t.Helper()
 	st, err := stack.Start(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -87,15 +87,35 @@ func (c *Cluster) ready(ctx context.Context) error {
 			}
 		}
 	}
-	if _, err := c.ActiveController(ctx); err != nil {
+	if _, err := c.activeController(ctx); err != nil {
 		return err
 	}
 	return nil
 }
 
+// retry calls f until it succeeds or ctx ends: a busy or electing cluster answers admin
+// requests late or with a retriable error, so one attempt is not an answer.
+func retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	for {
+		v, err := f(ctx)
+		if err == nil {
+			return v, nil
+		}
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 // ActiveController returns the id of the KRaft quorum's leader (the active controller), asked
-// with DescribeQuorum on the metadata partition.
+// with DescribeQuorum on the metadata partition; it retries until ctx ends.
 func (c *Cluster) ActiveController(ctx context.Context) (int32, error) {
+	return retry(ctx, c.activeController)
+}
+
+func (c *Cluster) activeController(ctx context.Context) (int32, error) {
 	cl, err := c.client()
 	if err != nil {
 		return 0, err
@@ -241,8 +261,13 @@ func (c *Cluster) partitions(ctx context.Context, cl *kgo.Client, topics ...stri
 	return out, nil
 }
 
-// Leader returns the id of the node leading topic/partition.
+// Leader returns the id of the node leading topic/partition, retrying until the partition has
+// a leader or ctx ends.
 func (c *Cluster) Leader(ctx context.Context, topic string, partition int32) (int32, error) {
+	return retry(ctx, func(ctx context.Context) (int32, error) { return c.leader(ctx, topic, partition) })
+}
+
+func (c *Cluster) leader(ctx context.Context, topic string, partition int32) (int32, error) {
 	parts, err := c.Partitions(ctx, topic)
 	if err != nil {
 		return 0, err

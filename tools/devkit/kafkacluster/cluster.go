@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/iov-platform/iov/tools/devkit/readiness"
@@ -33,7 +34,7 @@ type Options struct {
 	Properties map[string]string
 	// Detach runs the nodes in their own session so they outlive this process (make kafka-up).
 	Detach bool
-	// ReadyTimeout bounds Start's and Restart's waits; default 120s.
+	// ReadyTimeout bounds Start's and Restart's waits; default 3 minutes.
 	ReadyTimeout time.Duration
 }
 
@@ -67,7 +68,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		opts.Heap = "384m"
 	}
 	if opts.ReadyTimeout == 0 {
-		opts.ReadyTimeout = 120 * time.Second
+		opts.ReadyTimeout = 3 * time.Minute
 	}
 	cp, err := Classpath(ctx)
 	if err != nil {
@@ -164,27 +165,45 @@ func (c *Cluster) Node(id int32) *Node {
 	return c.Nodes[id-1]
 }
 
-// Close stops every node (SIGTERM, then SIGKILL after a grace period) and waits for them.
-func (c *Cluster) Close() {
+// Close stops every node (as Stop) and waits for them.
+func (c *Cluster) Close() { c.Stop() }
+
+// QuorumGrace is how long Stop lets the nodes shut down cleanly. The nodes stopping last lose
+// the controller quorum, and a broker without a controller to approve its controlled
+// shutdown waits for one for minutes (BrokerServer.shutdown); those are killed after this.
+const QuorumGrace = 20 * time.Second
+
+// Stop stops every node at once, as an outage would: SIGTERM, then SIGKILL for the nodes
+// still running after QuorumGrace. It returns the ids of the nodes it had to kill.
+func (c *Cluster) Stop() (killed []int32) {
 	for _, n := range c.Nodes {
 		n.signalStop()
 	}
+	deadline := time.After(QuorumGrace)
 	for _, n := range c.Nodes {
-		_ = n.Stop()
+		if n.done == nil {
+			continue
+		}
+		select {
+		case <-n.done:
+		case <-deadline:
+			deadline = closedTimer
+			if n.Running() {
+				_ = n.cmd.Process.Signal(syscall.SIGKILL)
+				killed = append(killed, n.ID)
+			}
+			<-n.done
+		}
 	}
+	return killed
 }
 
-// Stop stops every node cleanly (all at once, as an outage would), waiting for them to exit.
-func (c *Cluster) Stop() error {
-	for _, n := range c.Nodes {
-		n.signalStop()
-	}
-	var errs []error
-	for _, n := range c.Nodes {
-		errs = append(errs, n.Stop())
-	}
-	return errors.Join(errs...)
-}
+// closedTimer is a channel that is always ready: the deadline has passed for every node.
+var closedTimer = func() <-chan time.Time {
+	ch := make(chan time.Time)
+	close(ch)
+	return ch
+}()
 
 // Restart starts every stopped node and waits until the cluster is ready again.
 func (c *Cluster) Restart(ctx context.Context) error {

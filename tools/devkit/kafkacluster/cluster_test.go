@@ -110,8 +110,8 @@ func TestThreeNodeFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := c.Stop(); err != nil {
-		t.Fatal(err)
+	if killed := c.Stop(); len(killed) > 0 {
+		t.Logf("nodes %v killed after %s without a quorum to approve their shutdown", killed, kafkacluster.QuorumGrace)
 	}
 	if err := c.Restart(ctx); err != nil {
 		t.Fatal(err)

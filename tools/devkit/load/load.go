@@ -31,6 +31,7 @@ type Options struct {
 	TopicTemplate  string        // MQTT topic; %s is the vehicle id
 	PayloadBytes   int           // approximate JSON payload size
 	QoS            uint32
+	Interval       time.Duration // pause between one vehicle's messages (0: none), to pace a long run
 
 	// Verification: read the Kafka topic back and match what was acknowledged.
 	Bootstrap   string // empty: no verification
@@ -51,6 +52,7 @@ type Report struct {
 	Sent, Acked, Errors int
 	Elapsed             time.Duration
 	P50, P90, P99, Max  time.Duration
+	LongestStall        time.Duration // longest time a vehicle went without an acknowledgement
 	Verified            bool
 	Consumed            int // distinct acknowledged messages of this run found in Kafka
 	Lost                int // acknowledged but not in Kafka
@@ -133,6 +135,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	run := fmt.Sprintf("%x", rand.Uint64())
 	pad := strings.Repeat("x", max(0, o.PayloadBytes-60))
 	latencies := make([][]time.Duration, o.Vehicles)
+	stalls := make([]time.Duration, o.Vehicles)
 	acked := make([][]int, o.Vehicles) // seqs acknowledged per vehicle
 	var errCount atomic.Int64
 	var firstErr atomic.Value
@@ -143,9 +146,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			vin := vehicleID(v)
 			topic := fmt.Sprintf(o.TopicTemplate, vin)
 			lat := make([]time.Duration, 0, o.Messages)
+			lastAck := start
 			for seq := range o.Messages {
 				if ctx.Err() != nil {
 					break
+				}
+				if seq > 0 && o.Interval > 0 {
+					time.Sleep(o.Interval)
 				}
 				body, _ := json.Marshal(payload{Run: run, Vehicle: vin, Seq: seq, Speed: seq % 180, Pad: pad})
 				t0 := time.Now()
@@ -158,12 +165,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 				}
 				lat = append(lat, d)
 				acked[v] = append(acked[v], seq)
+				stalls[v] = max(stalls[v], time.Since(lastAck))
+				lastAck = time.Now()
 			}
 			latencies[v] = lat
 		})
 	}
 	wg.Wait()
-	rep := Report{Elapsed: time.Since(start), Errors: int(errCount.Load())}
+	rep := Report{Elapsed: time.Since(start), Errors: int(errCount.Load()), LongestStall: slices.Max(stalls)}
 	if s, ok := firstErr.Load().(string); ok {
 		rep.FirstError = s
 	}

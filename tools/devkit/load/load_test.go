@@ -49,7 +49,7 @@ func (p *rawProvider) OnMessagePublish(ctx context.Context, req *exhookv2.Messag
 	return &exhookv2.ValuedResponse{Type: exhookv2.ValuedResponse_IGNORE}, nil
 }
 
-func serve(t *testing.T, p *rawProvider) string {
+func serve(t *testing.T, p exhookv2.HookProviderServer) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

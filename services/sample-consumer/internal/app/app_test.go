@@ -58,9 +58,16 @@ func newEnv(t *testing.T) *env { return newEnvOn(t, e2e.KFake) }
 
 func newEnvOn(t *testing.T, b e2e.Backend) *env {
 	t.Helper()
-	e := &env{log: testLogger(t)}
-	st := e2e.Start(t, b, stack.Options{Partitions: 3, Topics: append([]string{deadTopic}, allTopics...)})
-	e.stack = st
+	return newEnvWith(t, e2e.Start(t, b, envStackOptions()))
+}
+
+func envStackOptions() stack.Options {
+	return stack.Options{Partitions: 3, Topics: append([]string{deadTopic}, allTopics...)}
+}
+
+func newEnvWith(t *testing.T, st *stack.Stack) *env {
+	t.Helper()
+	e := &env{log: testLogger(t), stack: st}
 	var err error
 	if e.kafka, err = kgo.NewClient(kgo.SeedBrokers(st.KafkaBootstrap())); err != nil {
 		t.Fatal(err)

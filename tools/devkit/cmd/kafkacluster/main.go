@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/iov-platform/iov/tools/devkit/kafkacluster"
 )
@@ -38,7 +37,7 @@ func run(ctx context.Context, args []string) error {
 	dir := fs.String("dir", ".cache/kafka", "cluster directory (configs, data, logs, pids)")
 	nodes := fs.Int("nodes", 1, "number of nodes: 1 or 3")
 	heap := fs.String("heap", "384m", "JVM -Xmx per node")
-	grace := fs.Duration("grace", 60*time.Second, "down: how long a node may take to stop before SIGKILL")
+	grace := fs.Duration("grace", kafkacluster.QuorumGrace, "down: how long the nodes may take to stop before SIGKILL (the last of 3 loses its quorum and would wait minutes)")
 	if len(args) == 0 {
 		fs.Usage()
 		return errors.New("missing command")

@@ -63,3 +63,40 @@ func showLogs(t testing.TB, dir string) {
 		t.Logf("%s: %d lines, %d ERROR; last ERROR lines:\n%s", f, len(lines), len(errs), strings.Join(errs[max(0, len(errs)-10):], "\n"))
 	}
 }
+
+// SecureCluster is a cluster with a SASL_SSL listener (SCRAM-SHA-512) and the CA that signed
+// its certificate.
+type SecureCluster struct {
+	*kafkacluster.Cluster
+	CAFile string // PEM CA certificate for clients' ssl.ca.location
+}
+
+// ClientProperties are the librdkafka settings of a SCRAM-SHA-512 over TLS client.
+func (s *SecureCluster) ClientProperties(user, password string) map[string]string {
+	return map[string]string{
+		"security.protocol": "SASL_SSL",
+		"sasl.mechanisms":   "SCRAM-SHA-512",
+		"sasl.username":     user,
+		"sasl.password":     password,
+		"ssl.ca.location":   s.CAFile,
+	}
+}
+
+// StartSecure is Start with a SASL_SSL listener: a CA and a server certificate for 127.0.0.1
+// are generated for the test, and the SCRAM-SHA-512 users are created at format time.
+func StartSecure(t testing.TB, nodes int, users, properties map[string]string) *SecureCluster {
+	t.Helper()
+	Skip(t)
+	dir := t.TempDir()
+	caPEM, certPEM, keyPEM, err := NewCertificates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Start(t, kafkacluster.Options{Nodes: nodes, Dir: filepath.Join(dir, "cluster"), Properties: properties,
+		Secure: &kafkacluster.Secure{CertPEM: certPEM, KeyPEM: keyPEM, Users: users}})
+	return &SecureCluster{Cluster: c, CAFile: caFile}
+}
