@@ -4,7 +4,8 @@
 # does not force the rebuild: the first build compiles ~1 500 packages and takes many
 # minutes on a 2-core machine. Progress is printed while it builds.
 #
-#   tools/prometheus-tools.sh          build what is missing, print the cache directory
+#   tools/prometheus-tools.sh          build what is missing, print each tool's path
+#                                      (prometheus=<path>, promtool=<path>; progress on stderr)
 #   tools/prometheus-tools.sh --dir    only print the cache directory
 #
 # Cache: $IOV_PROMETHEUS_TOOLS (default ${XDG_CACHE_HOME:-$HOME/.cache}/iov-platform/prometheus-tools),
@@ -38,4 +39,5 @@ if [ ! -x "$DIR/prometheus-$PROMETHEUS_VERSION" ] || [ ! -x "$DIR/promtool-$PROM
   mv "$tmp/prometheus" "$DIR/prometheus-$PROMETHEUS_VERSION"
   mv "$tmp/promtool" "$DIR/promtool-$PROMETHEUS_VERSION"
 fi
-echo "$DIR"
+echo "prometheus=$DIR/prometheus-$PROMETHEUS_VERSION"
+echo "promtool=$DIR/promtool-$PROMETHEUS_VERSION"

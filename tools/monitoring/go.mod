@@ -9,3 +9,9 @@ replace (
 )
 
 require github.com/grafana/grafana-foundation-sdk/go v0.0.22
+
+require (
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.2 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
+	golang.org/x/text v0.14.0 // indirect
+)
