@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 GO        ?= go
 BIN       := $(CURDIR)/bin
-MODULES   := kit proto schemas services/exhook-producer services/sample-consumer services/downlink tools/devkit
+MODULES   := kit proto schemas services/exhook-producer services/sample-consumer services/downlink tools/devkit tools/monitoring
 SERVICES  := exhook-producer sample-consumer downlink
 TOOLS     := devstack loadgen bench compare
 GOTEST    := $(GO) test -race -count=1
@@ -44,7 +44,7 @@ test: deps lint proto-check test-go chart-test ## Everything CI runs: lint, gene
 	@echo "make test: all checks passed"
 
 .PHONY: test-go
-test-go: ## Go tests with -race in every module
+test-go: prometheus-tools ## Go tests with -race in every module (tools/monitoring needs prometheus and promtool)
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GOTEST) ./...); done
 
 .PHONY: lint
@@ -73,6 +73,20 @@ proto: ## Regenerate the ExHook Go code from proto/
 .PHONY: proto-check
 proto-check: ## Fail if the committed generated code differs from a fresh generation
 	@bash proto/gen.sh --check
+
+# Monitoring (tools/monitoring, charts/MONITORING.md): prometheus and promtool are built once
+# from github.com/prometheus/prometheus into a cache outside bin/ (many minutes the first time).
+.PHONY: prometheus-tools
+prometheus-tools: ## Build prometheus and promtool once into a cache outside bin/ (shows progress)
+	@tools/prometheus-tools.sh >/dev/null
+
+.PHONY: monitoring-test
+monitoring-test: prometheus-tools ## promtool check/test rules, PrometheusRule vs CRD, real Prometheus end-to-end, metric names, dashboard goldens
+	@cd tools/monitoring && $(GOTEST) ./...
+
+.PHONY: dashboards
+dashboards: ## Regenerate the Grafana dashboard JSON in charts/iov-platform/files/dashboards
+	@cd tools/monitoring && $(GO) test -count=1 -run TestGolden ./dashboards -update
 
 .PHONY: chart-test
 chart-test: ## Helm lint, offline render, helm-unittest, kubectl-validate, haproxy -c, goldens
