@@ -130,6 +130,8 @@ shutdown: {drainTimeout: 2s}
 	// Kafka stopped: the producer's Kafka client turns unreachable and the alert fires.
 	t.Run("alert fires with Kafka stopped", func(t *testing.T) {
 		st.StopKafka()
+		// Kafka back before the services stop, so that they shut down without waiting on it.
+		t.Cleanup(func() { _ = st.StartKafka() })
 		waitFor(ctx, t, "IoVKafkaProducerCannotDeliver firing", func() (bool, string) {
 			firing := alerts(t, promAddr, "firing")
 			return slices.ContainsFunc(firing, func(a alert) bool {
@@ -197,19 +199,27 @@ func startService(ctx context.Context, t *testing.T, bin, config string) string 
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, config, httpAddr), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--config", cfg)
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	exited, out := startProcess(t, name, bin, "--config", cfg)
+	if err := readiness.Wait(ctx, httpAddr, exited); err != nil {
+		t.Fatalf("%s: %v\n%s", name, err, out.String())
+	}
+	return httpAddr
+}
+
+// startProcess runs bin until the test ends; exited closes when it ends, out collects its
+// output (shown when the test fails).
+func startProcess(t *testing.T, name, bin string, args ...string) (<-chan struct{}, *lockedBuffer) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { stopProcess(t, name, cmd, exited, &out) })
-	if err := readiness.Wait(ctx, httpAddr, exited); err != nil {
-		t.Fatalf("%s: %v\n%s", name, err, out.String())
-	}
-	return httpAddr
+	t.Cleanup(func() { stopProcess(t, name, cmd, exited, out) })
+	return exited, out
 }
 
 // stopProcess sends SIGTERM, waits up to 15s, then kills; it shows the output on failure.
@@ -291,16 +301,8 @@ func startPrometheus(ctx context.Context, t *testing.T, bin, dir string, targets
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+	exited, out := startProcess(t, "prometheus", bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
 		"--web.listen-address="+addr, "--log.level=warn")
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { stopProcess(t, "prometheus", cmd, exited, &out) })
 	waitFor(ctx, t, "prometheus ready", func() (bool, string) {
 		select {
 		case <-exited:
@@ -506,6 +508,9 @@ func checkMetricNames(ctx context.Context, t *testing.T, promAddr string, target
 	}
 	external := readNameList(t, "testdata/external-metrics.txt")
 
+	// Labelled metrics appear with their first observation: give the traffic a minute.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	var missing []string
 	waitFor(ctx, t, "every queried metric exported", func() (bool, string) {
 		exported := map[string]bool{}
