@@ -555,12 +555,12 @@ func dashboardExprs(t *testing.T, b []byte) []string {
 }
 
 // selectorNames walks the AST /api/v1/parse_query returns and collects the metric name of
-// every vector selector.
+// every vector and range (matrix) selector.
 func selectorNames(n any) []string {
 	var out []string
 	switch v := n.(type) {
 	case map[string]any:
-		if v["type"] == "vectorSelector" {
+		if v["type"] == "vectorSelector" || v["type"] == "matrixSelector" {
 			if name, _ := v["name"].(string); name != "" {
 				out = append(out, name)
 			}
