@@ -12,8 +12,8 @@
 // returns the error and Failed is closed, so the service can exit and be restarted.
 //
 // A probe asks the cluster for metadata (every second by default), so State tells whether
-// the producer can deliver: StateDelivering, StateUnreachable (no broker answered for UnreachableAfter),
-// StateRecovering (replacing a fatal producer) or StateFailed.
+// the producer can deliver: StateDelivering, StateUnreachable (no broker answered for
+// UnreachableAfter), StateRecovering (replacing a fatal producer) or StateFailed.
 package kafkasink
 
 import (
