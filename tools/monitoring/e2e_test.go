@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -293,7 +294,7 @@ func startPrometheus(ctx context.Context, t *testing.T, bin, dir string, targets
 	}
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\nrule_files: [%q]\nscrape_configs:\n", rules)
-	for _, job := range sortedKeys(targets) {
+	for _, job := range slices.Sorted(maps.Keys(targets)) {
 		fmt.Fprintf(&cfg, "  - {job_name: %q, static_configs: [{targets: [%q], labels: {namespace: iov}}]}\n", job, targets[job])
 	}
 	cfgPath := filepath.Join(dir, "prometheus.yml")
@@ -632,13 +633,4 @@ func readNameList(t *testing.T, path string) map[string]bool {
 		}
 	}
 	return out
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
