@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 GO        ?= go
 BIN       := $(CURDIR)/bin
-MODULES   := kit proto schemas services/exhook-producer services/sample-consumer services/downlink tools/devkit tools/schemactl
+MODULES   := kit proto schemas services/exhook-producer services/sample-consumer services/downlink tools/devkit tools/schemactl tools/monitoring
 SERVICES  := exhook-producer sample-consumer downlink
 TOOLS     := devstack loadgen bench compare demo
 GOTEST    := $(GO) test -race -count=1
@@ -49,7 +49,7 @@ test: deps lint proto-check test-go cli-check test-kafka chart-test ## Everythin
 	@echo "make test: all checks passed"
 
 .PHONY: test-go
-test-go: ## Go tests with -race in every module
+test-go: prometheus-tools ## Go tests with -race in every module (tools/monitoring needs prometheus and promtool)
 	@set -e; export COMPARE_PYTHON="$$(tools/baseline-python/install-deps.sh --print-python)"; \
 		for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GOTEST) ./...); done
 
@@ -90,6 +90,20 @@ CHARTTEST := tools/charttest
 .PHONY: chart-tools
 chart-tools: ## Build kubectl-validate and helm-unittest once into a cache outside bin/
 	@tools/chart-tools.sh >/dev/null
+
+# Monitoring (tools/monitoring, charts/MONITORING.md): prometheus and promtool are built once
+# from github.com/prometheus/prometheus into a cache outside bin/ (many minutes the first time).
+.PHONY: prometheus-tools
+prometheus-tools: ## Build prometheus and promtool once into a cache outside bin/ (shows progress)
+	@tools/prometheus-tools.sh >/dev/null
+
+.PHONY: monitoring-test
+monitoring-test: prometheus-tools ## promtool check/test rules, PrometheusRule vs CRD, real Prometheus end-to-end, metric names, dashboard goldens
+	@cd tools/monitoring && $(GOTEST) ./...
+
+.PHONY: dashboards
+dashboards: ## Regenerate the Grafana dashboard JSON in charts/iov-platform/files/dashboards
+	@cd tools/monitoring && $(GO) test -count=1 -run TestGolden ./dashboards -update
 
 .PHONY: chart-test
 chart-test: chart-tools ## Full offline render with the upstream charts: lint, helm-unittest, kubectl-validate, haproxy, goldens
