@@ -178,11 +178,12 @@ func (s *slot) open() error {
 
 func (s *slot) close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
-	if s.cc != nil {
-		_ = s.cc.Close()
-		s.cc = nil
+	cc := s.cc
+	s.cc = nil
+	s.mu.Unlock()
+	if cc != nil {
+		_ = cc.Close() // outside mu: closing the transport may report the loss (lost)
 	}
 }
 
