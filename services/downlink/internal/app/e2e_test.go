@@ -122,7 +122,7 @@ func TestCommandRoundTrip(t *testing.T) {
 	e := newEnv(t, "iov.vehicle.telemetry", "iov.vehicle.status")
 	hookAddr := startProducer(t, e)
 	hooks := &hookLog{}
-	broker, err := emqxsim.StartBroker(emqxsim.BrokerOptions{HookAddr: hookAddr, OnHook: hooks.add, LoadTimeout: 30 * time.Second, Log: e.log.With("component", "emqxsim")})
+	broker, err := emqxsim.StartBroker(emqxsim.BrokerOptions{HookAddr: hookAddr, OnHook: hooks.add, LoadTimeout: 30 * time.Second, AutoReconnect: 250 * time.Millisecond, Log: e.log.With("component", "emqxsim")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,6 +142,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		StatusTopic:     cfg.Topics.Status,
 		DeadLetter:      cfg.Topics.DeadLetter,
 		Commands:        commands,
+		HookScope:       cfg.Hooks.Scope,
 		SyncTimeout:     cfg.Kafka.SyncTimeout,
 		MaxPayloadBytes: cfg.Kafka.MaxPayloadBytes,
 		Metrics:         m,

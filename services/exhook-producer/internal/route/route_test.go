@@ -199,3 +199,34 @@ func BenchmarkMatch(b *testing.B) {
 		}
 	}
 }
+
+func TestCovers(t *testing.T) {
+	for _, tc := range []struct {
+		scope, filter string
+		want          bool
+	}{
+		{"vehicles/#", "vehicles/+/telemetry", true},
+		{"vehicles/#", "vehicles/+/events/#", true},
+		{"vehicles/#", "vehicles", true},
+		{"vehicles/#", "vehicles/#", true},
+		{"vehicles/#", "fleet/+/telemetry", false},
+		{"vehicles/+/telemetry", "vehicles/V1/telemetry", true},
+		{"vehicles/+/telemetry", "vehicles/+/telemetry", true},
+		{"vehicles/+/telemetry", "vehicles/+/events", false},
+		{"vehicles/+", "vehicles/#", false},
+		{"vehicles/+", "vehicles/+/x", false},
+		{"vehicles/+/x", "vehicles/+", false},
+		{"vehicles/+/#", "vehicles/+", true},
+		{"vehicles/+/#", "vehicles", false},
+		{"#", "vehicles/+/telemetry", true},
+		{"#", "$SYS/x", false},
+		{"+/x", "$SYS/x", false},
+		{"$SYS/#", "$SYS/x", true},
+		{"a/b", "a/b", true},
+		{"a/b", "a/b/c", false},
+	} {
+		if got := Covers(tc.scope, tc.filter); got != tc.want {
+			t.Errorf("Covers(%q, %q) = %v, want %v", tc.scope, tc.filter, got, tc.want)
+		}
+	}
+}
