@@ -6,7 +6,7 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 MODULES   := kit proto schemas services/exhook-producer services/sample-consumer services/downlink tools/devkit
 SERVICES  := exhook-producer sample-consumer downlink
-TOOLS     := devstack loadgen bench compare
+TOOLS     := devstack loadgen bench compare exhook-reload
 GOTEST    := $(GO) test -race -count=1
 FUZZTIME  ?= 10s
 

@@ -170,6 +170,12 @@ func StartBroker(opts BrokerOptions) (*Broker, error) {
 	if opts.AutoReconnect <= 0 {
 		opts.AutoReconnect = DefaultAutoReconnect
 	}
+	if opts.PoolSize <= 0 {
+		opts.PoolSize = defaultPoolSize
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = defaultRequestTimeout
+	}
 	if opts.LoadTimeout == 0 {
 		opts.LoadTimeout = 10 * time.Second
 	}
@@ -339,6 +345,16 @@ func (b *Broker) Loads() int {
 	b.hmu.RLock()
 	defer b.hmu.RUnlock()
 	return b.loads
+}
+
+// waitLoads waits until Loads reaches n or ctx ends.
+func (b *Broker) waitLoads(ctx context.Context, n int) {
+	for b.Loads() < n && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func (b *Broker) meta() Meta {
