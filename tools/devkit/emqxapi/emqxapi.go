@@ -101,6 +101,15 @@ func (c *Client) Reload(ctx context.Context, name string) (Server, error) {
 	return s, nil
 }
 
+// Status reads the ExHook server name as every node sees it (GET, no change).
+func (c *Client) Status(ctx context.Context, name string) (Server, error) {
+	var s Server
+	if err := c.do(ctx, http.MethodGet, "/api/v5/exhooks/"+url.PathEscape(name), nil, &s); err != nil {
+		return Server{}, err
+	}
+	return s, nil
+}
+
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, bytes.NewReader(body))
 	if err != nil {

@@ -77,6 +77,9 @@ func TestReloadRegistersNewScope(t *testing.T) {
 	if got := b.Hooks(); !slices.Contains(got, "message.publish[vehicles/#]") || b.Loads() != 2 {
 		t.Fatalf("hooks after the reload %q, loads %d", got, b.Loads())
 	}
+	if st, err := c.Status(ctx, "iov"); err != nil || Check(st, []string{"vehicles/#"}) != nil || st.NodeStatus[0].Node != "emqx@n1" {
+		t.Fatalf("Status = %+v, %v", st, err)
+	}
 	if err := Check(s, []string{"vehicles/+/telemetry"}); err == nil || !strings.Contains(err.Error(), "want") {
 		t.Fatalf("Check with the old scope: %v", err)
 	}

@@ -262,11 +262,9 @@ func (b *Broker) loadOnce() {
 		mode: b.opts.Mode, retryInterval: b.opts.RetryInterval, retries: b.opts.Retries})
 	var specs []HookSpec
 	if err == nil {
-		err = p.do(context.Background(), "", func(ctx context.Context, cc grpc.ClientConnInterface) error {
-			var lerr error
-			specs, lerr = b.opts.Protocol.Stub(cc).Loaded(ctx, BrokerInfo{Version: "5.8.6", Sysdescr: "EMQX", Uptime: 1000,
+		specs, err = callPool(context.Background(), p, "", func(ctx context.Context, cc grpc.ClientConnInterface) ([]HookSpec, error) {
+			return b.opts.Protocol.Stub(cc).Loaded(ctx, BrokerInfo{Version: "5.8.6", Sysdescr: "EMQX", Uptime: 1000,
 				Datetime: time.Now().UTC().Format(time.RFC3339)}, b.meta())
-			return lerr
 		})
 	}
 	hooks := map[string][]string{}
@@ -312,8 +310,8 @@ func (b *Broker) unload() {
 	if p == nil {
 		return
 	}
-	_ = p.do(context.Background(), "", func(ctx context.Context, cc grpc.ClientConnInterface) error {
-		return b.opts.Protocol.Stub(cc).Unloaded(ctx, b.meta())
+	_, _ = p.do(context.Background(), "", func(ctx context.Context, cc grpc.ClientConnInterface) (any, error) {
+		return nil, b.opts.Protocol.Stub(cc).Unloaded(ctx, b.meta())
 	})
 	p.close()
 }
@@ -363,13 +361,20 @@ func (b *Broker) meta() Meta {
 
 // call runs one hook call pinned by key (the client id), or reports errNotLoaded.
 func (b *Broker) call(key string, fn func(context.Context, Stub) error) error {
+	_, err := brokerCall(b, key, func(ctx context.Context, s Stub) (struct{}, error) { return struct{}{}, fn(ctx, s) })
+	return err
+}
+
+// brokerCall is call with a result.
+func brokerCall[T any](b *Broker, key string, fn func(context.Context, Stub) (T, error)) (T, error) {
 	b.hmu.RLock()
 	p := b.pool
 	b.hmu.RUnlock()
 	if p == nil {
-		return errNotLoaded
+		var zero T
+		return zero, errNotLoaded
 	}
-	return p.do(context.Background(), key, func(ctx context.Context, cc grpc.ClientConnInterface) error {
+	return callPool(context.Background(), p, key, func(ctx context.Context, cc grpc.ClientConnInterface) (T, error) {
 		return fn(ctx, b.opts.Protocol.Stub(cc))
 	})
 }
@@ -580,11 +585,8 @@ func (h *exhook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if b.wants(HookMessagePublish, pk.TopicName) {
 		host, _, _ := net.SplitHostPort(cl.Net.Remote)
 		msg := b.message(id, ts, cl.ID, pk, map[string]string{"username": b.clientInfo(cl).Username, "peerhost": host, "protocol": "mqtt"})
-		var v Verdict
-		err := b.call(cl.ID, func(ctx context.Context, s Stub) error {
-			var perr error
-			v, perr = s.MessagePublish(ctx, msg, b.meta())
-			return perr
+		v, err := brokerCall(b, cl.ID, func(ctx context.Context, s Stub) (Verdict, error) {
+			return s.MessagePublish(ctx, msg, b.meta())
 		})
 		b.report(HookMessagePublish, cl.ID, pk.TopicName, err)
 		// A failed call leaves the message as it was, with deny and with ignore alike.

@@ -37,6 +37,10 @@ type Options struct {
 	// Client, when set, is the simulated EMQX to publish through (its mode, pool and
 	// deadline); Addr, Pool and RequestTimeout are then unused.
 	Client *emqxsim.Client
+	// PerStream, when set, replaces Client: message i of every vehicle goes through
+	// PerStream[i%len], as a proxy that balances each HTTP/2 stream (not each connection)
+	// over producer pods would send it.
+	PerStream []*emqxsim.Client
 
 	// Verification: read the Kafka topic back and match what was acknowledged.
 	Bootstrap   string // empty: no verification
@@ -105,6 +109,9 @@ type payload struct {
 }
 
 func (o *Options) defaults() error {
+	if len(o.PerStream) > 0 {
+		o.Client = o.PerStream[0]
+	}
 	if o.Addr == "" && o.Client == nil {
 		return errors.New("load: Addr is required")
 	}
@@ -166,8 +173,12 @@ func Run(ctx context.Context, o Options) (Report, error) {
 				}
 				sent[v] = append(sent[v], seq)
 				body, _ := json.Marshal(payload{Run: run, Vehicle: vin, Seq: seq, Speed: seq % 180, Pad: pad})
+				via := sim
+				if n := len(o.PerStream); n > 0 {
+					via = o.PerStream[seq%n]
+				}
 				t0 := time.Now()
-				_, err := sim.Publish(ctx, sim.NewMessage(vin, topic, o.QoS, body))
+				_, err := via.Publish(ctx, via.NewMessage(vin, topic, o.QoS, body))
 				d := time.Since(t0)
 				if err != nil {
 					errCount.Add(1)

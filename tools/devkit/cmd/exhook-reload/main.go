@@ -3,7 +3,9 @@
 // message.publish registered for the expected scope. Run it after a change of the
 // producer's hooks.scope (e.g. as a Helm post-upgrade Job); route changes inside the scope
 // need no reload. The API key and secret come from EMQX_API_KEY and EMQX_API_SECRET
-// (mount them from a Secret).
+// (mount them from a Secret). With -status it changes nothing and only checks (exit 1 when
+// a node is not connected: EMQX exports no ExHook metrics to Prometheus, so this is what
+// an alert probe can run).
 package main
 
 import (
@@ -39,6 +41,7 @@ func run(ctx context.Context, args []string) error {
 	name := fs.String("name", "iov", "ExHook server name in EMQX")
 	scope := fs.String("scope", "", "comma-separated topic filters message.publish must be registered for afterwards (empty: do not check)")
 	timeout := fs.Duration("timeout", time.Minute, "overall time limit")
+	statusOnly := fs.Bool("status", false, "only check the server's state on every node, do not reload")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,7 +55,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	s, err := c.Reload(ctx, *name)
+	call, verb := c.Reload, "reloaded"
+	if *statusOnly {
+		call, verb = c.Status, "connected"
+	}
+	s, err := call(ctx, *name)
 	if err != nil {
 		return err
 	}
@@ -60,6 +67,6 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	topics, _ := s.Topics("message.publish")
-	fmt.Printf("exhook server %s reloaded on %d node(s); message.publish topics %q\n", s.Name, len(s.NodeStatus), topics)
+	fmt.Printf("exhook server %s %s on %d node(s); message.publish topics %q\n", s.Name, verb, len(s.NodeStatus), topics)
 	return nil
 }
