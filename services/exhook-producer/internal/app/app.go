@@ -161,8 +161,8 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	a.health = health.NewServer()
 	newServer := func(inflight *atomic.Int64) *grpc.Server {
 		srv := grpc.NewServer(
+			countInflight(inflight),
 			grpc.ChainUnaryInterceptor(
-				countInflight(inflight),
 				srvMetrics.UnaryServerInterceptor(),
 				recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(func(p any) error {
 					panics.Inc()

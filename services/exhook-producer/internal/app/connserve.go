@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 )
 
 // connServers serves each accepted connection with its own grpc.Server from newServer.
@@ -42,12 +43,24 @@ func newConnServers(newServer func(inflight *atomic.Int64) *grpc.Server) *connSe
 	return &connServers{newServer: newServer, conns: map[*connServer]bool{}}
 }
 
-// countInflight is the interceptor that keeps a connection's in-flight count.
-func countInflight(n *atomic.Int64) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		n.Add(1)
-		defer n.Add(-1)
-		return h(ctx, req)
+// countInflight keeps a connection's in-flight count, from the call's headers to its
+// status queued for writing: a GOAWAY queued after that reaches EMQX after the answer.
+func countInflight(n *atomic.Int64) grpc.ServerOption {
+	return grpc.StatsHandler(inflightStats{n})
+}
+
+type inflightStats struct{ n *atomic.Int64 }
+
+func (inflightStats) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (inflightStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (inflightStats) HandleConn(context.Context, stats.ConnStats)                       {}
+
+func (h inflightStats) HandleRPC(_ context.Context, s stats.RPCStats) {
+	switch s.(type) {
+	case *stats.Begin:
+		h.n.Add(1)
+	case *stats.End:
+		h.n.Add(-1)
 	}
 }
 
@@ -83,10 +96,18 @@ func (s *connServers) Serve(ln net.Listener) error {
 	}
 }
 
+// servers marks the set closing (no new connections) and lists the connections.
 func (s *connServers) servers() []*connServer {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closing = true
+	s.mu.Unlock()
+	return s.servers0()
+}
+
+// servers0 lists the connections.
+func (s *connServers) servers0() []*connServer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	out := make([]*connServer, 0, len(s.conns))
 	for cs := range s.conns {
 		out = append(out, cs)
