@@ -37,17 +37,7 @@ func TestLoadRetriesEveryAutoReconnectWithListenerOpen(t *testing.T) {
 			return status.Error(codes.Unavailable, "not ready")
 		}
 	}}
-	b, err := StartBroker(BrokerOptions{HookAddr: serveProvider(t, p), AutoReconnect: autoReconnect, LoadTimeout: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	sub := connect(t, b, "sub", "t/#")
-	pub := connect(t, b, "pub")
-	pub.publish(t, "t/early", "x")
-	if m := sub.next(t); m.Topic != "t/early" {
-		t.Fatalf("got %s", m.Topic)
-	}
+	b, sub, pub := startUnloaded(t, serveProvider(t, p), autoReconnect)
 	if n := p.count(HookMessagePublish); n != 0 {
 		t.Fatalf("%d message.publish calls before the provider loaded", n)
 	}
@@ -76,6 +66,24 @@ func TestLoadRetriesEveryAutoReconnectWithListenerOpen(t *testing.T) {
 	if n := p.count(HookMessagePublish); n != 1 {
 		t.Fatalf("%d message.publish calls after the load, want 1", n)
 	}
+}
+
+// startUnloaded starts a broker that loads hookAddr in the background and checks that a
+// message published before the load is routed.
+func startUnloaded(t *testing.T, hookAddr string, autoReconnect time.Duration) (b *Broker, sub, pub *client) {
+	t.Helper()
+	b, err := StartBroker(BrokerOptions{HookAddr: hookAddr, AutoReconnect: autoReconnect, LoadTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	sub = connect(t, b, "sub", "t/#")
+	pub = connect(t, b, "pub")
+	pub.publish(t, "t/early", "x")
+	if m := sub.next(t); m.Topic != "t/early" {
+		t.Fatalf("got %s", m.Topic)
+	}
+	return b, sub, pub
 }
 
 // A provider that restarts is not loaded again: EMQX keeps the hooks it registered first
@@ -386,15 +394,7 @@ func TestStartupWindowIsAutoReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Close()
-	b, err := StartBroker(BrokerOptions{HookAddr: svc.Addr(), AutoReconnect: autoReconnect, LoadTimeout: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	sub := connect(t, b, "sub", "t/#")
-	pub := connect(t, b, "pub")
-	pub.publish(t, "t/early", "x")
-	sub.next(t)
+	b, sub, pub := startUnloaded(t, svc.Addr(), autoReconnect)
 
 	p := &provider{hooks: publishAll}
 	up := time.Now()

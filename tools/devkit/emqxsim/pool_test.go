@@ -32,6 +32,22 @@ func serveAt(ln net.Listener, p *provider) *grpc.Server {
 	return srv
 }
 
+// gun1Client serves p on a fresh address and dials it in gun1 mode with one connection.
+func gun1Client(t *testing.T, p *provider, o Options) (addr string, srv *grpc.Server, c *Client) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv = serveAt(ln, p)
+	o.Addr, o.PoolSize, o.Mode = ln.Addr().String(), 1, ModeGun1
+	if c, err = Dial(o); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return ln.Addr().String(), srv, c
+}
+
 // inflight starts n calls on topic slow and waits until the provider has them all.
 func inflight(t *testing.T, c *Client, p *provider, n int) <-chan error {
 	t.Helper()
@@ -66,19 +82,9 @@ func collect(t *testing.T, errs <-chan error, n int, within time.Duration) []err
 // to reconnect queue and go to the provider once the connection is back.
 func TestGun1GoAwayFailsInFlightAndQueuesNewCalls(t *testing.T) {
 	const retry = 300 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
 	release := make(chan struct{})
 	old := slowProvider(release)
-	srvOld := serveAt(ln, old)
-	c, err := Dial(Options{Addr: addr, PoolSize: 1, RequestTimeout: 3 * time.Second, Mode: ModeGun1, RetryInterval: retry})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	addr, srvOld, c := gun1Client(t, old, Options{RequestTimeout: 3 * time.Second, RetryInterval: retry})
 	errs := inflight(t, c, old, 3)
 
 	stopped := make(chan struct{})
@@ -114,17 +120,7 @@ func TestGun1GoAwayFailsInFlightAndQueuesNewCalls(t *testing.T) {
 // provider gets it late (EMQX already routed the message after its deadline).
 func TestGun1QueuedCallSentAfterDeadline(t *testing.T) {
 	const retry = 600 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	srvOld := serveAt(ln, &provider{hooks: publishAll})
-	c, err := Dial(Options{Addr: addr, PoolSize: 1, RequestTimeout: 200 * time.Millisecond, Mode: ModeGun1, RetryInterval: retry})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	addr, srvOld, c := gun1Client(t, &provider{hooks: publishAll}, Options{RequestTimeout: 200 * time.Millisecond, RetryInterval: retry})
 	if _, err := c.Publish(context.Background(), c.NewMessage("VINA", "t", 1, nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -154,17 +150,7 @@ func TestGun1QueuedCallSentAfterDeadline(t *testing.T) {
 // When gun's reconnects are exhausted the queued calls fail, later calls fail fast, and
 // the first call after the provider is back connects at once.
 func TestGun1RetriesExhausted(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	srv := serveAt(ln, &provider{hooks: publishAll})
-	c, err := Dial(Options{Addr: addr, PoolSize: 1, RequestTimeout: 3 * time.Second, Mode: ModeGun1, RetryInterval: 50 * time.Millisecond, Retries: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	addr, srv, c := gun1Client(t, &provider{hooks: publishAll}, Options{RequestTimeout: 3 * time.Second, RetryInterval: 50 * time.Millisecond, Retries: 3})
 	if _, err := c.Publish(context.Background(), c.NewMessage("VINA", "t", 1, nil)); err != nil {
 		t.Fatal(err)
 	}

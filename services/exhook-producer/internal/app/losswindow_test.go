@@ -16,6 +16,7 @@ import (
 
 	"github.com/iov-platform/iov/services/exhook-producer/internal/app"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/config"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 	"github.com/iov-platform/iov/tools/devkit/load"
 	"github.com/iov-platform/iov/tools/devkit/service"
@@ -29,27 +30,18 @@ type replica struct {
 	done   chan error
 }
 
+// replicaConfig is testConfig (telemetry async, events sync) with a hook scope and a spool
+// route on the pod's volume.
 func replicaConfig(t *testing.T, st *stack.Stack, spoolDir string) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse(fmt.Appendf(nil, `
-grpc: {listenAddress: "127.0.0.1:0"}
-http: {listenAddress: "127.0.0.1:0"}
-log: {level: warn, format: text}
-kafka:
-  bootstrapServers: %q
-  syncTimeout: 3s
-  properties: {linger.ms: "1", message.timeout.ms: "60000"}
-registry: {url: %q}
-shutdown: {drainTimeout: 10s}
-topics: {status: %s, deadLetter: %s}
-spool: {dir: %q}
-hooks: {scope: ["vehicles/#"]}
-routes:
-  - {name: telemetry, filter: "vehicles/+/telemetry", kafkaTopic: %s, key: {from: topic-segment, segment: 1}, payload: json, delivery: async}
-  - {name: events, filter: "vehicles/+/events", kafkaTopic: %s, key: {from: topic-segment, segment: 1}, payload: json, delivery: sync}
-  - {name: spooled, filter: "vehicles/+/spooled", kafkaTopic: %s, key: {from: topic-segment, segment: 1}, payload: json, delivery: spool}
-`, st.KafkaBootstrap(), st.RegistryURL(), statusTopic, deadTopic, spoolDir, telemetryTopic, eventsTopic, spoolTopic))
-	if err != nil {
+	cfg := testConfig(t, st.KafkaBootstrap(), st.RegistryURL())
+	cfg.Spool.Dir = spoolDir
+	cfg.Hooks.Scope = []string{"vehicles/#"}
+	spooled := route.Config{Name: "spooled", Filter: "vehicles/+/spooled", KafkaTopic: spoolTopic,
+		Key: route.KeyConfig{From: route.KeyTopicSegment, Segment: 1}, Payload: route.PayloadJSON, Delivery: route.Spool}
+	spooled.ApplyDefaults()
+	cfg.Routes = append(cfg.Routes, spooled)
+	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	return cfg
