@@ -60,7 +60,9 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s)
 		"schemas/serde FuzzDecode" \
 		"services/exhook-producer/internal/route FuzzMatchFilter" \
 		"services/sample-consumer/internal/consume FuzzDecode" \
-		"services/downlink/internal/command FuzzTemplate"; do \
+		"services/downlink/internal/command FuzzTemplate" \
+		"services/exhook-producer/internal/route FuzzCovers" \
+		"tools/devkit/emqxsim FuzzScan"; do \
 		set -- $$spec; \
 		echo "== fuzz $$2 ($$1)"; \
 		(cd $$1 && $(GO) test -run '^$$' -fuzz "^$$2$$" -fuzztime $(FUZZTIME) .); \

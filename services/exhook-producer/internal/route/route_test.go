@@ -230,3 +230,18 @@ func TestCovers(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCovers: a scope that covers a filter matches every topic the filter matches.
+func FuzzCovers(f *testing.F) {
+	f.Add("vehicles/#", "vehicles/+/telemetry", "vehicles/V1/telemetry")
+	f.Add("vehicles/+/#", "vehicles/+", "vehicles/V1")
+	f.Add("#", "$SYS/x", "$SYS/x")
+	f.Fuzz(func(t *testing.T, scope, filter, topic string) {
+		if ValidateFilter(scope) != nil || ValidateFilter(filter) != nil || strings.ContainsAny(topic, "+#") {
+			return
+		}
+		if Covers(scope, filter) && MatchFilter(strings.Split(filter, "/"), topic) && !MatchFilter(strings.Split(scope, "/"), topic) {
+			t.Fatalf("%q covers %q, which matches %q, but %q does not", scope, filter, topic, scope)
+		}
+	})
+}
