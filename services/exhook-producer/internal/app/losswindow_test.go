@@ -83,7 +83,7 @@ type lossRun struct {
 }
 
 // measuring skips the loss-window measurements unless LOSSWINDOW=1: they take a minute,
-// and one run in four of twenty (-count=20) read nothing back from the in-process Kafka
+// and six runs of twenty (-count=20) read nothing back from the in-process Kafka
 // within the verification wait (in_kafka=0, not yet explained), so they are run on demand.
 func measuring(t *testing.T) {
 	t.Helper()
