@@ -379,7 +379,10 @@ func brokerCall[T any](b *Broker, key string, fn func(context.Context, Stub) (T,
 	})
 }
 
-var errNotLoaded = errors.New("emqxsim: provider unloaded")
+var (
+	errNotLoaded     = errors.New("emqxsim: provider unloaded")
+	errBrokerClosing = errors.New("emqxsim: broker closing")
+)
 
 // Addr is the MQTT listener's host:port.
 func (b *Broker) Addr() string { return b.listener.Address() }
@@ -408,6 +411,16 @@ func (b *Broker) hooksLocked() []string {
 // Safe to call more than once.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
+		// Disconnect the clients first and let their teardown finish: mochi v2.7.9's
+		// listener close takes its client list's read lock twice, which deadlocks against
+		// a client removing itself at the same moment.
+		for _, cl := range b.srv.Clients.GetAll() {
+			cl.Stop(errBrokerClosing)
+		}
+		// ClientsConnected drops when a connection's teardown (its removal included) is over.
+		for deadline := time.Now().Add(2 * time.Second); atomic.LoadInt64(&b.srv.Info.ClientsConnected) > 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
 		_ = b.srv.Close()
 		close(b.closed)
 		b.loaderWG.Wait()
