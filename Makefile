@@ -6,7 +6,7 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 MODULES   := kit proto schemas services/exhook-producer services/sample-consumer services/downlink tools/devkit tools/schemactl tools/monitoring
 SERVICES  := exhook-producer sample-consumer downlink
-TOOLS     := devstack loadgen bench compare demo
+TOOLS     := devstack loadgen bench compare demo exhook-reload
 GOTEST    := $(GO) test -race -count=1
 FUZZTIME  ?= 10s
 
@@ -69,7 +69,9 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s)
 		"services/exhook-producer/internal/hook FuzzV3Publish" \
 		"services/sample-consumer/internal/consume FuzzDecode" \
 		"services/downlink/internal/command FuzzTemplate" \
-		"tools/schemactl/internal/config FuzzParse"; do \
+		"tools/schemactl/internal/config FuzzParse" \
+		"services/exhook-producer/internal/route FuzzCovers" \
+		"tools/devkit/emqxsim FuzzScan"; do \
 		set -- $$spec; \
 		echo "== fuzz $$2 ($$1)"; \
 		(cd $$1 && $(GO) test -run '^$$' -fuzz "^$$2$$" -fuzztime $(FUZZTIME) .); \

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
+	"github.com/iov-platform/iov/tools/devkit/service"
 )
 
 var publishAll = []*exhookv2.HookSpec{{Name: HookMessagePublish}}
@@ -36,17 +37,7 @@ func TestLoadRetriesEveryAutoReconnectWithListenerOpen(t *testing.T) {
 			return status.Error(codes.Unavailable, "not ready")
 		}
 	}}
-	b, err := StartBroker(BrokerOptions{HookAddr: serveProvider(t, p), AutoReconnect: autoReconnect, LoadTimeout: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	sub := connect(t, b, "sub", "t/#")
-	pub := connect(t, b, "pub")
-	pub.publish(t, "t/early", "x")
-	if m := sub.next(t); m.Topic != "t/early" {
-		t.Fatalf("got %s", m.Topic)
-	}
+	b, sub, pub := startUnloaded(t, serveProvider(t, p), autoReconnect)
 	if n := p.count(HookMessagePublish); n != 0 {
 		t.Fatalf("%d message.publish calls before the provider loaded", n)
 	}
@@ -75,6 +66,24 @@ func TestLoadRetriesEveryAutoReconnectWithListenerOpen(t *testing.T) {
 	if n := p.count(HookMessagePublish); n != 1 {
 		t.Fatalf("%d message.publish calls after the load, want 1", n)
 	}
+}
+
+// startUnloaded starts a broker that loads hookAddr in the background and checks that a
+// message published before the load is routed.
+func startUnloaded(t *testing.T, hookAddr string, autoReconnect time.Duration) (b *Broker, sub, pub *client) {
+	t.Helper()
+	b, err := StartBroker(BrokerOptions{HookAddr: hookAddr, AutoReconnect: autoReconnect, LoadTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	sub = connect(t, b, "sub", "t/#")
+	pub = connect(t, b, "pub")
+	pub.publish(t, "t/early", "x")
+	if m := sub.next(t); m.Topic != "t/early" {
+		t.Fatalf("got %s", m.Topic)
+	}
+	return b, sub, pub
 }
 
 // A provider that restarts is not loaded again: EMQX keeps the hooks it registered first
@@ -374,4 +383,36 @@ func TestDeliveredAgainOnDup(t *testing.T) {
 
 func pubPacket(topic string, qos byte) *paho.Publish {
 	return &paho.Publish{QoS: qos, Topic: topic, Payload: []byte("x")}
+}
+
+// A producer that is unreachable while the broker starts costs at most auto_reconnect: the
+// broker retries the load that often, and messages meanwhile are routed without the hook.
+func TestStartupWindowIsAutoReconnect(t *testing.T) {
+	const autoReconnect = 500 * time.Millisecond
+	svc, err := service.Start() // the producer's Service, no ready pod yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	b, sub, pub := startUnloaded(t, svc.Addr(), autoReconnect)
+
+	p := &provider{hooks: publishAll}
+	up := time.Now()
+	svc.SetEndpoints(serveProvider(t, p))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.WaitLoaded(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if window := time.Since(up); window > autoReconnect+300*time.Millisecond {
+		t.Fatalf("loaded %s after the producer came up, want within auto_reconnect %s", window, autoReconnect)
+	}
+	pub.publish(t, "t/late", "y")
+	sub.next(t)
+	calls := waitCalls(t, p, func(cs []call) bool { return p.count(HookMessagePublish) == 1 })
+	for _, c := range calls {
+		if c.hook == HookMessagePublish && c.msg.GetTopic() != "t/late" {
+			t.Fatalf("hook called for %s, published before the load", c.msg.GetTopic())
+		}
+	}
 }

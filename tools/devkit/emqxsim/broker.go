@@ -170,6 +170,12 @@ func StartBroker(opts BrokerOptions) (*Broker, error) {
 	if opts.AutoReconnect <= 0 {
 		opts.AutoReconnect = DefaultAutoReconnect
 	}
+	if opts.PoolSize <= 0 {
+		opts.PoolSize = defaultPoolSize
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = defaultRequestTimeout
+	}
 	if opts.LoadTimeout == 0 {
 		opts.LoadTimeout = 10 * time.Second
 	}
@@ -256,11 +262,9 @@ func (b *Broker) loadOnce() {
 		mode: b.opts.Mode, retryInterval: b.opts.RetryInterval, retries: b.opts.Retries})
 	var specs []HookSpec
 	if err == nil {
-		err = p.do(context.Background(), "", func(ctx context.Context, cc grpc.ClientConnInterface) error {
-			var lerr error
-			specs, lerr = b.opts.Protocol.Stub(cc).Loaded(ctx, BrokerInfo{Version: "5.8.6", Sysdescr: "EMQX", Uptime: 1000,
+		specs, err = callPool(context.Background(), p, "", func(ctx context.Context, cc grpc.ClientConnInterface) ([]HookSpec, error) {
+			return b.opts.Protocol.Stub(cc).Loaded(ctx, BrokerInfo{Version: "5.8.6", Sysdescr: "EMQX", Uptime: 1000,
 				Datetime: time.Now().UTC().Format(time.RFC3339)}, b.meta())
-			return lerr
 		})
 	}
 	hooks := map[string][]string{}
@@ -306,8 +310,8 @@ func (b *Broker) unload() {
 	if p == nil {
 		return
 	}
-	_ = p.do(context.Background(), "", func(ctx context.Context, cc grpc.ClientConnInterface) error {
-		return b.opts.Protocol.Stub(cc).Unloaded(ctx, b.meta())
+	_, _ = p.do(context.Background(), "", func(ctx context.Context, cc grpc.ClientConnInterface) (any, error) {
+		return nil, b.opts.Protocol.Stub(cc).Unloaded(ctx, b.meta())
 	})
 	p.close()
 }
@@ -341,24 +345,44 @@ func (b *Broker) Loads() int {
 	return b.loads
 }
 
+// waitLoads waits until Loads reaches n or ctx ends.
+func (b *Broker) waitLoads(ctx context.Context, n int) {
+	for b.Loads() < n && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 func (b *Broker) meta() Meta {
 	return Meta{Node: b.opts.Node, Version: "5.8.6", Sysdescr: "EMQX", ClusterName: "emqxcl"}
 }
 
 // call runs one hook call pinned by key (the client id), or reports errNotLoaded.
 func (b *Broker) call(key string, fn func(context.Context, Stub) error) error {
+	_, err := brokerCall(b, key, func(ctx context.Context, s Stub) (struct{}, error) { return struct{}{}, fn(ctx, s) })
+	return err
+}
+
+// brokerCall is call with a result.
+func brokerCall[T any](b *Broker, key string, fn func(context.Context, Stub) (T, error)) (T, error) {
 	b.hmu.RLock()
 	p := b.pool
 	b.hmu.RUnlock()
 	if p == nil {
-		return errNotLoaded
+		var zero T
+		return zero, errNotLoaded
 	}
-	return p.do(context.Background(), key, func(ctx context.Context, cc grpc.ClientConnInterface) error {
+	return callPool(context.Background(), p, key, func(ctx context.Context, cc grpc.ClientConnInterface) (T, error) {
 		return fn(ctx, b.opts.Protocol.Stub(cc))
 	})
 }
 
-var errNotLoaded = errors.New("emqxsim: provider unloaded")
+var (
+	errNotLoaded     = errors.New("emqxsim: provider unloaded")
+	errBrokerClosing = errors.New("emqxsim: broker closing")
+)
 
 // Addr is the MQTT listener's host:port.
 func (b *Broker) Addr() string { return b.listener.Address() }
@@ -387,6 +411,16 @@ func (b *Broker) hooksLocked() []string {
 // Safe to call more than once.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
+		// Disconnect the clients first and let their teardown finish: mochi v2.7.9's
+		// listener close takes its client list's read lock twice, which deadlocks against
+		// a client removing itself at the same moment.
+		for _, cl := range b.srv.Clients.GetAll() {
+			cl.Stop(errBrokerClosing)
+		}
+		// ClientsConnected drops when a connection's teardown (its removal included) is over.
+		for deadline := time.Now().Add(2 * time.Second); atomic.LoadInt64(&b.srv.Info.ClientsConnected) > 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
 		_ = b.srv.Close()
 		close(b.closed)
 		b.loaderWG.Wait()
@@ -564,11 +598,8 @@ func (h *exhook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if b.wants(HookMessagePublish, pk.TopicName) {
 		host, _, _ := net.SplitHostPort(cl.Net.Remote)
 		msg := b.message(id, ts, cl.ID, pk, map[string]string{"username": b.clientInfo(cl).Username, "peerhost": host, "protocol": "mqtt"})
-		var v Verdict
-		err := b.call(cl.ID, func(ctx context.Context, s Stub) error {
-			var perr error
-			v, perr = s.MessagePublish(ctx, msg, b.meta())
-			return perr
+		v, err := brokerCall(b, cl.ID, func(ctx context.Context, s Stub) (Verdict, error) {
+			return s.MessagePublish(ctx, msg, b.meta())
 		})
 		b.report(HookMessagePublish, cl.ID, pk.TopicName, err)
 		// A failed call leaves the message as it was, with deny and with ignore alike.

@@ -71,23 +71,21 @@ func (c *Client) meta() *exhookv2.RequestMeta {
 	return &exhookv2.RequestMeta{Node: c.opts.Node, Version: "5.8.6", Sysdescr: "EMQX", ClusterName: "emqxcl"}
 }
 
-// call runs one RPC pinned by key (a client id) with EMQX's deadline.
-func (c *Client) call(ctx context.Context, key string, fn func(context.Context, exhookv2.HookProviderClient) error) error {
-	return c.pool.do(ctx, key, func(ctx context.Context, cc grpc.ClientConnInterface) error {
+// rpc runs one RPC pinned by key (a client id) with EMQX's deadline.
+func rpc[T any](ctx context.Context, c *Client, key string, fn func(context.Context, exhookv2.HookProviderClient) (T, error)) (T, error) {
+	return callPool(ctx, c.pool, key, func(ctx context.Context, cc grpc.ClientConnInterface) (T, error) {
 		return fn(ctx, exhookv2.NewHookProviderClient(cc))
 	})
 }
 
 // Load calls OnProviderLoaded, as EMQX does when the exhook server is enabled.
-func (c *Client) Load(ctx context.Context) (resp *exhookv2.LoadedResponse, err error) {
-	err = c.call(ctx, "", func(ctx context.Context, h exhookv2.HookProviderClient) error {
-		resp, err = h.OnProviderLoaded(ctx, &exhookv2.ProviderLoadedRequest{
+func (c *Client) Load(ctx context.Context) (*exhookv2.LoadedResponse, error) {
+	return rpc(ctx, c, "", func(ctx context.Context, h exhookv2.HookProviderClient) (*exhookv2.LoadedResponse, error) {
+		return h.OnProviderLoaded(ctx, &exhookv2.ProviderLoadedRequest{
 			Broker: &exhookv2.BrokerInfo{Version: "5.8.6", Sysdescr: "EMQX", Uptime: 1000, Datetime: time.Now().UTC().Format(time.RFC3339)},
 			Meta:   c.meta(),
 		})
-		return err
 	})
-	return resp, err
 }
 
 // NewMessage builds the Message EMQX sends for a PUBLISH from clientID.
@@ -105,12 +103,10 @@ func (c *Client) NewMessage(clientID, topic string, qos uint32, payload []byte) 
 }
 
 // Publish calls OnMessagePublish for one message and returns the provider's answer.
-func (c *Client) Publish(ctx context.Context, msg *exhookv2.Message) (resp *exhookv2.ValuedResponse, err error) {
-	err = c.call(ctx, msg.GetFrom(), func(ctx context.Context, h exhookv2.HookProviderClient) error {
-		resp, err = h.OnMessagePublish(ctx, &exhookv2.MessagePublishRequest{Message: msg, Meta: c.meta()})
-		return err
+func (c *Client) Publish(ctx context.Context, msg *exhookv2.Message) (*exhookv2.ValuedResponse, error) {
+	return rpc(ctx, c, msg.GetFrom(), func(ctx context.Context, h exhookv2.HookProviderClient) (*exhookv2.ValuedResponse, error) {
+		return h.OnMessagePublish(ctx, &exhookv2.MessagePublishRequest{Message: msg, Meta: c.meta()})
 	})
-	return resp, err
 }
 
 func (c *Client) clientInfo(clientID string) *exhookv2.ClientInfo {
@@ -119,40 +115,40 @@ func (c *Client) clientInfo(clientID string) *exhookv2.ClientInfo {
 
 // Connected calls OnClientConnected.
 func (c *Client) Connected(ctx context.Context, clientID string) error {
-	return c.call(ctx, clientID, func(ctx context.Context, h exhookv2.HookProviderClient) error {
-		_, err := h.OnClientConnected(ctx, &exhookv2.ClientConnectedRequest{Clientinfo: c.clientInfo(clientID), Meta: c.meta()})
-		return err
+	_, err := rpc(ctx, c, clientID, func(ctx context.Context, h exhookv2.HookProviderClient) (*exhookv2.EmptySuccess, error) {
+		return h.OnClientConnected(ctx, &exhookv2.ClientConnectedRequest{Clientinfo: c.clientInfo(clientID), Meta: c.meta()})
 	})
+	return err
 }
 
 // Disconnected calls OnClientDisconnected with reason (e.g. "normal").
 func (c *Client) Disconnected(ctx context.Context, clientID, reason string) error {
-	return c.call(ctx, clientID, func(ctx context.Context, h exhookv2.HookProviderClient) error {
-		_, err := h.OnClientDisconnected(ctx, &exhookv2.ClientDisconnectedRequest{Clientinfo: c.clientInfo(clientID), Reason: reason, Meta: c.meta()})
-		return err
+	_, err := rpc(ctx, c, clientID, func(ctx context.Context, h exhookv2.HookProviderClient) (*exhookv2.EmptySuccess, error) {
+		return h.OnClientDisconnected(ctx, &exhookv2.ClientDisconnectedRequest{Clientinfo: c.clientInfo(clientID), Reason: reason, Meta: c.meta()})
 	})
+	return err
 }
 
 // Delivered calls OnMessageDelivered: EMQX handed msg to clientID's session.
 func (c *Client) Delivered(ctx context.Context, clientID string, msg *exhookv2.Message) error {
-	return c.call(ctx, clientID, func(ctx context.Context, h exhookv2.HookProviderClient) error {
-		_, err := h.OnMessageDelivered(ctx, &exhookv2.MessageDeliveredRequest{Clientinfo: c.clientInfo(clientID), Message: msg, Meta: c.meta()})
-		return err
+	_, err := rpc(ctx, c, clientID, func(ctx context.Context, h exhookv2.HookProviderClient) (*exhookv2.EmptySuccess, error) {
+		return h.OnMessageDelivered(ctx, &exhookv2.MessageDeliveredRequest{Clientinfo: c.clientInfo(clientID), Message: msg, Meta: c.meta()})
 	})
+	return err
 }
 
 // Acked calls OnMessageAcked: clientID acknowledged msg (QoS 1 PUBACK).
 func (c *Client) Acked(ctx context.Context, clientID string, msg *exhookv2.Message) error {
-	return c.call(ctx, clientID, func(ctx context.Context, h exhookv2.HookProviderClient) error {
-		_, err := h.OnMessageAcked(ctx, &exhookv2.MessageAckedRequest{Clientinfo: c.clientInfo(clientID), Message: msg, Meta: c.meta()})
-		return err
+	_, err := rpc(ctx, c, clientID, func(ctx context.Context, h exhookv2.HookProviderClient) (*exhookv2.EmptySuccess, error) {
+		return h.OnMessageAcked(ctx, &exhookv2.MessageAckedRequest{Clientinfo: c.clientInfo(clientID), Message: msg, Meta: c.meta()})
 	})
+	return err
 }
 
 // Dropped calls OnMessageDropped: the broker dropped msg, e.g. with reason "no_subscribers".
 func (c *Client) Dropped(ctx context.Context, msg *exhookv2.Message, reason string) error {
-	return c.call(ctx, msg.GetFrom(), func(ctx context.Context, h exhookv2.HookProviderClient) error {
-		_, err := h.OnMessageDropped(ctx, &exhookv2.MessageDroppedRequest{Message: msg, Reason: reason, Meta: c.meta()})
-		return err
+	_, err := rpc(ctx, c, msg.GetFrom(), func(ctx context.Context, h exhookv2.HookProviderClient) (*exhookv2.EmptySuccess, error) {
+		return h.OnMessageDropped(ctx, &exhookv2.MessageDroppedRequest{Message: msg, Reason: reason, Meta: c.meta()})
 	})
+	return err
 }

@@ -136,9 +136,20 @@ func (p *pool) slotFor(key string) *slot {
 // SlotFor reports the pool connection (0-based) calls for a client id are pinned to.
 func (p *pool) SlotFor(key string) int { return p.slotFor(key).id }
 
+// callFn is one RPC on a connection; its result is returned, never written elsewhere,
+// because a call queued in gun1 mode may still run after its caller gave up.
+type callFn func(context.Context, grpc.ClientConnInterface) (any, error)
+
 // do runs one call for key with EMQX's deadline. fn gets the connection to call on.
-func (p *pool) do(ctx context.Context, key string, fn func(context.Context, grpc.ClientConnInterface) error) error {
+func (p *pool) do(ctx context.Context, key string, fn callFn) (any, error) {
 	return p.slotFor(key).do(ctx, fn)
+}
+
+// callPool is do with a typed result.
+func callPool[T any](ctx context.Context, p *pool, key string, fn func(context.Context, grpc.ClientConnInterface) (T, error)) (T, error) {
+	v, err := p.do(ctx, key, func(ctx context.Context, cc grpc.ClientConnInterface) (any, error) { return fn(ctx, cc) })
+	t, _ := v.(T)
+	return t, err
 }
 
 // slot is one pooled connection (a grpc_client process and its gun connection).
@@ -178,27 +189,28 @@ func (s *slot) open() error {
 
 func (s *slot) close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
-	if s.cc != nil {
-		_ = s.cc.Close()
-		s.cc = nil
+	cc := s.cc
+	s.cc = nil
+	s.mu.Unlock()
+	if cc != nil {
+		_ = cc.Close() // outside mu: closing the transport may report the loss (lost)
 	}
 }
 
 // do runs fn on this connection, as grpc_client does for one unary call.
-func (s *slot) do(ctx context.Context, fn func(context.Context, grpc.ClientConnInterface) error) error {
+func (s *slot) do(ctx context.Context, fn callFn) (any, error) {
 	timeout := callTimeout(s.p.o.requestTimeout)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return status.Error(codes.Canceled, "emqxsim: pool closed")
+		return nil, status.Error(codes.Canceled, "emqxsim: pool closed")
 	}
 	if s.dead {
 		// gun exited: grpc_client connects synchronously before it opens the stream.
 		s.mu.Unlock()
 		if err := s.reconnect(); err != nil {
-			return status.Errorf(codes.Unavailable, "connect: %v", err)
+			return nil, status.Errorf(codes.Unavailable, "connect: %v", err)
 		}
 		s.mu.Lock()
 	}
@@ -213,27 +225,32 @@ func (s *slot) do(ctx context.Context, fn func(context.Context, grpc.ClientConnI
 	// until its deadline; the request itself goes out when (if) the connection is back.
 	up := s.up
 	s.mu.Unlock()
-	done := make(chan error, 1)
+	type result struct {
+		v   any
+		err error
+	}
+	done := make(chan result, 1)
 	go func() {
 		<-up
 		s.mu.Lock()
 		cc, ok := s.cc, !s.down && !s.dead && !s.closed
 		s.mu.Unlock()
 		if !ok {
-			done <- status.Error(codes.Unavailable, "connection_down")
+			done <- result{nil, status.Error(codes.Unavailable, "connection_down")}
 			return
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
-		done <- fn(cctx, cc)
+		v, err := fn(cctx, cc)
+		done <- result{v, err}
 	}()
 	select {
-	case err := <-done:
-		return err
+	case r := <-done:
+		return r.v, r.err
 	case <-time.After(timeout):
-		return status.Error(codes.DeadlineExceeded, "Waiting for response timeout")
+		return nil, status.Error(codes.DeadlineExceeded, "Waiting for response timeout")
 	case <-ctx.Done():
-		return status.FromContextError(ctx.Err()).Err()
+		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	exhookv3 "github.com/iov-platform/iov/proto/emqx/exhook/v3"
@@ -14,24 +15,18 @@ import (
 const V3Version = "6.0.1"
 
 // V3 is the client in ExHook v3 mode, as EMQX 5.9 and later (6.x included) call a provider:
-// the same pool, turn taking and deadline as the v2 Client, on the emqx.exhook.v3 service,
-// with the MQTT 5 properties of message.publish.
-type V3 struct {
-	c       *Client
-	clients []exhookv3.HookProviderClient
-}
+// the same pool (pinning by client id, whole-second deadlines, connection-loss mode) as the
+// v2 Client, on the emqx.exhook.v3 service, with the MQTT 5 properties of message.publish.
+type V3 struct{ c *Client }
 
 // V3 returns the v3 mode of c, over c's pooled connections.
-func (c *Client) V3() *V3 {
-	v := &V3{c: c}
-	for _, cc := range c.conns {
-		v.clients = append(v.clients, exhookv3.NewHookProviderClient(cc))
-	}
-	return v
-}
+func (c *Client) V3() *V3 { return &V3{c: c} }
 
-func (v *V3) pick() exhookv3.HookProviderClient {
-	return v.clients[v.c.next.Add(1)%uint64(len(v.clients))]
+// rpc3 runs one v3 RPC pinned by key (a client id) with EMQX's deadline.
+func rpc3[T any](ctx context.Context, v *V3, key string, fn func(context.Context, exhookv3.HookProviderClient) (T, error)) (T, error) {
+	return callPool(ctx, v.c.pool, key, func(ctx context.Context, cc grpc.ClientConnInterface) (T, error) {
+		return fn(ctx, exhookv3.NewHookProviderClient(cc))
+	})
 }
 
 func (v *V3) meta() *exhookv3.RequestMeta {
@@ -40,11 +35,11 @@ func (v *V3) meta() *exhookv3.RequestMeta {
 
 // Load calls OnProviderLoaded.
 func (v *V3) Load(ctx context.Context) (*exhookv3.LoadedResponse, error) {
-	ctx, cancel := v.c.call(ctx)
-	defer cancel()
-	return v.pick().OnProviderLoaded(ctx, &exhookv3.ProviderLoadedRequest{
-		Broker: &exhookv3.BrokerInfo{Version: V3Version, Sysdescr: "EMQX", Uptime: 1000, Datetime: time.Now().UTC().Format(time.RFC3339)},
-		Meta:   v.meta(),
+	return rpc3(ctx, v, "", func(ctx context.Context, h exhookv3.HookProviderClient) (*exhookv3.LoadedResponse, error) {
+		return h.OnProviderLoaded(ctx, &exhookv3.ProviderLoadedRequest{
+			Broker: &exhookv3.BrokerInfo{Version: V3Version, Sysdescr: "EMQX", Uptime: 1000, Datetime: time.Now().UTC().Format(time.RFC3339)},
+			Meta:   v.meta(),
+		})
 	})
 }
 
@@ -65,7 +60,7 @@ func (v *V3) NewMessage(clientID, topic string, qos uint32, payload []byte) *exh
 // EMQX sends them: props are the properties other than User Property (EMQX's names, values
 // as strings, e.g. "Message-Expiry-Interval" = "30"), user the User Properties in order.
 func (v *V3) Publish(ctx context.Context, msg *exhookv3.Message, props, user []*exhookv3.Property) (*exhookv3.ValuedResponse, error) {
-	ctx, cancel := v.c.call(ctx)
-	defer cancel()
-	return v.pick().OnMessagePublish(ctx, &exhookv3.MessagePublishRequest{Message: msg, Meta: v.meta(), Props: props, UserProps: user})
+	return rpc3(ctx, v, msg.GetFrom(), func(ctx context.Context, h exhookv3.HookProviderClient) (*exhookv3.ValuedResponse, error) {
+		return h.OnMessagePublish(ctx, &exhookv3.MessagePublishRequest{Message: msg, Meta: v.meta(), Props: props, UserProps: user})
+	})
 }

@@ -31,7 +31,16 @@ type Options struct {
 	TopicTemplate  string        // MQTT topic; %s is the vehicle id
 	PayloadBytes   int           // approximate JSON payload size
 	QoS            uint32
-	Interval       time.Duration // pause between one vehicle's messages (0: none), to pace a long run
+	// Interval is a pause between one vehicle's messages (0: back to back), to spread a run
+	// over a window such as a rolling restart.
+	Interval time.Duration
+	// Client, when set, is the simulated EMQX to publish through (its mode, pool and
+	// deadline); Addr, Pool and RequestTimeout are then unused.
+	Client *emqxsim.Client
+	// PerStream, when set, replaces Client: message i of every vehicle goes through
+	// PerStream[i%len], as a proxy that balances each HTTP/2 stream (not each connection)
+	// over producer pods would send it.
+	PerStream []*emqxsim.Client
 
 	// Verification: read the Kafka topic back and match what was acknowledged.
 	Bootstrap   string // empty: no verification
@@ -56,9 +65,13 @@ type Report struct {
 	Verified            bool
 	Consumed            int // distinct acknowledged messages of this run found in Kafka
 	Lost                int // acknowledged but not in Kafka
-	Duplicates          int
-	OutOfOrder          int
-	FirstError          string
+	// RoutedLost counts every message sent, acknowledged or not, that is not in Kafka: EMQX
+	// publishes a message to its subscribers whether the hook call succeeded or failed
+	// (failed_action deny and ignore alike), so these are the messages the platform lost.
+	RoutedLost int
+	Duplicates int
+	OutOfOrder int
+	FirstError string
 }
 
 // Rate is acknowledged messages per second.
@@ -80,7 +93,7 @@ func (r Report) Print(w io.Writer, name string) {
 		name, r.Sent, r.Acked, r.Errors, r.Elapsed.Round(time.Millisecond), r.Rate(),
 		r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
 	if r.Verified {
-		fmt.Fprintf(w, "%s: consumed=%d lost=%d duplicates=%d out_of_order=%d\n", name, r.Consumed, r.Lost, r.Duplicates, r.OutOfOrder)
+		fmt.Fprintf(w, "%s: consumed=%d lost=%d routed_lost=%d duplicates=%d out_of_order=%d\n", name, r.Consumed, r.Lost, r.RoutedLost, r.Duplicates, r.OutOfOrder)
 	}
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "%s: first error: %s\n", name, r.FirstError)
@@ -97,7 +110,10 @@ type payload struct {
 }
 
 func (o *Options) defaults() error {
-	if o.Addr == "" {
+	if len(o.PerStream) > 0 {
+		o.Client = o.PerStream[0]
+	}
+	if o.Addr == "" && o.Client == nil {
 		return errors.New("load: Addr is required")
 	}
 	if o.Vehicles <= 0 || o.Messages <= 0 {
@@ -123,11 +139,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err := o.defaults(); err != nil {
 		return Report{}, err
 	}
-	sim, err := emqxsim.Dial(emqxsim.Options{Addr: o.Addr, PoolSize: o.Pool, RequestTimeout: o.RequestTimeout})
-	if err != nil {
-		return Report{}, err
+	sim := o.Client
+	if sim == nil {
+		var err error
+		if sim, err = emqxsim.Dial(emqxsim.Options{Addr: o.Addr, PoolSize: o.Pool, RequestTimeout: o.RequestTimeout}); err != nil {
+			return Report{}, err
+		}
+		defer sim.Close()
 	}
-	defer sim.Close()
 	if _, err := sim.Load(ctx); err != nil {
 		return Report{}, fmt.Errorf("OnProviderLoaded: %w", err)
 	}
@@ -137,6 +156,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	latencies := make([][]time.Duration, o.Vehicles)
 	stalls := make([]time.Duration, o.Vehicles)
 	acked := make([][]int, o.Vehicles) // seqs acknowledged per vehicle
+	sent := make([][]int, o.Vehicles)  // seqs sent per vehicle, acknowledged or not
 	var errCount atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
@@ -154,9 +174,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 				if seq > 0 && o.Interval > 0 {
 					time.Sleep(o.Interval)
 				}
+				sent[v] = append(sent[v], seq)
 				body, _ := json.Marshal(payload{Run: run, Vehicle: vin, Seq: seq, Speed: seq % 180, Pad: pad})
+				via := sim
+				if n := len(o.PerStream); n > 0 {
+					via = o.PerStream[seq%n]
+				}
 				t0 := time.Now()
-				_, err := sim.Publish(ctx, sim.NewMessage(vin, topic, o.QoS, body))
+				_, err := via.Publish(ctx, via.NewMessage(vin, topic, o.QoS, body))
 				d := time.Since(t0)
 				if err != nil {
 					errCount.Add(1)
@@ -187,7 +212,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if o.Bootstrap == "" {
 		return rep, nil
 	}
-	return rep, verify(ctx, o, run, acked, &rep)
+	return rep, verify(ctx, o, run, acked, sent, &rep)
 }
 
 func vehicleID(i int) string { return fmt.Sprintf("SIMVIN%07d", i) }
@@ -212,15 +237,19 @@ func avroEnvelope(registryURL string) (func(key, value []byte) ([]byte, error), 
 }
 
 // verify reads the Kafka topic and matches it with what was acknowledged.
-func verify(ctx context.Context, o Options, run string, acked [][]int, rep *Report) error {
-	want := map[string]map[int]bool{}
-	for v, seqs := range acked {
-		m := make(map[int]bool, len(seqs))
-		for _, s := range seqs {
-			m[s] = true
+func verify(ctx context.Context, o Options, run string, acked, sent [][]int, rep *Report) error {
+	bySeq := func(per [][]int) map[string]map[int]bool {
+		out := map[string]map[int]bool{}
+		for v, seqs := range per {
+			m := make(map[int]bool, len(seqs))
+			for _, s := range seqs {
+				m[s] = true
+			}
+			out[vehicleID(v)] = m
 		}
-		want[vehicleID(v)] = m
+		return out
 	}
+	want, routed := bySeq(acked), bySeq(sent)
 	extract := o.Extract
 	if extract == nil {
 		var err error
@@ -266,7 +295,7 @@ func verify(ctx context.Context, o Options, run string, acked [][]int, rep *Repo
 			}
 			last[p.Vehicle] = p.Seq
 		}
-		rep.Lost = 0
+		rep.Lost, rep.RoutedLost = 0, 0
 		for vin, seqs := range want {
 			for s := range seqs {
 				if found[vin][s] {
@@ -276,8 +305,15 @@ func verify(ctx context.Context, o Options, run string, acked [][]int, rep *Repo
 				}
 			}
 		}
+		for vin, seqs := range routed {
+			for s := range seqs {
+				if !found[vin][s] {
+					rep.RoutedLost++
+				}
+			}
+		}
 		rep.Verified = true
-		if rep.Lost == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+		if rep.RoutedLost == 0 || time.Now().After(deadline) || ctx.Err() != nil {
 			return nil
 		}
 		time.Sleep(500 * time.Millisecond)

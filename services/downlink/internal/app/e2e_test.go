@@ -78,7 +78,7 @@ func commandRoundTrip(t *testing.T, b e2e.Backend) {
 	e := newEnvOn(t, b, "iov.vehicle.telemetry", "iov.vehicle.status")
 	hookAddr := startProducer(t, e)
 	hooks := &hookLog{}
-	broker, err := emqxsim.StartBroker(emqxsim.BrokerOptions{HookAddr: hookAddr, OnHook: hooks.add, LoadTimeout: 30 * time.Second, Log: e.log.With("component", "emqxsim")})
+	broker, err := emqxsim.StartBroker(emqxsim.BrokerOptions{HookAddr: hookAddr, OnHook: hooks.add, LoadTimeout: 30 * time.Second, AutoReconnect: 250 * time.Millisecond, Log: e.log.With("component", "emqxsim")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -45,7 +46,7 @@ type App struct {
 	log     *slog.Logger
 	state   *ops.State
 	ops     *ops.Server
-	grpc    *grpc.Server
+	grpc    *connServers // one grpc.Server per EMQX connection (connserve.go)
 	grpcLn  net.Listener
 	health  *health.Server
 	sink    *kafkasink.Sink
@@ -170,6 +171,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		MaxPayloadBytes:  cfg.Kafka.MaxPayloadBytes,
 		MaxRecordBytes:   maxRecord,
 		TopicRecordBytes: a.topicRecordBytes(topics),
+		HookScope:        cfg.Hooks.Scope,
 		Metrics:          m,
 		Log:              log,
 	})
@@ -182,24 +184,31 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	reg.MustRegister(srvMetrics)
 	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "exhook_grpc_panics_total", Help: "Recovered panics in gRPC handlers."})
 	reg.MustRegister(panics)
-	a.grpc = grpc.NewServer(
-		grpc.ChainUnaryInterceptor(
-			srvMetrics.UnaryServerInterceptor(),
-			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(func(p any) error {
-				panics.Inc()
-				log.Error("panic in hook handler", "panic", p)
-				return status.Error(codes.Internal, "internal error")
-			})),
-		),
-		// EMQX keeps a pool of long-lived HTTP/2 connections; allow its keepalive pings.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
-	exhookv2.RegisterHookProviderServer(a.grpc, hooks)      // EMQX 5.0-5.8
-	exhookv3.RegisterHookProviderServer(a.grpc, hooks.V3()) // EMQX 5.9+
-	healthpb.RegisterHealthServer(a.grpc, a.health)
-	reflection.Register(a.grpc)
-	srvMetrics.InitializeMetrics(a.grpc)
+	newServer := func(inflight *atomic.Int64) *grpc.Server {
+		srv := grpc.NewServer(
+			countInflight(inflight),
+			grpc.ChainUnaryInterceptor(
+				srvMetrics.UnaryServerInterceptor(),
+				recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(func(p any) error {
+					panics.Inc()
+					log.Error("panic in hook handler", "panic", p)
+					return status.Error(codes.Internal, "internal error")
+				})),
+			),
+			// EMQX keeps a pool of long-lived HTTP/2 connections; allow its keepalive pings.
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+			grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		)
+		exhookv2.RegisterHookProviderServer(srv, hooks)      // EMQX 5.0-5.8
+		exhookv3.RegisterHookProviderServer(srv, hooks.V3()) // EMQX 5.9+
+		healthpb.RegisterHealthServer(srv, a.health)
+		reflection.Register(srv)
+		return srv
+	}
+	proto := newServer(new(atomic.Int64)) // never serves: names the methods for the metrics
+	srvMetrics.InitializeMetrics(proto)
+	proto.Stop()
+	a.grpc = newConnServers(newServer)
 	return a, nil
 }
 
@@ -415,17 +424,13 @@ func (a *App) drain(stopShipper context.CancelFunc, shipperDone <-chan struct{})
 	a.health.Shutdown()
 	a.log.Info("draining", "timeout", a.cfg.Shutdown.DrainTimeout)
 
-	stopped := make(chan struct{})
-	go func() {
-		a.grpc.GracefulStop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(time.Until(deadline)):
+	// No new connections, then each EMQX connection gets its GOAWAY when no call is in
+	// flight on it (EMQX <= 5.8.8 fails every call in flight at a GOAWAY), by half the
+	// drain timeout at the latest; the calls finish, bounded by the drain timeout.
+	_ = a.grpcLn.Close()
+	if !a.grpc.Drain(start.Add(a.cfg.Shutdown.DrainTimeout/2), deadline) {
 		a.log.Warn("grpc drain timed out; cancelling in-flight calls")
 		a.grpc.Stop()
-		<-stopped
 	}
 
 	var err error

@@ -44,12 +44,12 @@ func changedWithin(trs []transition, from, to time.Time) bool {
 // sample is one look at the producer's health signals.
 type sample struct {
 	at, end  time.Time // when the look started and ended
-	state    string // the main producer's state, read before and after the probes
-	stable   bool   // the state was the same before and after the probes
-	ready    bool   // GET /ready answered 200
-	serving  bool   // gRPC health answered SERVING
-	gauge    string // every 10th sample: exhook_kafka_producer_state{producer="main"} that is 1
-	gaugeRdy bool   // and exhook_ready
+	state    string    // the main producer's state, read before and after the probes
+	stable   bool      // the state was the same before and after the probes
+	ready    bool      // GET /ready answered 200
+	serving  bool      // gRPC health answered SERVING
+	gauge    string    // every 10th sample: exhook_kafka_producer_state{producer="main"} that is 1
+	gaugeRdy bool      // and exhook_ready
 }
 
 var stateLine = regexp.MustCompile(`exhook_kafka_producer_state\{producer="main",state="(\w+)"\} 1`)

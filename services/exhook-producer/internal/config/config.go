@@ -31,7 +31,18 @@ type Config struct {
 	Topics   Topics             `yaml:"topics"`
 	Spool    Spool              `yaml:"spool"`
 	Commands Commands           `yaml:"commands"`
+	Hooks    Hooks              `yaml:"hooks"`
 	Routes   []route.Config     `yaml:"routes"`
+}
+
+// Hooks is what the producer registers with EMQX in OnProviderLoaded.
+type Hooks struct {
+	// Scope lists the MQTT topic filters EMQX calls message.publish for. EMQX reads them
+	// only when it loads the ExHook server (its start, enable or update), not when the
+	// producer restarts, so keep the scope stable (e.g. vehicles/#) and let routes change
+	// inside it: every route filter and commands.responseFilter must lie within the scope.
+	// Empty: the route filters themselves (a route change then needs an EMQX reload).
+	Scope []string `yaml:"scope"`
 }
 
 // GRPC is the HookProvider listener EMQX connects to.
@@ -88,6 +99,15 @@ type Commands struct {
 	VehicleSegment int    `yaml:"vehicleSegment"`
 	CommandSegment int    `yaml:"commandSegment"`
 	StatusTopic    string `yaml:"statusTopic"`
+}
+
+func (c *Config) inScope(filter string) bool {
+	for _, s := range c.Hooks.Scope {
+		if route.Covers(s, filter) {
+			return true
+		}
+	}
+	return false
 }
 
 // Topics are the Kafka topics that are not per route.
@@ -223,6 +243,21 @@ func (c *Config) Validate() error {
 		}
 		if c.Commands.StatusTopic == "" {
 			add("commands.statusTopic is required")
+		}
+	}
+	for i, f := range c.Hooks.Scope {
+		if err := route.ValidateFilter(f); err != nil {
+			add("hooks.scope[%d] %q: %w", i, f, err)
+		}
+	}
+	if len(c.Hooks.Scope) > 0 {
+		if c.Commands.Enabled && !c.inScope(c.Commands.ResponseFilter) {
+			add("commands.responseFilter %q is outside hooks.scope %q: EMQX would never call the producer for it", c.Commands.ResponseFilter, c.Hooks.Scope)
+		}
+		for i, r := range c.Routes {
+			if r.Filter != "" && !c.inScope(r.Filter) {
+				add("routes[%d] (%s): filter %q is outside hooks.scope %q: EMQX would never call the producer for it", i, r.Name, r.Filter, c.Hooks.Scope)
+			}
 		}
 	}
 	if len(c.Routes) == 0 {

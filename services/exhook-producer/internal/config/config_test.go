@@ -26,6 +26,25 @@ routes:
   - {name: t, filter: "v/+/t", kafkaTopic: tel}
 `
 
+// A route change inside the hook scope needs no EMQX reload; the scope is checked against
+// every route filter and the command response filter.
+func TestHookScope(t *testing.T) {
+	cfg, err := Parse([]byte(minimal + "hooks: {scope: [\"vehicles/#\", \"v/+/t\"]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Hooks.Scope) != 2 {
+		t.Fatalf("scope %q", cfg.Hooks.Scope)
+	}
+	def, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(def.Hooks.Scope) != 1 || def.Hooks.Scope[0] != "vehicles/#" {
+		t.Fatalf("embedded default scope %q, want [vehicles/#]", def.Hooks.Scope)
+	}
+}
+
 func TestDefaultsApplied(t *testing.T) {
 	cfg, err := Parse([]byte(minimal))
 	if err != nil {
@@ -67,6 +86,9 @@ func TestInvalidConfigs(t *testing.T) {
 		{"duplicate route", minimal + `  - {name: t, filter: "v/+/u", kafkaTopic: tel2}` + "\n", "duplicate route name"},
 		{"route on dead-letter topic", strings.Replace(minimal, "kafkaTopic: tel", "kafkaTopic: iov.deadletter", 1), "reserved"},
 		{"negative drain", minimal + "shutdown: {drainTimeout: -1s}\n", "drainTimeout"},
+		{"route outside hook scope", minimal + "hooks: {scope: [\"vehicles/#\"]}\n", `routes[0] (t): filter "v/+/t" is outside hooks.scope`},
+		{"response filter outside hook scope", minimal + "hooks: {scope: [\"v/#\"]}\ncommands: {enabled: true}\n", "commands.responseFilter \"vehicles/+/commands/+/response\" is outside hooks.scope"},
+		{"bad hook scope", minimal + "hooks: {scope: [\"v/#/x\"]}\n", "hooks.scope[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

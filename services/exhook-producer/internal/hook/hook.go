@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -80,7 +81,10 @@ type Options struct {
 	Status      Encoder
 	StatusTopic string
 	DeadLetter  string
-	Commands    *Commands     // nil: no downlink tracking
+	Commands    *Commands // nil: no downlink tracking
+	// HookScope is the topic filters registered for message.publish; empty: the route
+	// filters (and the command response filter).
+	HookScope   []string
 	SyncTimeout time.Duration // used when EMQX sent no deadline
 	// MaxPayloadBytes is the largest MQTT payload forwarded; 0 = no limit. The whole record
 	// must fit the record limits too.
@@ -118,15 +122,23 @@ func New(o Options) (*Server, error) {
 	return &Server{o: o}, nil
 }
 
-// OnProviderLoaded tells EMQX which hooks to call: message.publish only for the routes'
-// filters, so EMQX never spends a round trip on topics we do not forward.
+// OnProviderLoaded tells EMQX which hooks to call: message.publish for the hook scope (a
+// stable filter such as vehicles/#, so routes can change without an EMQX reload: EMQX asks
+// only when it loads the server, not when the producer restarts), or else only for the
+// routes' filters, so EMQX never spends a round trip on topics we do not forward.
 func (s *Server) OnProviderLoaded(_ context.Context, req *exhookv2.ProviderLoadedRequest) (*exhookv2.LoadedResponse, error) {
+	filters := slices.Clone(s.o.HookScope)
+	if len(filters) == 0 {
+		filters = s.o.Router.Filters()
+		if c := s.o.Commands; c != nil {
+			filters = append([]string{c.ResponseFilter}, filters...)
+		}
+	}
 	s.o.Log.Info("provider loaded by broker",
-		"node", req.GetMeta().GetNode(), "cluster", req.GetMeta().GetClusterName(), "emqx_version", req.GetBroker().GetVersion())
-	filters := s.o.Router.Filters()
+		"node", req.GetMeta().GetNode(), "cluster", req.GetMeta().GetClusterName(), "emqx_version", req.GetBroker().GetVersion(),
+		"publish_topics", filters)
 	hooks := []*exhookv2.HookSpec{{Name: HookClientConnected}, {Name: HookClientDisconnected}}
 	if c := s.o.Commands; c != nil {
-		filters = append([]string{c.ResponseFilter}, filters...)
 		hooks = append(hooks,
 			&exhookv2.HookSpec{Name: HookMessageDelivered, Topics: []string{c.TopicFilter}},
 			&exhookv2.HookSpec{Name: HookMessageDropped, Topics: []string{c.TopicFilter}})

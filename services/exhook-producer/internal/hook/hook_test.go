@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -323,6 +324,26 @@ func TestProviderLoadedRegistersRouteFilters(t *testing.T) {
 	if len(got) != 3 || len(got[HookMessagePublish]) != 2 || got[HookMessagePublish][1] != "vehicles/+/events/#" {
 		t.Fatalf("hooks %v", got)
 	}
+}
+
+// With a hook scope, message.publish is registered for the scope, not for the routes, so
+// EMQX (which asks only when it loads the server) keeps calling for routes added later.
+func TestProviderLoadedRegistersHookScope(t *testing.T) {
+	f := newFixture(t)
+	f.srv.o.HookScope = []string{"vehicles/#"}
+	resp, err := f.srv.OnProviderLoaded(context.Background(), &exhookv2.ProviderLoadedRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range resp.GetHooks() {
+		if h.GetName() == HookMessagePublish {
+			if !slices.Equal(h.GetTopics(), []string{"vehicles/#"}) {
+				t.Fatalf("message.publish topics %q, want the scope", h.GetTopics())
+			}
+			return
+		}
+	}
+	t.Fatal("message.publish not registered")
 }
 
 func TestClientEvents(t *testing.T) {

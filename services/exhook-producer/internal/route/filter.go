@@ -56,3 +56,33 @@ func MatchFilter(levels []string, topic string) bool {
 	}
 	return false
 }
+
+// Covers reports whether every topic that matches filter also matches scope, both valid
+// MQTT topic filters: e.g. "vehicles/#" covers "vehicles/+/telemetry", "vehicles/+" does not
+// cover "vehicles/#".
+func Covers(scope, filter string) bool {
+	s, f := strings.Split(scope, "/"), strings.Split(filter, "/")
+	for i, fl := range f {
+		if i >= len(s) {
+			return false
+		}
+		sl := s[i]
+		switch {
+		case sl == "#":
+			// A wildcard first level never matches topics starting with $; a literal $ level
+			// in filter would.
+			return i > 0 || !strings.HasPrefix(fl, "$")
+		case fl == "#":
+			return false
+		case sl == "+":
+			if i == 0 && strings.HasPrefix(fl, "$") {
+				return false
+			}
+		case sl != fl:
+			return false
+		}
+	}
+	// filter ended; scope matches those topics only if it ends too or continues with a
+	// final # (which also matches the parent level).
+	return len(s) == len(f) || (len(s) == len(f)+1 && s[len(s)-1] == "#")
+}

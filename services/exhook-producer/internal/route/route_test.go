@@ -199,3 +199,49 @@ func BenchmarkMatch(b *testing.B) {
 		}
 	}
 }
+
+func TestCovers(t *testing.T) {
+	for _, tc := range []struct {
+		scope, filter string
+		want          bool
+	}{
+		{"vehicles/#", "vehicles/+/telemetry", true},
+		{"vehicles/#", "vehicles/+/events/#", true},
+		{"vehicles/#", "vehicles", true},
+		{"vehicles/#", "vehicles/#", true},
+		{"vehicles/#", "fleet/+/telemetry", false},
+		{"vehicles/+/telemetry", "vehicles/V1/telemetry", true},
+		{"vehicles/+/telemetry", "vehicles/+/telemetry", true},
+		{"vehicles/+/telemetry", "vehicles/+/events", false},
+		{"vehicles/+", "vehicles/#", false},
+		{"vehicles/+", "vehicles/+/x", false},
+		{"vehicles/+/x", "vehicles/+", false},
+		{"vehicles/+/#", "vehicles/+", true},
+		{"vehicles/+/#", "vehicles", false},
+		{"#", "vehicles/+/telemetry", true},
+		{"#", "$SYS/x", false},
+		{"+/x", "$SYS/x", false},
+		{"$SYS/#", "$SYS/x", true},
+		{"a/b", "a/b", true},
+		{"a/b", "a/b/c", false},
+	} {
+		if got := Covers(tc.scope, tc.filter); got != tc.want {
+			t.Errorf("Covers(%q, %q) = %v, want %v", tc.scope, tc.filter, got, tc.want)
+		}
+	}
+}
+
+// FuzzCovers: a scope that covers a filter matches every topic the filter matches.
+func FuzzCovers(f *testing.F) {
+	f.Add("vehicles/#", "vehicles/+/telemetry", "vehicles/V1/telemetry")
+	f.Add("vehicles/+/#", "vehicles/+", "vehicles/V1")
+	f.Add("#", "$SYS/x", "$SYS/x")
+	f.Fuzz(func(t *testing.T, scope, filter, topic string) {
+		if ValidateFilter(scope) != nil || ValidateFilter(filter) != nil || strings.ContainsAny(topic, "+#") {
+			return
+		}
+		if Covers(scope, filter) && MatchFilter(strings.Split(filter, "/"), topic) && !MatchFilter(strings.Split(scope, "/"), topic) {
+			t.Fatalf("%q covers %q, which matches %q, but %q does not", scope, filter, topic, scope)
+		}
+	})
+}

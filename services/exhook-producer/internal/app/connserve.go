@@ -1,0 +1,184 @@
+package app
+
+// connserve.go: the HookProvider's gRPC serving, one grpc.Server per EMQX connection, so
+// that a drain can send each connection its GOAWAY at a moment when no call is in flight
+// on it.
+//
+// Why: EMQX up to 5.8.8 (grpc-erl 0.6 on gun 1.3) ends a connection on the first GOAWAY
+// frame and fails every call in flight on it, although the server goes on and answers
+// them; grpc.Server.GracefulStop sends GOAWAY to every connection at once, whatever is in
+// flight. Draining connection by connection, each when idle, leaves EMQX nothing to fail
+// but the calls that race the GOAWAY on the wire (which the server still processes: the
+// first GOAWAY accepts every stream). A connection that never goes idle before the drain
+// deadline gets its GOAWAY anyway.
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
+)
+
+// connServers serves each accepted connection with its own grpc.Server from newServer.
+type connServers struct {
+	newServer func(inflight *atomic.Int64) *grpc.Server
+
+	mu      sync.Mutex
+	conns   map[*connServer]bool
+	closing bool
+	wg      sync.WaitGroup
+}
+
+type connServer struct {
+	srv      *grpc.Server
+	inflight atomic.Int64 // calls being handled on this connection
+}
+
+func newConnServers(newServer func(inflight *atomic.Int64) *grpc.Server) *connServers {
+	return &connServers{newServer: newServer, conns: map[*connServer]bool{}}
+}
+
+// countInflight keeps a connection's in-flight count, from the call's headers to its
+// status queued for writing: a GOAWAY queued after that reaches EMQX after the answer.
+func countInflight(n *atomic.Int64) grpc.ServerOption {
+	return grpc.StatsHandler(inflightStats{n})
+}
+
+type inflightStats struct{ n *atomic.Int64 }
+
+func (inflightStats) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (inflightStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (inflightStats) HandleConn(context.Context, stats.ConnStats)                       {}
+
+func (h inflightStats) HandleRPC(_ context.Context, s stats.RPCStats) {
+	switch s.(type) {
+	case *stats.Begin:
+		h.n.Add(1)
+	case *stats.End:
+		h.n.Add(-1)
+	}
+}
+
+// Serve accepts connections until ln is closed (by Drain or Stop: then it returns nil).
+func (s *connServers) Serve(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		cs := &connServer{}
+		cs.srv = s.newServer(&cs.inflight)
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		s.conns[cs] = true
+		s.mu.Unlock()
+		s.wg.Go(func() {
+			_ = cs.srv.Serve(newOneConn(c))
+			s.mu.Lock()
+			delete(s.conns, cs)
+			s.mu.Unlock()
+		})
+	}
+}
+
+// servers marks the set closing (no new connections) and lists the connections.
+func (s *connServers) servers() []*connServer {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	return s.servers0()
+}
+
+// servers0 lists the connections.
+func (s *connServers) servers0() []*connServer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*connServer, 0, len(s.conns))
+	for cs := range s.conns {
+		out = append(out, cs)
+	}
+	return out
+}
+
+// Drain sends every connection its GOAWAY once no call is in flight on it (or at
+// idleBy, whichever comes first), lets the calls finish, and returns when every
+// connection is closed or at deadline (then it reports false and the caller stops).
+func (s *connServers) Drain(idleBy, deadline time.Time) bool {
+	var wg sync.WaitGroup
+	for _, cs := range s.servers() {
+		wg.Go(func() {
+			for cs.inflight.Load() > 0 && time.Now().Before(idleBy) {
+				time.Sleep(200 * time.Microsecond)
+			}
+			cs.srv.GracefulStop()
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(time.Until(deadline)):
+		return false
+	}
+}
+
+// Stop closes every connection at once, cancelling what is in flight.
+func (s *connServers) Stop() {
+	for _, cs := range s.servers() {
+		cs.srv.Stop()
+	}
+	s.wg.Wait()
+}
+
+// oneConn is a listener that yields one connection, then blocks until closed.
+type oneConn struct {
+	c      chan net.Conn
+	addr   net.Addr
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newOneConn(c net.Conn) *oneConn {
+	l := &oneConn{c: make(chan net.Conn, 1), addr: c.LocalAddr(), closed: make(chan struct{})}
+	l.c <- c
+	return l
+}
+
+func (l *oneConn) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.c:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *oneConn) Close() error {
+	l.once.Do(func() {
+		close(l.closed)
+		select {
+		case c := <-l.c: // never served
+			_ = c.Close()
+		default:
+		}
+	})
+	return nil
+}
+
+func (l *oneConn) Addr() net.Addr { return l.addr }
