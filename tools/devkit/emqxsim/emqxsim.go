@@ -9,13 +9,13 @@ package emqxsim
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 )
@@ -26,6 +26,9 @@ type Options struct {
 	PoolSize       int           // gRPC connections; EMQX's exhook pool_size (default 8)
 	RequestTimeout time.Duration // EMQX's request_timeout (default 5s)
 	Node           string        // broker node name sent in requests (default emqx@127.0.0.1)
+	// TLS dials the provider over TLS (mutual TLS with Certificates set), as EMQX does with
+	// exhook.servers[].ssl enabled; nil dials plaintext.
+	TLS *tls.Config
 }
 
 // Client is an EMQX stand-in.
@@ -54,7 +57,7 @@ func Dial(opts Options) (*Client, error) {
 	}
 	c := &Client{opts: opts, start: time.Now().UnixNano()}
 	for range opts.PoolSize {
-		cc, err := grpc.NewClient(opts.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient(opts.Addr, transportCredentials(opts.TLS))
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("dial %s: %w", opts.Addr, err)

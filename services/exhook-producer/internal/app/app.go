@@ -31,6 +31,7 @@ import (
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/config"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/hook"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/hooktls"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/sink"
@@ -45,6 +46,7 @@ type App struct {
 	ops     *ops.Server
 	grpc    *grpc.Server
 	grpcLn  net.Listener
+	hookTLS *hooktls.Server // nil when the hook listener is plaintext
 	health  *health.Server
 	sink    *kafkasink.Sink
 	metrics *metrics.Metrics
@@ -115,8 +117,8 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	if a.ops, err = ops.Listen(cfg.HTTP.ListenAddress, a.state, reg); err != nil {
 		return nil, err
 	}
-	if a.grpcLn, err = net.Listen("tcp", cfg.GRPC.ListenAddress); err != nil {
-		return nil, fmt.Errorf("listen grpc %s: %w", cfg.GRPC.ListenAddress, err)
+	if err = a.listenHook(); err != nil {
+		return nil, err
 	}
 
 	a.sink, err = sink.New(sink.Config{
@@ -177,7 +179,12 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	reg.MustRegister(srvMetrics)
 	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "exhook_grpc_panics_total", Help: "Recovered panics in gRPC handlers."})
 	reg.MustRegister(panics)
-	a.grpc = grpc.NewServer(
+	serverOpts, err := a.hookServerOptions()
+	if err != nil {
+		a.closeSinks()
+		return nil, err
+	}
+	a.grpc = grpc.NewServer(append(serverOpts,
 		grpc.ChainUnaryInterceptor(
 			srvMetrics.UnaryServerInterceptor(),
 			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(func(p any) error {
@@ -189,7 +196,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		// EMQX keeps a pool of long-lived HTTP/2 connections; allow its keepalive pings.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	)...)
 	exhookv2.RegisterHookProviderServer(a.grpc, hooks)
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	reflection.Register(a.grpc)
@@ -291,6 +298,7 @@ func (a *App) closeSinks() {
 }
 
 func (a *App) closeListeners() {
+	a.closeHookTLS()
 	if a.grpcLn != nil {
 		_ = a.grpcLn.Close()
 	}
@@ -444,6 +452,7 @@ func (a *App) drain(stopShipper context.CancelFunc, shipperDone <-chan struct{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = a.ops.Shutdown(ctx)
+	a.closeHookTLS()
 	a.log.Info("stopped", "drain", time.Since(start).Round(time.Millisecond))
 	return err
 }
