@@ -59,6 +59,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s)
 		"schemas/wire FuzzSplit" \
 		"schemas/serde FuzzDecode" \
 		"services/exhook-producer/internal/route FuzzMatchFilter" \
+		"services/exhook-producer/internal/hook FuzzMessagePublishRequest" \
 		"services/sample-consumer/internal/consume FuzzDecode" \
 		"services/downlink/internal/command FuzzTemplate"; do \
 		set -- $$spec; \
