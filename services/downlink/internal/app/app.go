@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riferrei/srclient"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/iov-platform/iov/kit/kafkasink"
@@ -61,7 +62,11 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		}
 	}()
 
-	registry := serde.NewRegistry(cfg.Registry.URL, cfg.Registry.Username, cfg.Registry.Password)
+	registryHTTP, err := cfg.Registry.HTTPClient()
+	if err != nil {
+		return nil, err
+	}
+	registry := serde.NewRegistry(cfg.Registry.URL, cfg.Registry.Username, cfg.Registry.Password, srclient.WithClient(registryHTTP))
 	statusEnc, err := serde.NewEncoder(registry, serde.TopicSubject(cfg.Kafka.StatusTopic),
 		schemas.MustLatest(schemas.CommandStatusName), cfg.Registry.AutoRegister)
 	if err != nil {

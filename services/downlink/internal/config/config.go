@@ -47,6 +47,9 @@ type Kafka struct {
 	// (security.protocol, sasl.*, session.timeout.ms, ...). Settings the delivery guarantees
 	// depend on cannot be changed.
 	Properties map[string]string `yaml:"properties"`
+	// PropertyFiles are librdkafka settings whose values are read from files at start
+	// (setting -> file), e.g. sasl.password from a mounted KafkaUser Secret.
+	PropertyFiles map[string]string `yaml:"propertyFiles"`
 }
 
 // Registry is the Confluent-compatible schema registry.
@@ -114,7 +117,8 @@ func Parse(data []byte) (*Config, error) {
 		return nil, err
 	}
 	envErr := cfg.applyEnv()
-	if err := errors.Join(envErr, cfg.Validate()); err != nil {
+	fileErr := svcconfig.ApplyPropertyFiles("kafka", &cfg.Kafka.Properties, cfg.Kafka.PropertyFiles)
+	if err := errors.Join(envErr, fileErr, cfg.Validate()); err != nil {
 		return nil, err
 	}
 	return cfg, nil

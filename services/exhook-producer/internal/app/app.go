@@ -16,6 +16,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/riferrei/srclient"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -76,7 +77,11 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	registry := serde.NewRegistry(cfg.Registry.URL, cfg.Registry.Username, cfg.Registry.Password)
+	registryHTTP, err := cfg.Registry.HTTPClient()
+	if err != nil {
+		return nil, err
+	}
+	registry := serde.NewRegistry(cfg.Registry.URL, cfg.Registry.Username, cfg.Registry.Password, srclient.WithClient(registryHTTP))
 	messageDef, err := schemas.Latest(schemas.VehicleMessageName)
 	if err != nil {
 		return nil, err

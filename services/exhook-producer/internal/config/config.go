@@ -126,6 +126,9 @@ type Kafka struct {
 	// (svcconfig.OrderedProducer: acks, enable.idempotence, partitioner, queuing.strategy,
 	// retries, max.in.flight above 5, message.timeout.ms below 30s, ..., and their aliases).
 	Properties map[string]string `yaml:"properties"`
+	// PropertyFiles are librdkafka settings whose values are read from files at start
+	// (setting -> file), e.g. sasl.password from a mounted KafkaUser Secret.
+	PropertyFiles map[string]string `yaml:"propertyFiles"`
 }
 
 // Registry is the Confluent-compatible schema registry.
@@ -174,10 +177,11 @@ func Parse(data []byte) (*Config, error) {
 		return nil, err
 	}
 	cfg.applyEnv()
+	fileErr := svcconfig.ApplyPropertyFiles("kafka", &cfg.Kafka.Properties, cfg.Kafka.PropertyFiles)
 	for i := range cfg.Routes {
 		cfg.Routes[i].ApplyDefaults()
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(fileErr, cfg.Validate()); err != nil {
 		return nil, err
 	}
 	return cfg, nil

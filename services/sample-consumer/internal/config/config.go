@@ -39,6 +39,9 @@ type Kafka struct {
 	// Properties are extra librdkafka consumer settings (security.protocol, sasl.*,
 	// session.timeout.ms, ...). Settings the delivery guarantee depends on cannot be changed.
 	Properties map[string]string `yaml:"properties"`
+	// PropertyFiles are librdkafka settings whose values are read from files at start
+	// (setting -> file), e.g. sasl.password from a mounted KafkaUser Secret.
+	PropertyFiles map[string]string `yaml:"propertyFiles"`
 	// DeadLetterTopic receives a copy of every record that cannot be decoded (or that the
 	// handler rejected maxAttempts times) before its offset is committed. Empty: such a record
 	// stops the consumer instead.
@@ -67,7 +70,8 @@ func Parse(data []byte) (*Config, error) {
 		return nil, err
 	}
 	cfg.applyEnv()
-	if err := cfg.Validate(); err != nil {
+	fileErr := svcconfig.ApplyPropertyFiles("kafka", &cfg.Kafka.Properties, cfg.Kafka.PropertyFiles)
+	if err := errors.Join(fileErr, cfg.Validate()); err != nil {
 		return nil, err
 	}
 	return cfg, nil
