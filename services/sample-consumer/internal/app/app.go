@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/riferrei/srclient"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/riferrei/srclient"
 
 	"github.com/iov-platform/iov/kit/ops"
 	"github.com/iov-platform/iov/schemas/serde"
