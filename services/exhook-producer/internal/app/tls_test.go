@@ -58,8 +58,14 @@ func newHookPKI(t *testing.T) *hookPKI {
 	return p
 }
 
-func (p *hookPKI) configure(cfg *config.Config) {
+// tlsSetup starts the stack and returns a producer config serving mutual TLS from p's files.
+func tlsSetup(t *testing.T) (*stack.Stack, *hookPKI, *config.Config) {
+	t.Helper()
+	st := startStack(t)
+	p := newHookPKI(t)
+	cfg := testConfig(t, st.KafkaBootstrap(), st.RegistryURL())
 	cfg.GRPC.TLS = config.GRPCTLS{CertFile: p.certFile, KeyFile: p.keyFile, ClientCAFile: p.caFile, ReloadInterval: 50 * time.Millisecond}
+	return st, p, cfg
 }
 
 // publish sends one telemetry message as an EMQX dialing with conf would.
@@ -86,10 +92,7 @@ func clientTLS(roots *testpki.CA, cert *testpki.Leaf) *tls.Config {
 // that CA can call the hook; every other one is refused before any message is read, and
 // only the good client's message reaches Kafka.
 func TestHookMutualTLS(t *testing.T) {
-	st := startStack(t)
-	p := newHookPKI(t)
-	cfg := testConfig(t, st.KafkaBootstrap(), st.RegistryURL())
-	p.configure(cfg)
+	st, p, cfg := tlsSetup(t)
 	h := start(t, cfg, st)
 	addr := h.app.GRPCAddr()
 
@@ -134,10 +137,7 @@ func keyOf(recs []stack.Record) string {
 // TestHookTLSRotation: a new server certificate (from a new CA) and a new client CA written
 // over the mounted files are served to new connections without a restart.
 func TestHookTLSRotation(t *testing.T) {
-	st := startStack(t)
-	p := newHookPKI(t)
-	cfg := testConfig(t, st.KafkaBootstrap(), st.RegistryURL())
-	p.configure(cfg)
+	st, p, cfg := tlsSetup(t)
 	h := start(t, cfg, st)
 	addr := h.app.GRPCAddr()
 
@@ -184,10 +184,7 @@ func TestHookTLSRotation(t *testing.T) {
 // TestHookTLSBadFilesFailTheStart: a certificate that does not load stops the start with its
 // file named, rather than serving plaintext or failing each handshake.
 func TestHookTLSBadFilesFailTheStart(t *testing.T) {
-	st := startStack(t)
-	p := newHookPKI(t)
-	cfg := testConfig(t, st.KafkaBootstrap(), st.RegistryURL())
-	p.configure(cfg)
+	_, p, cfg := tlsSetup(t)
 	if err := os.WriteFile(p.keyFile, []byte("not a key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
