@@ -11,9 +11,9 @@
 // producer cannot be emptied or the new one cannot be created, the sink gives up: Fatal
 // returns the error and Failed is closed, so the service can exit and be restarted.
 //
-// A probe asks the cluster for metadata every second, so State tells whether the producer
-// can deliver: StateDelivering, StateUnreachable (no broker answered for UnreachableAfter),
-// StateRecovering (replacing a fatal producer) or StateFailed.
+// A probe asks the cluster for metadata (every second by default), so State tells whether
+// the producer can deliver: StateDelivering, StateUnreachable (no broker answered for
+// UnreachableAfter), StateRecovering (replacing a fatal producer) or StateFailed.
 package kafkasink
 
 import (
@@ -97,7 +97,11 @@ type Options struct {
 	// UnreachableAfter is how long no broker may answer the probe before the state turns
 	// StateUnreachable; default 5s.
 	UnreachableAfter time.Duration
-	// ProbeInterval is how often the cluster is asked for metadata; default 1s.
+	// ProbeInterval is how often the cluster is asked for metadata (one question at a time,
+	// each waiting up to UnreachableAfter or 1s, the shorter); default UnreachableAfter/4,
+	// at most 1s.
+	// librdkafka's "all brokers down" event is not used: it also fires, with counts like
+	// "0/2 brokers are down", while a broker is up.
 	ProbeInterval time.Duration
 	// RecoverTimeout bounds the wait for a fatal producer to hand back its records; default
 	// 30s. Past it the sink gives up (StateFailed).
@@ -135,6 +139,10 @@ type Sink struct {
 	conf kafka.ConfigMap
 	o    Options
 	seq  atomic.Uint64
+	// inflight counts records handed to a producer and not yet settled by the event loop
+	// (or kept for a re-send): Flush waits for it, not for librdkafka's queue alone, so that
+	// every report has been handled when it returns.
+	inflight atomic.Int64
 
 	mu     sync.Mutex
 	cur    *generation
@@ -170,7 +178,7 @@ func New(cm kafka.ConfigMap, o Options) (*Sink, error) {
 		o.UnreachableAfter = 5 * time.Second
 	}
 	if o.ProbeInterval <= 0 {
-		o.ProbeInterval = time.Second
+		o.ProbeInterval = max(min(time.Second, o.UnreachableAfter/4), 50*time.Millisecond)
 	}
 	if o.RecoverTimeout <= 0 {
 		o.RecoverTimeout = 30 * time.Second
@@ -349,7 +357,11 @@ func (s *Sink) send(g *generation, pd *pending) error {
 		Opaque:         pd,
 	}
 	err := errClosed
+	s.inflight.Add(1)
 	g.with(func(p *kafka.Producer) { err = p.Produce(msg, nil) })
+	if err != nil {
+		s.inflight.Add(-1)
+	}
 	return err
 }
 
@@ -376,9 +388,6 @@ func (s *Sink) events(g *generation) {
 				s.fatalError(g, e)
 				continue
 			}
-			if e.Code() == kafka.ErrAllBrokersDown {
-				s.reached(false, time.Now())
-			}
 			s.o.Log.Warn("kafka client error", "code", e.Code().String(), "err", e)
 		}
 	}
@@ -391,6 +400,7 @@ func (s *Sink) report(g *generation, m *kafka.Message) {
 		topic = *m.TopicPartition.Topic
 	}
 	pd, _ := m.Opaque.(*pending)
+	defer s.inflight.Add(-1)
 	err := m.TopicPartition.Error
 	if err == nil {
 		s.delivery(topic, Delivered)
@@ -543,8 +553,9 @@ func (s *Sink) giveUp(err error, recs []*pending) {
 	s.setState(StateFailed)
 }
 
-// probe asks for metadata every ProbeInterval, and re-evaluates the state every 100ms so
-// that it turns StateUnreachable once no broker answered for UnreachableAfter.
+// probe asks for metadata every ProbeInterval (or when the last question is answered, if
+// later), and re-evaluates the state every 100ms so that it turns StateUnreachable once no
+// broker answered a question asked UnreachableAfter ago.
 func (s *Sink) probe() {
 	defer close(s.probeDone)
 	ask := time.NewTicker(s.o.ProbeInterval)
@@ -557,16 +568,17 @@ func (s *Sink) probe() {
 	}
 	answers := make(chan answer, 1)
 	asking := false
+	var next time.Time // when to ask again
 	for {
-		if !asking {
+		if !asking && !time.Now().Before(next) {
 			g, open, _ := s.current()
 			select {
 			case <-open:
-				asking = true
+				asking, next = true, time.Now().Add(s.o.ProbeInterval)
 				go func() {
 					a := answer{err: errClosed, asked: time.Now()}
 					g.with(func(p *kafka.Producer) {
-						_, a.err = p.GetMetadata(nil, false, int(s.o.ProbeInterval/time.Millisecond))
+						_, a.err = p.GetMetadata(nil, false, int(min(s.o.UnreachableAfter, time.Second)/time.Millisecond))
 					})
 					answers <- a
 				}()
@@ -719,15 +731,11 @@ func (s *Sink) TopicMaxMessageBytes(ctx context.Context, topics []string) (map[s
 }
 
 // Queued is the number of records not yet acknowledged or failed.
-func (s *Sink) Queued() int {
-	g, _, _ := s.current()
-	n := 0
-	g.with(func(p *kafka.Producer) { n = p.Len() })
-	return n
-}
+func (s *Sink) Queued() int { return int(s.inflight.Load()) }
 
-// Flush waits up to timeout for every queued record to be delivered (and for a producer
-// being replaced to be ready) and returns how many are still outstanding.
+// Flush waits up to timeout for every queued record to be delivered and its report handled
+// (and for a producer being replaced to be ready) and returns how many are still
+// outstanding.
 func (s *Sink) Flush(timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
 	_, open, _ := s.current()
@@ -735,18 +743,18 @@ func (s *Sink) Flush(timeout time.Duration) int {
 	case <-open:
 	case <-time.After(timeout):
 	}
-	g, _, _ := s.current()
-	left := 0
-	g.with(func(p *kafka.Producer) {
-		for {
-			left = p.Len()
-			if left == 0 || time.Now().After(deadline) {
-				return
-			}
-			left = p.Flush(100)
+	for {
+		left := s.Queued()
+		if left == 0 || !time.Now().Before(deadline) {
+			return left
 		}
-	})
-	return left
+		g, _, _ := s.current()
+		queued := 0
+		g.with(func(p *kafka.Producer) { queued = p.Flush(100) })
+		if queued == 0 {
+			time.Sleep(time.Millisecond) // reports read, still being handled
+		}
+	}
 }
 
 // Undelivered closes the sink after taking back, within timeout, every record it still

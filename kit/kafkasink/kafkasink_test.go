@@ -445,3 +445,32 @@ func TestRecordSizeIsWhatKafkaMeasures(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkProduceCallback measures queuing one record with a delivery callback (the async
+// hook path) and waiting for every report, against the in-process cluster.
+func BenchmarkProduceCallback(b *testing.B) {
+	c := kafkatest.Cluster(b, 4, topic)
+	s, err := New(kafka.ConfigMap{"bootstrap.servers": kafkatest.Bootstrap(c), "linger.ms": 5, "partitioner": "murmur2_random"},
+		Options{Log: slog.New(slog.DiscardHandler), Metrics: Metrics{
+			Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "errors"}, []string{"code"}),
+		}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	value := bytes.Repeat([]byte("x"), 300)
+	var settled sync.WaitGroup
+	done := func(error) { settled.Done() }
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		settled.Add(1)
+		key := []byte{'V', byte('0' + i%10)}
+		if err := s.ProduceCallback(ctx, Record{Topic: topic, Key: key, Value: value}, done); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	settled.Wait()
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -54,7 +55,8 @@ type App struct {
 
 	healthMu sync.Mutex // orders readiness changes with their gRPC health mirror
 
-	// Spool mode, nil when no route uses it.
+	// The spool, nil unless a route uses it or spool.dir is set (then async records Kafka
+	// has not acknowledged at shutdown are kept in it).
 	spool     *spool.Spool
 	spoolSink *kafkasink.Sink
 	shipper   *spool.Shipper
@@ -283,8 +285,8 @@ func (a *App) producerState(withReach bool) func(kafkasink.State) {
 func (a *App) setConditions(conds map[string]bool) {
 	a.healthMu.Lock()
 	defer a.healthMu.Unlock()
-	for c, pending := range conds {
-		a.state.Set(c, pending)
+	for _, c := range slices.Sorted(maps.Keys(conds)) { // a stable order in /ready's reason
+		a.state.Set(c, conds[c])
 	}
 	st := healthpb.HealthCheckResponse_SERVING
 	if a.state.Reason() != "" {

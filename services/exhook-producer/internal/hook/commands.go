@@ -57,7 +57,7 @@ func (s *Server) commandStatus(ctx context.Context, hook, topic string, st *sche
 	}
 	if err != nil {
 		s.o.Metrics.Commands.WithLabelValues(st.Status, metrics.OutcomeFailed).Inc()
-		s.o.Log.Warn("command status not forwarded", "status", st.Status, "command_id", st.CommandID, "vehicle", st.VehicleID, "err", err)
+		s.o.Log.Warn("command status not forwarded", "status", st.Status, "command_id", clip(st.CommandID), "vehicle", clip(st.VehicleID), "err", clipErr(err))
 		return toStatus(err)
 	}
 	s.o.Metrics.Commands.WithLabelValues(st.Status, metrics.OutcomeProduced).Inc()

@@ -52,8 +52,8 @@ const (
 	HeaderQoS       = "iov.mqtt.qos"
 	HeaderSize      = "iov.payload.size"
 	// HeaderTimestampInvalid is on a message record whose EMQX timestamp was not plausible
-	// (see PlausibleTimestamp): the value is EMQX's timestamp as sent, and the envelope's
-	// published_at holds the ingestion time instead.
+	// (earliestTimestamp .. now+timestampSkew): the value is EMQX's timestamp as sent, and
+	// the envelope's published_at holds the ingestion time instead.
 	HeaderTimestampInvalid = "iov.mqtt.timestamp.invalid"
 )
 
