@@ -1,8 +1,6 @@
 package config
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -10,10 +8,7 @@ import (
 // TestKafkaPropertyFiles: a setting in kafka.propertyFiles takes the file's content at load
 // (sasl.password from a mounted Secret); given twice or unreadable, it is an error.
 func TestKafkaPropertyFiles(t *testing.T) {
-	pw := filepath.Join(t.TempDir(), "password")
-	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	const pw = "testdata/kafka-password" // "s3cret\n", as a mounted Secret key
 	kafka := func(extra string) []byte {
 		return []byte(strings.Replace(minimal, `kafka: {bootstrapServers: "k:9092"}`, `kafka: {bootstrapServers: "k:9092", `+extra+`}`, 1))
 	}

@@ -1,18 +1,13 @@
 package config
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
 
 // TestKafkaPropertyFiles: kafka.propertyFiles values are read from their files at load.
 func TestKafkaPropertyFiles(t *testing.T) {
-	pw := filepath.Join(t.TempDir(), "password")
-	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	const pw = "testdata/kafka-password" // "s3cret\n", as a mounted Secret key
 	cfg, err := Parse([]byte(strings.Replace(minimal, "  topics: [a, b]\n", "  topics: [a, b]\n  propertyFiles: {sasl.password: "+pw+"}\n", 1)))
 	if err != nil {
 		t.Fatal(err)
