@@ -135,7 +135,8 @@ func keyOf(recs []stack.Record) string {
 }
 
 // TestHookTLSRotation: a new server certificate (from a new CA) and a new client CA written
-// over the mounted files are served to new connections without a restart.
+// over the mounted files are served to new connections without a restart; a broken file in
+// between does not take the listener down.
 func TestHookTLSRotation(t *testing.T) {
 	st, p, cfg := tlsSetup(t)
 	h := start(t, cfg, st)
@@ -149,6 +150,15 @@ func TestHookTLSRotation(t *testing.T) {
 	defer kept.Close()
 	if _, err := kept.Load(context.Background()); err != nil {
 		t.Fatalf("before rotation: %v", err)
+	}
+
+	// A half-written or broken file keeps the last good certificate in service.
+	if err := testpki.WriteFile(p.certFile, []byte("-----BEGIN CERTIFICATE-----\ntruncated")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * 50 * time.Millisecond) // several reload intervals
+	if err := publish(t, addr, clientTLS(p.ca, p.goodClient), "VIN1"); err != nil {
+		t.Fatalf("with a broken certificate file: %v, want the last good certificate served", err)
 	}
 
 	ca2, err := testpki.NewCA("rotated CA")
