@@ -67,6 +67,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s)
 		"schemas/serde FuzzDecode" \
 		"services/exhook-producer/internal/route FuzzMatchFilter" \
 		"services/exhook-producer/internal/hook FuzzV3Publish" \
+		"services/exhook-producer/internal/hook FuzzMessagePublishRequest" \
 		"services/sample-consumer/internal/consume FuzzDecode" \
 		"services/downlink/internal/command FuzzTemplate" \
 		"tools/schemactl/internal/config FuzzParse" \

@@ -90,6 +90,12 @@ func (l Log) Validate() error {
 // Registry is the Confluent-compatible schema registry.
 type Registry struct {
 	URL string `yaml:"url"`
+	// CAFile verifies an https registry (PEM bundle); empty: the system roots.
+	CAFile string `yaml:"caFile"`
+	// UsernameFile and PasswordFile hold basic-auth credentials (a mounted Secret), read at
+	// each request.
+	UsernameFile string `yaml:"usernameFile"`
+	PasswordFile string `yaml:"passwordFile"`
 	// Username and Password come from REGISTRY_USERNAME / REGISTRY_PASSWORD, never from YAML.
 	Username string `yaml:"-"`
 	Password string `yaml:"-"`
@@ -102,15 +108,15 @@ func (r *Registry) CredentialsFromEnv() {
 	r.Password = os.Getenv("REGISTRY_PASSWORD")
 }
 
-// Validate checks registry.url.
+// Validate checks registry.url, its CA and credential files.
 func (r Registry) Validate() error {
 	if r.URL == "" {
-		return errors.New("registry.url is required")
+		return errors.Join(errors.New("registry.url is required"), r.validateAccess())
 	}
 	if !strings.HasPrefix(r.URL, "http://") && !strings.HasPrefix(r.URL, "https://") {
-		return fmt.Errorf("registry.url %q: want an http:// or https:// URL", r.URL)
+		return errors.Join(fmt.Errorf("registry.url %q: want an http:// or https:// URL", r.URL), r.validateAccess())
 	}
-	return nil
+	return r.validateAccess()
 }
 
 // Shutdown bounds the drain on SIGTERM.

@@ -25,8 +25,8 @@ type Registry interface {
 
 // NewRegistry returns an srclient registry client for url with caching on and srclient's own
 // (goavro) codec creation off: we encode with hamba/avro.
-func NewRegistry(url, username, password string) *srclient.SchemaRegistryClient {
-	c := srclient.NewSchemaRegistryClient(url)
+func NewRegistry(url, username, password string, opts ...srclient.Option) *srclient.SchemaRegistryClient {
+	c := srclient.NewSchemaRegistryClient(url, opts...)
 	c.CodecCreationEnabled(false)
 	c.CachingEnabled(true)
 	if username != "" {

@@ -29,7 +29,7 @@ func Reference[T any](t *testing.T, def []byte, load func(string) (T, error)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svcconfig.CheckReference(def, cfg, "kafka.properties"); err != nil {
+	if err := svcconfig.CheckReference(def, cfg, "kafka.properties", "kafka.propertyFiles"); err != nil {
 		t.Fatalf("the embedded default is not the full annotated reference:\n%v", err)
 	}
 }

@@ -17,6 +17,7 @@ package emqxsim
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,9 @@ type Options struct {
 	// and 5, as in EMQX); tests shorten the interval.
 	RetryInterval time.Duration
 	Retries       int
+	// TLS dials the provider over TLS (mutual TLS with Certificates set), as EMQX does with
+	// exhook.servers[].ssl enabled; nil dials plaintext.
+	TLS *tls.Config
 }
 
 // Client is an EMQX stand-in speaking emqx.exhook.v2.
@@ -54,7 +58,7 @@ func Dial(opts Options) (*Client, error) {
 		opts.Node = "emqx@127.0.0.1"
 	}
 	p, err := newPool(poolOptions{addr: opts.Addr, size: opts.PoolSize, requestTimeout: opts.RequestTimeout,
-		mode: opts.Mode, retryInterval: opts.RetryInterval, retries: opts.Retries})
+		mode: opts.Mode, retryInterval: opts.RetryInterval, retries: opts.Retries, tls: opts.TLS})
 	if err != nil {
 		return nil, err
 	}

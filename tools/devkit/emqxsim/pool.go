@@ -13,6 +13,7 @@ package emqxsim
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,7 +24,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -62,6 +62,7 @@ type poolOptions struct {
 	mode           Mode
 	retryInterval  time.Duration
 	retries        int
+	tls            *tls.Config // nil: plaintext
 }
 
 func (o *poolOptions) defaults() error {
@@ -168,16 +169,27 @@ type slot struct {
 
 func (s *slot) open() error {
 	gen := s.gen
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	opts := []grpc.DialOption{transportCredentials(s.p.o.tls)}
 	if s.p.o.mode == ModeGun1 {
-		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		// gun1Conn reads the server's HTTP/2 frames, so with TLS the handshake is made here,
+		// under it, and gRPC sees a plaintext connection.
+		conf := dialTLS(s.p.o.tls, s.p.o.addr)
+		opts = []grpc.DialOption{transportCredentials(nil), grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "tcp", addr)
 			if err != nil {
 				return nil, err
 			}
+			if conf != nil {
+				tc := tls.Client(c, conf)
+				if err := tc.HandshakeContext(ctx); err != nil {
+					_ = c.Close()
+					return nil, fmt.Errorf("tls handshake %s: %w", addr, err)
+				}
+				c = tc
+			}
 			return &gun1Conn{Conn: c, lost: func() { s.lost(gen) }}, nil
-		}))
+		})}
 	}
 	cc, err := grpc.NewClient(s.p.o.addr, opts...)
 	if err != nil {

@@ -22,11 +22,12 @@ import (
 
 // Options configures Start. Zero values pick free loopback ports.
 type Options struct {
-	KafkaPort    int      // 0: any free port
-	RegistryAddr string   // "": 127.0.0.1:0
-	Partitions   int32    // partitions of every topic; default 6
-	Topics       []string // created up front; others are auto-created
-	DataDir      string   // kfake persistence, so a restarted cluster keeps its records
+	KafkaPort    int         // 0: any free port
+	RegistryAddr string      // "": 127.0.0.1:0
+	Partitions   int32       // partitions of every topic; default 6
+	Topics       []string    // created up front; others are auto-created
+	DataDir      string      // kfake persistence, so a restarted cluster keeps its records
+	KafkaOpts    []kfake.Opt // more kfake options, e.g. EnableSASL, User, TLS
 	// Bootstrap, when set, is an external Kafka (e.g. a kafkacluster) used instead of kfake;
 	// only the registry is started, and StopKafka/StartKafka must not be called.
 	Bootstrap string
@@ -79,7 +80,7 @@ func (s *Stack) StartKafka() error {
 	if s.opts.DataDir != "" {
 		kopts = append(kopts, kfake.DataDir(s.opts.DataDir))
 	}
-	c, err := kfake.NewCluster(kopts...)
+	c, err := kfake.NewCluster(append(kopts, s.opts.KafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("start kafka: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/riferrei/srclient"
 
 	"github.com/iov-platform/iov/kit/kafkasink"
 	"github.com/iov-platform/iov/kit/ops"
@@ -61,7 +62,11 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		}
 	}()
 
-	registry := serde.NewRegistry(cfg.Registry.URL, cfg.Registry.Username, cfg.Registry.Password)
+	registryHTTP, err := cfg.Registry.HTTPClient()
+	if err != nil {
+		return nil, err
+	}
+	registry := serde.NewRegistry(cfg.Registry.URL, cfg.Registry.Username, cfg.Registry.Password, srclient.WithClient(registryHTTP))
 	statusEnc, err := serde.NewEncoder(registry, serde.TopicSubject(cfg.Kafka.StatusTopic),
 		schemas.MustLatest(schemas.CommandStatusName), cfg.Registry.AutoRegister)
 	if err != nil {

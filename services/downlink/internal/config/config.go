@@ -46,6 +46,9 @@ type Kafka struct {
 	// (security.protocol, sasl.*, session.timeout.ms, ...). Settings the delivery guarantees
 	// depend on cannot be changed.
 	Properties map[string]string `yaml:"properties"`
+	// PropertyFiles are librdkafka settings whose values are read from files at start
+	// (setting -> file), e.g. sasl.password from a mounted KafkaUser Secret.
+	PropertyFiles map[string]string `yaml:"propertyFiles"`
 }
 
 // Registry is the Confluent-compatible schema registry.
@@ -118,7 +121,8 @@ func Parse(data []byte) (*Config, error) {
 
 func (c *Config) finish() error {
 	envErr := c.applyEnv()
-	return errors.Join(envErr, c.Validate())
+	fileErr := svcconfig.ApplyPropertyFiles("kafka", &c.Kafka.Properties, c.Kafka.PropertyFiles)
+	return errors.Join(envErr, fileErr, c.Validate())
 }
 
 // EnvOnly lists the settings read only from the environment, for --check-config.

@@ -18,6 +18,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/riferrei/srclient"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -34,6 +35,7 @@ import (
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/config"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/hook"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/hooktls"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/sink"
@@ -48,6 +50,7 @@ type App struct {
 	ops     *ops.Server
 	grpc    *connServers // one grpc.Server per EMQX connection (connserve.go)
 	grpcLn  net.Listener
+	hookTLS *hooktls.Server // nil when the hook listener is plaintext
 	health  *health.Server
 	sink    *kafkasink.Sink
 	metrics *metrics.Metrics
@@ -79,7 +82,11 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	registry := serde.NewRegistry(cfg.Registry.URL, cfg.Registry.Username, cfg.Registry.Password)
+	registryHTTP, err := cfg.Registry.HTTPClient()
+	if err != nil {
+		return nil, err
+	}
+	registry := serde.NewRegistry(cfg.Registry.URL, cfg.Registry.Username, cfg.Registry.Password, srclient.WithClient(registryHTTP))
 	a.schemas = newSchemaGate(registry, cfg.Registry.AutoRegister, a.state, log)
 	messageDef, err := schemas.Latest(schemas.VehicleMessageName)
 	if err != nil {
@@ -121,8 +128,8 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	if a.ops, err = ops.Listen(cfg.HTTP.ListenAddress, a.state, reg); err != nil {
 		return nil, err
 	}
-	if a.grpcLn, err = net.Listen("tcp", cfg.GRPC.ListenAddress); err != nil {
-		return nil, fmt.Errorf("listen grpc %s: %w", cfg.GRPC.ListenAddress, err)
+	if err = a.listenHook(); err != nil {
+		return nil, err
 	}
 
 	a.sink, err = sink.New(sink.Config{
@@ -184,8 +191,13 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	reg.MustRegister(srvMetrics)
 	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "exhook_grpc_panics_total", Help: "Recovered panics in gRPC handlers."})
 	reg.MustRegister(panics)
+	serverOpts, err := a.hookServerOptions()
+	if err != nil {
+		a.closeSinks()
+		return nil, err
+	}
 	newServer := func(inflight *atomic.Int64) *grpc.Server {
-		srv := grpc.NewServer(
+		srv := grpc.NewServer(append(slices.Clip(serverOpts),
 			countInflight(inflight),
 			grpc.ChainUnaryInterceptor(
 				srvMetrics.UnaryServerInterceptor(),
@@ -198,7 +210,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 			// EMQX keeps a pool of long-lived HTTP/2 connections; allow its keepalive pings.
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 			grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		)
+		)...)
 		exhookv2.RegisterHookProviderServer(srv, hooks)      // EMQX 5.0-5.8
 		exhookv3.RegisterHookProviderServer(srv, hooks.V3()) // EMQX 5.9+
 		healthpb.RegisterHealthServer(srv, a.health)
@@ -307,6 +319,7 @@ func (a *App) closeSinks() {
 }
 
 func (a *App) closeListeners() {
+	a.closeHookTLS()
 	if a.grpcLn != nil {
 		_ = a.grpcLn.Close()
 	}
@@ -462,6 +475,7 @@ func (a *App) drain(stopShipper context.CancelFunc, shipperDone <-chan struct{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = a.ops.Shutdown(ctx)
+	a.closeHookTLS()
 	a.log.Info("stopped", "drain", time.Since(start).Round(time.Millisecond))
 	return err
 }

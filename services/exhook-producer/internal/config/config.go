@@ -48,6 +48,72 @@ type Hooks struct {
 // GRPC is the HookProvider listener EMQX connects to.
 type GRPC struct {
 	ListenAddress string `yaml:"listenAddress"`
+	// MaxPacketBytes is the largest MQTT packet EMQX accepts (its mqtt.max_packet_size,
+	// at most 256 MB). The gRPC receive limit is the larger of it and
+	// kafka.maxPayloadBytes plus RequestHeadroom, so that every message EMQX can send
+	// reaches the handler and an oversize one takes the oversize path.
+	MaxPacketBytes int `yaml:"maxPacketBytes"`
+	// MaxConcurrentStreams bounds the hook calls in flight on one connection
+	// (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); a client waits for a free stream.
+	MaxConcurrentStreams int `yaml:"maxConcurrentStreams"`
+	// MaxConnections bounds the open connections; further ones wait to be accepted.
+	MaxConnections int `yaml:"maxConnections"`
+	// HandshakeTimeout bounds a new connection's TLS and HTTP/2 handshake: a client that
+	// connects and sends nothing is closed after it.
+	HandshakeTimeout time.Duration `yaml:"handshakeTimeout"`
+	TLS              GRPCTLS       `yaml:"tls"`
+}
+
+// GRPCTLS serves the listener over TLS (certFile and keyFile set), mutual TLS when
+// clientCAFile is set too. The files are re-read every reloadInterval.
+type GRPCTLS struct {
+	CertFile       string        `yaml:"certFile"`
+	KeyFile        string        `yaml:"keyFile"`
+	ClientCAFile   string        `yaml:"clientCAFile"`
+	ReloadInterval time.Duration `yaml:"reloadInterval"`
+}
+
+// Enabled tells whether the listener serves TLS.
+func (t GRPCTLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// RequestHeadroom is what a MessagePublishRequest carries besides the MQTT packet: client
+// id, node, headers and the protobuf framing.
+const RequestHeadroom = 256 << 10
+
+// MaxEMQXPacketBytes is the MQTT ceiling for a packet, EMQX's largest mqtt.max_packet_size.
+const MaxEMQXPacketBytes = 268435455
+
+// MaxReceiveBytes is the gRPC server's receive limit.
+func (c *Config) MaxReceiveBytes() int {
+	return max(c.GRPC.MaxPacketBytes, c.Kafka.MaxPayloadBytes) + RequestHeadroom
+}
+
+func (g GRPC) validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if g.MaxPacketBytes <= 0 || g.MaxPacketBytes > MaxEMQXPacketBytes {
+		add("grpc.maxPacketBytes %d: want 1..%d (EMQX's mqtt.max_packet_size)", g.MaxPacketBytes, MaxEMQXPacketBytes)
+	}
+	if g.MaxConcurrentStreams <= 0 {
+		add("grpc.maxConcurrentStreams must be positive")
+	}
+	if g.MaxConnections <= 0 {
+		add("grpc.maxConnections must be positive")
+	}
+	if g.HandshakeTimeout <= 0 {
+		add("grpc.handshakeTimeout must be positive")
+	}
+	t := g.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		add("grpc.tls: certFile and keyFile go together")
+	}
+	if t.ClientCAFile != "" && !t.Enabled() {
+		add("grpc.tls.clientCAFile needs certFile and keyFile (mutual TLS is TLS first)")
+	}
+	if t.ReloadInterval <= 0 {
+		add("grpc.tls.reloadInterval must be positive")
+	}
+	return errors.Join(errs...)
 }
 
 // Kafka configures the librdkafka producer.
@@ -71,6 +137,9 @@ type Kafka struct {
 	// (svcconfig.OrderedProducer: acks, enable.idempotence, partitioner, queuing.strategy,
 	// retries, max.in.flight above 5, message.timeout.ms below 30s, ..., and their aliases).
 	Properties map[string]string `yaml:"properties"`
+	// PropertyFiles are librdkafka settings whose values are read from files at start
+	// (setting -> file), e.g. sasl.password from a mounted KafkaUser Secret.
+	PropertyFiles map[string]string `yaml:"propertyFiles"`
 }
 
 // Registry is the Confluent-compatible schema registry.
@@ -132,10 +201,11 @@ func Parse(data []byte) (*Config, error) {
 
 func (c *Config) finish() error {
 	c.applyEnv()
+	fileErr := svcconfig.ApplyPropertyFiles("kafka", &c.Kafka.Properties, c.Kafka.PropertyFiles)
 	for i := range c.Routes {
 		c.Routes[i].ApplyDefaults()
 	}
-	return c.Validate()
+	return errors.Join(fileErr, c.Validate())
 }
 
 // EnvOnly lists the settings read only from the environment, for --check-config.
@@ -143,7 +213,8 @@ func (c *Config) EnvOnly() []svcconfig.EnvOnly { return c.Registry.EnvOnly() }
 
 func defaults() *Config {
 	return &Config{
-		GRPC:     GRPC{ListenAddress: ":9000"},
+		GRPC: GRPC{ListenAddress: ":9000", MaxPacketBytes: MaxEMQXPacketBytes, MaxConcurrentStreams: 1024,
+			MaxConnections: 1024, HandshakeTimeout: 10 * time.Second, TLS: GRPCTLS{ReloadInterval: 30 * time.Second}},
 		HTTP:     svcconfig.HTTP{ListenAddress: ":8080"},
 		Log:      svcconfig.Log{Level: "info", Format: "json"},
 		Kafka:    Kafka{ClientID: "exhook-producer", SyncTimeout: 5 * time.Second, UnreachableAfter: 5 * time.Second, MaxPayloadBytes: 1000000},
@@ -195,7 +266,7 @@ var properties = svcconfig.OrderedProducer("the producer", map[string]string{
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
 	// nil ones are dropped by errors.Join
-	errs := []error{svcconfig.ListenAddress("grpc.listenAddress", c.GRPC.ListenAddress), c.HTTP.Validate(), c.Log.Validate()}
+	errs := []error{svcconfig.ListenAddress("grpc.listenAddress", c.GRPC.ListenAddress), c.GRPC.validate(), c.HTTP.Validate(), c.Log.Validate()}
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if strings.TrimSpace(c.Kafka.BootstrapServers) == "" {
 		add("kafka.bootstrapServers is required")

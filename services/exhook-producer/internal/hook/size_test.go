@@ -22,7 +22,7 @@ import (
 )
 
 // sizeServer is a Server with the real Avro envelope and the given record limit.
-func sizeServer(t *testing.T, limit int, topicLimits map[string]int) (*Server, *fakeProducer, *metrics.Metrics) {
+func sizeServer(t testing.TB, limit int, topicLimits map[string]int) (*Server, *fakeProducer, *metrics.Metrics) {
 	t.Helper()
 	rt, err := route.New([]route.Config{
 		{Name: "tel", Filter: "vehicles/+/telemetry", KafkaTopic: "tel", Key: route.KeyConfig{From: route.KeyTopicSegment, Segment: 1}, Payload: route.PayloadBytes, Delivery: route.Async},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/riferrei/srclient"
 
 	"github.com/iov-platform/iov/kit/ops"
 	"github.com/iov-platform/iov/schemas/serde"
@@ -36,7 +37,11 @@ func New(cfg *config.Config, log *slog.Logger, h consume.Handler) (*App, error) 
 	m := metrics.New(reg)
 	a := &App{cfg: cfg, log: log, state: ops.NewState(m.Ready, ops.CondStarting)}
 
-	dec, err := consume.NewDecoder(serde.NewRegistry(cfg.Registry.URL, cfg.Registry.Username, cfg.Registry.Password))
+	registryHTTP, err := cfg.Registry.HTTPClient()
+	if err != nil {
+		return nil, err
+	}
+	dec, err := consume.NewDecoder(serde.NewRegistry(cfg.Registry.URL, cfg.Registry.Username, cfg.Registry.Password, srclient.WithClient(registryHTTP)))
 	if err != nil {
 		return nil, err
 	}

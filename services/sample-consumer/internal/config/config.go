@@ -39,6 +39,9 @@ type Kafka struct {
 	// Properties are extra librdkafka consumer settings (security.protocol, sasl.*,
 	// session.timeout.ms, ...). Settings the delivery guarantee depends on cannot be changed.
 	Properties map[string]string `yaml:"properties"`
+	// PropertyFiles are librdkafka settings whose values are read from files at start
+	// (setting -> file), e.g. sasl.password from a mounted KafkaUser Secret.
+	PropertyFiles map[string]string `yaml:"propertyFiles"`
 	// DeadLetterTopic receives a copy of every record that cannot be decoded (or that the
 	// handler rejected maxAttempts times) before its offset is committed. Empty: such a record
 	// stops the consumer instead.
@@ -71,7 +74,8 @@ func Parse(data []byte) (*Config, error) {
 
 func (c *Config) finish() error {
 	c.applyEnv()
-	return c.Validate()
+	fileErr := svcconfig.ApplyPropertyFiles("kafka", &c.Kafka.Properties, c.Kafka.PropertyFiles)
+	return errors.Join(fileErr, c.Validate())
 }
 
 // EnvOnly lists the settings read only from the environment, for --check-config.
