@@ -72,8 +72,8 @@ func (ca *CA) Pool() *x509.CertPool {
 }
 
 // Issue signs a certificate for name (a DNS name or an IP address, also the common name)
-// valid from notBefore to notAfter.
-func (ca *CA) Issue(name string, use Usage, notBefore, notAfter time.Time) (*Leaf, error) {
+// and the alternative names alt, valid from notBefore to notAfter.
+func (ca *CA) Issue(name string, use Usage, notBefore, notAfter time.Time, alt ...string) (*Leaf, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("leaf key: %w", err)
@@ -86,10 +86,12 @@ func (ca *CA) Issue(name string, use Usage, notBefore, notAfter time.Time) (*Lea
 	if use == Client {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
-	if ip := net.ParseIP(name); ip != nil {
-		tmpl.IPAddresses = []net.IP{ip}
-	} else {
-		tmpl.DNSNames = []string{name}
+	for _, n := range append([]string{name}, alt...) {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -110,9 +112,9 @@ func (ca *CA) Issue(name string, use Usage, notBefore, notAfter time.Time) (*Lea
 }
 
 // IssueValid signs a certificate valid from an hour ago for a day.
-func (ca *CA) IssueValid(name string, use Usage) (*Leaf, error) {
+func (ca *CA) IssueValid(name string, use Usage, alt ...string) (*Leaf, error) {
 	now := time.Now()
-	return ca.Issue(name, use, now.Add(-time.Hour), now.Add(24*time.Hour))
+	return ca.Issue(name, use, now.Add(-time.Hour), now.Add(24*time.Hour), alt...)
 }
 
 // WriteFiles writes the leaf as cert.pem and key.pem into dir, each replaced atomically
