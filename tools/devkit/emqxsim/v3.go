@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	exhookv3 "github.com/iov-platform/iov/proto/emqx/exhook/v3"
@@ -17,21 +18,17 @@ const V3Version = "6.0.1"
 // the same pool, turn taking and deadline as the v2 Client, on the emqx.exhook.v3 service,
 // with the MQTT 5 properties of message.publish.
 type V3 struct {
-	c       *Client
-	clients []exhookv3.HookProviderClient
+	c *Client
 }
 
 // V3 returns the v3 mode of c, over c's pooled connections.
-func (c *Client) V3() *V3 {
-	v := &V3{c: c}
-	for _, cc := range c.conns {
-		v.clients = append(v.clients, exhookv3.NewHookProviderClient(cc))
-	}
-	return v
-}
+func (c *Client) V3() *V3 { return &V3{c: c} }
 
-func (v *V3) pick() exhookv3.HookProviderClient {
-	return v.clients[v.c.next.Add(1)%uint64(len(v.clients))]
+// call runs one v3 RPC pinned by key (a client id) with EMQX's deadline, as Client.call does.
+func (v *V3) call(ctx context.Context, key string, fn func(context.Context, exhookv3.HookProviderClient) error) error {
+	return v.c.pool.do(ctx, key, func(ctx context.Context, cc grpc.ClientConnInterface) error {
+		return fn(ctx, exhookv3.NewHookProviderClient(cc))
+	})
 }
 
 func (v *V3) meta() *exhookv3.RequestMeta {
@@ -40,12 +37,15 @@ func (v *V3) meta() *exhookv3.RequestMeta {
 
 // Load calls OnProviderLoaded.
 func (v *V3) Load(ctx context.Context) (*exhookv3.LoadedResponse, error) {
-	ctx, cancel := v.c.call(ctx)
-	defer cancel()
-	return v.pick().OnProviderLoaded(ctx, &exhookv3.ProviderLoadedRequest{
-		Broker: &exhookv3.BrokerInfo{Version: V3Version, Sysdescr: "EMQX", Uptime: 1000, Datetime: time.Now().UTC().Format(time.RFC3339)},
-		Meta:   v.meta(),
+	var resp *exhookv3.LoadedResponse
+	err := v.call(ctx, "", func(ctx context.Context, h exhookv3.HookProviderClient) (err error) {
+		resp, err = h.OnProviderLoaded(ctx, &exhookv3.ProviderLoadedRequest{
+			Broker: &exhookv3.BrokerInfo{Version: V3Version, Sysdescr: "EMQX", Uptime: 1000, Datetime: time.Now().UTC().Format(time.RFC3339)},
+			Meta:   v.meta(),
+		})
+		return err
 	})
+	return resp, err
 }
 
 // NewMessage is Client.NewMessage as a v3 Message (the message is the same in both versions).
@@ -65,7 +65,10 @@ func (v *V3) NewMessage(clientID, topic string, qos uint32, payload []byte) *exh
 // EMQX sends them: props are the properties other than User Property (EMQX's names, values
 // as strings, e.g. "Message-Expiry-Interval" = "30"), user the User Properties in order.
 func (v *V3) Publish(ctx context.Context, msg *exhookv3.Message, props, user []*exhookv3.Property) (*exhookv3.ValuedResponse, error) {
-	ctx, cancel := v.c.call(ctx)
-	defer cancel()
-	return v.pick().OnMessagePublish(ctx, &exhookv3.MessagePublishRequest{Message: msg, Meta: v.meta(), Props: props, UserProps: user})
+	var resp *exhookv3.ValuedResponse
+	err := v.call(ctx, msg.GetFrom(), func(ctx context.Context, h exhookv3.HookProviderClient) (err error) {
+		resp, err = h.OnMessagePublish(ctx, &exhookv3.MessagePublishRequest{Message: msg, Meta: v.meta(), Props: props, UserProps: user})
+		return err
+	})
+	return resp, err
 }
