@@ -32,6 +32,14 @@ type Options struct {
 	PayloadBytes   int           // approximate JSON payload size
 	QoS            uint32
 	Interval       time.Duration // pause between one vehicle's messages (0: none), to pace a long run
+	// Rate, when positive, is a fixed offered rate in msg/s over all vehicles (open loop):
+	// vehicle v sends message n at start + v/Rate + n*Vehicles/Rate, at once when it is
+	// late, and a latency counts from that scheduled time, so a slow answer cannot hide the
+	// wait it causes. Interval is then ignored.
+	Rate float64
+	// Answered, when set, is called once every message was answered, before the Kafka
+	// verification (a measuring tool reads the server's CPU there).
+	Answered func()
 
 	// Verification: read the Kafka topic back and match what was acknowledged.
 	Bootstrap   string // empty: no verification
@@ -151,11 +159,18 @@ func Run(ctx context.Context, o Options) (Report, error) {
 				if ctx.Err() != nil {
 					break
 				}
-				if seq > 0 && o.Interval > 0 {
+				body, _ := json.Marshal(payload{Run: run, Vehicle: vin, Seq: seq, Speed: seq % 180, Pad: pad})
+				var t0 time.Time
+				switch {
+				case o.Rate > 0:
+					t0 = start.Add(time.Duration((float64(v) + float64(seq)*float64(o.Vehicles)) / o.Rate * float64(time.Second)))
+					time.Sleep(time.Until(t0))
+				case seq > 0 && o.Interval > 0:
 					time.Sleep(o.Interval)
 				}
-				body, _ := json.Marshal(payload{Run: run, Vehicle: vin, Seq: seq, Speed: seq % 180, Pad: pad})
-				t0 := time.Now()
+				if o.Rate <= 0 {
+					t0 = time.Now()
+				}
 				_, err := sim.Publish(ctx, sim.NewMessage(vin, topic, o.QoS, body))
 				d := time.Since(t0)
 				if err != nil {
@@ -172,6 +187,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		})
 	}
 	wg.Wait()
+	if o.Answered != nil {
+		o.Answered()
+	}
 	rep := Report{Elapsed: time.Since(start), Errors: int(errCount.Load()), LongestStall: slices.Max(stalls)}
 	if s, ok := firstErr.Load().(string); ok {
 		rep.FirstError = s
