@@ -68,7 +68,7 @@ const floorName = "floor"
 
 type config struct {
 	producer, floor          string
-	serverCPUs               string
+	serverCPUs, profileDir   string
 	vehicles, messages, pool int
 	warmup, payload          int
 	rateFraction             float64
@@ -81,6 +81,7 @@ func parse(args []string) (config, error) {
 	var c config
 	fs.StringVar(&c.producer, "producer", "bin/exhook-producer", "exhook-producer binary")
 	fs.StringVar(&c.floor, "floor", "bin/floor", "the do-nothing ExHook server binary")
+	fs.StringVar(&c.profileDir, "profile-dir", "", "write our producer's pprof CPU and allocation profiles per mode here (<mode>.cpu.pprof, <mode>.allocs.pprof)")
 	fs.StringVar(&c.serverCPUs, "server-cpus", "1", "taskset -c list the server runs on (\"\": not pinned)")
 	fs.IntVar(&c.vehicles, "vehicles", 500, "simulated vehicles (each publishes in sequence, all in parallel)")
 	fs.IntVar(&c.messages, "messages", 20, "messages per vehicle per run")
@@ -398,6 +399,11 @@ func startProducer(ctx context.Context, c config, st *stack.Stack, mode string) 
 	}
 	s := &child{cmd: command(c, c.producer, "--config", cfg), addr: grpcAddr, dir: dir}
 	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
+	if c.profileDir != "" { // the producer writes them when it stops (services/exhook-producer/profile.go)
+		s.cmd.Env = append(os.Environ(),
+			"EXHOOK_CPUPROFILE="+filepath.Join(c.profileDir, mode+".cpu.pprof"),
+			"EXHOOK_ALLOCPROFILE="+filepath.Join(c.profileDir, mode+".allocs.pprof"))
+	}
 	if err := s.start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
