@@ -38,6 +38,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
+	setGCPercent()
 	stopProfiles, err := startProfiles()
 	if err != nil {
 		return err

@@ -178,11 +178,12 @@ type result struct {
 	closed, open       load.Report
 	cpuClosed, cpuOpen time.Duration // server CPU over each run
 	offered            float64       // the fixed-rate run's offered msg/s
-	// The floor at the same fixed rate, run right after (ours only).
-	floorOpen    load.Report
-	floorCPUOpen time.Duration
-	peakRSS      int64
-	exit         string
+	// The floor run right after, closed loop and at the same fixed rate (ours only), so a
+	// ratio compares two runs a few seconds apart on the shared machine.
+	floorClosed, floorOpen       load.Report
+	floorCPUClosed, floorCPUOpen time.Duration
+	peakRSS                      int64
+	exit                         string
 }
 
 func perMsg(cpu time.Duration, rep load.Report) time.Duration {
@@ -213,6 +214,13 @@ func measure(ctx context.Context, st *stack.Stack, c config, name string, srv, f
 	opts.Messages = c.messages
 	if res.closed, res.cpuClosed, err = measured(ctx, srv, opts); err != nil {
 		return res, fmt.Errorf("closed loop: %w", err)
+	}
+	if floor != nil {
+		f := opts
+		f.Addr, f.Bootstrap = floor.addr, ""
+		if res.floorClosed, res.floorCPUClosed, err = measured(ctx, floor, f); err != nil {
+			return res, fmt.Errorf("floor closed loop: %w", err)
+		}
 	}
 	if rate := res.closed.Rate() * c.rateFraction; rate > 0 {
 		opts.Rate, res.offered = rate, rate
@@ -252,17 +260,16 @@ func measured(ctx context.Context, srv *child, opts load.Options) (load.Report, 
 	return rep, cpu1 - cpu0, cpuErr
 }
 
-// printTable writes the results: the closed loop's CPU per message as a ratio to the floor's
-// (the first result), the fixed-rate run's to the floor's at the same rate.
+// printTable writes the results (the floor's own first) with each mode's CPU per message as
+// a ratio to the floor's in the runs right after it, closed loop and at the same fixed rate.
 func printTable(out io.Writer, results []result) {
-	floor := results[0]
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "server\tCPU/msg\tx floor\tmsg/s per core\tclosed msg/s\tp50\tp99\t| fixed msg/s\tCPU/msg\tx floor\tp50\tp99\tfloor p99\tadded p99\t| peak RSS\tlost\tdup\torder\terrors\t")
 	for _, r := range results {
 		cc, co := perMsg(r.cpuClosed, r.closed), perMsg(r.cpuOpen, r.open)
 		xc, xo, floorP99, added := "-", "-", "-", "-"
 		if r.name != floorName {
-			xc = ratio(cc, perMsg(floor.cpuClosed, floor.closed))
+			xc = ratio(cc, perMsg(r.floorCPUClosed, r.floorClosed))
 			if r.floorOpen.Acked > 0 {
 				xo = ratio(co, perMsg(r.floorCPUOpen, r.floorOpen))
 				floorP99, added = us(r.floorOpen.P99), us(r.open.P99-r.floorOpen.P99)
@@ -288,6 +295,7 @@ func printTable(out io.Writer, results []result) {
 		fmt.Fprintf(out, "bench: %s: fixed rate offered %.0f msg/s; server %s\n", r.name, r.offered, r.exit)
 	}
 	fmt.Fprintln(out, "bench: CPU/msg is the server's utime+stime from the first call to the last answer / acknowledged messages; msg/s per core = 1 s / CPU/msg")
+	fmt.Fprintln(out, "bench: x floor: CPU/msg over the floor's in a run of the same kind right after the mode's")
 	fmt.Fprintln(out, "bench: fixed rate: latencies count from each message's scheduled time; the floor is run at each mode's rate right after it, and added p99 = p99 - floor p99 at that rate")
 }
 
