@@ -38,7 +38,6 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
-	setGCPercent()
 	stopProfiles, err := startProfiles()
 	if err != nil {
 		return err

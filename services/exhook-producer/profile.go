@@ -4,21 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"runtime/pprof"
 )
-
-// gcPercent is the producer's GOGC unless the environment sets one. Its live heap is a few MB,
-// so Go's default (100) collects every few MB of allocation, which most hook calls make
-// (gRPC's buffers, the Avro envelope); 200 halves the collections for ~10 MB more heap (see
-// the README's measurements).
-const gcPercent = 200
-
-func setGCPercent() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
-}
 
 // Profiling for performance work, off unless asked for: EXHOOK_CPUPROFILE=file writes a pprof
 // CPU profile of the whole run, EXHOOK_ALLOCPROFILE=file the allocations (pprof "allocs":
