@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -198,7 +197,8 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		// Hook calls run on a fixed set of goroutines whose stacks have already grown, instead
 		// of a new goroutine per call (stack growth was 8% of the CPU under load: see the
 		// README's profile); a call finding every worker busy still gets its own goroutine.
-		grpc.NumStreamWorkers(uint32(64*runtime.GOMAXPROCS(0))),
+		// A fixed count, so that a pod on a large node does not keep thousands idle.
+		grpc.NumStreamWorkers(streamWorkers),
 	)
 	exhookv2.RegisterHookProviderServer(a.grpc, hooks)      // EMQX 5.0-5.8
 	exhookv3.RegisterHookProviderServer(a.grpc, hooks.V3()) // EMQX 5.9+
@@ -207,6 +207,9 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	srvMetrics.InitializeMetrics(a.grpc)
 	return a, nil
 }
+
+// streamWorkers is the number of goroutines that run gRPC calls (grpc.NumStreamWorkers).
+const streamWorkers = 64
 
 // openSpool opens the durable spool and its shipper. The shipper has its own producer that
 // retries transient failures forever (message.timeout.ms=0): the spool, not a timeout,
