@@ -1,0 +1,74 @@
+package charttest
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// TestMonitoringVariant: the monitoring variant (ci/monitoring-values.yaml) renders what
+// TestKubectlValidate then checks against the real prometheus-operator CRDs: the
+// PrometheusRule whose spec is files/prometheus-rules.yaml as promtool tests it, with the
+// ruleSelector labels, and one Grafana sidecar ConfigMap per dashboard JSON. The default
+// render has none of them.
+func TestMonitoringVariant(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(umbrellaDir(t), "files", "prometheus-rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules map[string]any
+	if err := yaml.Unmarshal(b, &rules); err != nil {
+		t.Fatal(err)
+	}
+	dashboards, _ := filepath.Glob(filepath.Join(umbrellaDir(t), "files", "dashboards", "*.json"))
+	if len(dashboards) == 0 {
+		t.Fatal("no files/dashboards/*.json")
+	}
+
+	objs := mustObjects(t, renderVariant(t, variantNamed(t, "monitoring")))
+	var prs []object
+	for _, o := range objs {
+		if o.kind() == "PrometheusRule" {
+			prs = append(prs, o)
+		}
+	}
+	if len(prs) != 1 {
+		t.Fatalf("%d PrometheusRules rendered, want 1 (the umbrella's, from files/prometheus-rules.yaml)", len(prs))
+	}
+	pr := prs[0]
+	if !reflect.DeepEqual(map[string]any(pr["spec"].(map[string]any)), rules) {
+		t.Error("PrometheusRule spec differs from files/prometheus-rules.yaml")
+	}
+	if got := path(pr, "metadata", "labels", "release"); got != "kube-prometheus-stack" {
+		t.Errorf("PrometheusRule label release=%v, want the ruleSelector label of the values", got)
+	}
+	for _, f := range dashboards {
+		key := filepath.Base(f)
+		name := "iov-dashboard-" + strings.TrimPrefix(strings.TrimSuffix(key, ".json"), "iov-")
+		cm := find(objs, "ConfigMap", name)
+		if cm == nil {
+			t.Errorf("no ConfigMap %s for %s", name, key)
+			continue
+		}
+		want, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if path(cm, "data", key) != string(want) {
+			t.Errorf("ConfigMap %s does not hold %s as generated", name, key)
+		}
+		if path(cm, "metadata", "labels", "grafana_dashboard") != "1" {
+			t.Errorf("ConfigMap %s lacks the Grafana sidecar label grafana_dashboard: \"1\"", name)
+		}
+	}
+
+	for _, o := range mustObjects(t, renderVariant(t, variantNamed(t, "default"))) {
+		if strings.HasPrefix(o.apiVersion(), "monitoring.coreos.com/") || o.labels()["grafana_dashboard"] != nil {
+			t.Errorf("default render (monitoring off) has %s %s", o.kind(), o.name())
+		}
+	}
+}
