@@ -1,9 +1,11 @@
 package charttest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,9 +68,65 @@ func TestMonitoringVariant(t *testing.T) {
 		}
 	}
 
+	// Kafka Exporter on, with a PodMonitor on Strimzi's names for its pods.
+	kafka := find(objs, "Kafka", release)
+	if kafka == nil || path(kafka, "spec", "kafkaExporter") == nil {
+		t.Error("monitoring render: the Kafka has no spec.kafkaExporter (kafka_consumergroup_lag)")
+	}
+	if pm := find(objs, "PodMonitor", "-kafka-exporter"); pm == nil {
+		t.Error("no Kafka Exporter PodMonitor")
+	} else if sel := path(pm, "spec", "selector", "matchLabels"); !reflect.DeepEqual(sel, map[string]any{
+		"strimzi.io/cluster": kafka.name(), "strimzi.io/name": kafka.name() + "-kafka-exporter"}) {
+		t.Errorf("Kafka Exporter PodMonitor selects %v", sel)
+	}
+
 	for _, o := range mustObjects(t, renderVariant(t, variantNamed(t, "default"))) {
 		if strings.HasPrefix(o.apiVersion(), "monitoring.coreos.com/") || o.labels()["grafana_dashboard"] != nil {
 			t.Errorf("default render (monitoring off) has %s %s", o.kind(), o.name())
 		}
+	}
+}
+
+// TestEMQXPodMonitor: in both editions the EMQX PodMonitor selects the pods of the EMQX
+// StatefulSet the upstream chart renders, on a container port of theirs named as the
+// PodMonitor's, so Prometheus finds the /api/v5/prometheus/stats targets.
+func TestEMQXPodMonitor(t *testing.T) {
+	for _, ed := range emqxEditions {
+		t.Run(ed.key, func(t *testing.T) {
+			files := []string{filepath.Join(umbrellaDir(t), "ci", "monitoring-values.yaml")}
+			for _, f := range ed.switchTo {
+				files = append(files, filepath.Join(umbrellaDir(t), f))
+			}
+			m, err := render(scratchUmbrella(t), files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := mustObjects(t, m)
+			pm, sts := find(objs, "PodMonitor", "-emqx"), find(objs, "StatefulSet", "-emqx")
+			if pm == nil || sts == nil {
+				t.Fatal("no EMQX PodMonitor or StatefulSet")
+			}
+			podLabels, _ := path(sts, "spec", "template", "metadata", "labels").(map[string]any)
+			sel, _ := path(pm, "spec", "selector", "matchLabels").(map[string]any)
+			if len(sel) == 0 {
+				t.Fatal("PodMonitor has an empty selector")
+			}
+			for k, v := range sel {
+				if podLabels[k] != v {
+					t.Errorf("selector %s=%v, EMQX pods have %s=%v", k, v, k, podLabels[k])
+				}
+			}
+			ep := path(pm, "spec", "podMetricsEndpoints").([]any)[0]
+			if path(ep, "path") != "/api/v5/prometheus/stats" {
+				t.Errorf("path %v", path(ep, "path"))
+			}
+			var ports []string
+			for _, p := range path(path(sts, "spec", "template", "spec", "containers").([]any)[0], "ports").([]any) {
+				ports = append(ports, fmt.Sprint(path(p, "name")))
+			}
+			if !slices.Contains(ports, fmt.Sprint(path(ep, "port"))) {
+				t.Errorf("PodMonitor port %v is not an EMQX container port %v", path(ep, "port"), ports)
+			}
+		})
 	}
 }
