@@ -23,6 +23,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/pires/go-proxyproto"
+	"helm.sh/helm/v3/pkg/chart/loader"
 
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 )
@@ -522,4 +523,56 @@ func TestHAProxyPorts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHAProxyPortsWithoutNullOverrides renders every umbrella variant as Helm 4 does
+// (helm/helm#32132: a null in the parent's values does not remove a subchart default):
+// with every null dropped from the umbrella's values and the variant's values files, the
+// HAProxy pods and Service still carry only the MQTT ports. It fails for values that
+// remove the HAProxy chart's default http/https/stat ports with nulls.
+func TestHAProxyPortsWithoutNullOverrides(t *testing.T) {
+	for _, v := range umbrellaVariants(t) {
+		t.Run(v.name, func(t *testing.T) {
+			ch, err := loader.Load(scratchUmbrella(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch.Values = dropNulls(ch.Values)
+			vals, err := valuesFrom(v.values, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := renderChart(ch, dropNulls(vals))
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := mustObjects(t, m)
+			dep, svc := find(objs, "Deployment", "-haproxy"), find(objs, "Service", "-haproxy")
+			if dep == nil || svc == nil {
+				t.Fatal("no HAProxy Deployment or Service")
+			}
+			for _, list := range [][]any{path(path(dep, "spec", "template", "spec", "containers").([]any)[0], "ports").([]any), path(svc, "spec", "ports").([]any)} {
+				for _, p := range list {
+					if n := fmt.Sprint(path(p, "name")); n != "mqtt" && n != "mqtts" {
+						t.Errorf("HAProxy port %s rendered once null overrides are ignored", n)
+					}
+				}
+			}
+		})
+	}
+}
+
+// dropNulls returns m without the keys whose value is null, at every depth.
+func dropNulls(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		switch x := v.(type) {
+		case nil:
+		case map[string]any:
+			out[k] = dropNulls(x)
+		default:
+			out[k] = v
+		}
+	}
+	return out
 }
