@@ -6,7 +6,7 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 MODULES   := kit proto schemas services/exhook-producer services/sample-consumer services/downlink tools/devkit tools/schemactl tools/monitoring
 SERVICES  := exhook-producer sample-consumer downlink
-TOOLS     := devstack loadgen bench compare demo exhook-reload
+TOOLS     := devstack loadgen bench compare demo exhook-reload floor
 GOTEST    := $(GO) test -race -count=1
 FUZZTIME  ?= 10s
 
@@ -35,8 +35,8 @@ cli-check: build ## Every binary's --help, --check-config (secrets masked) and o
 	@tools/cli-check.sh
 
 .PHONY: bench
-bench: build ## Measure msg/s and p50/p99 hook latency, async and sync, 1k vehicles
-	@$(BIN)/bench --producer $(BIN)/exhook-producer
+bench: build ## Server CPU per message of the floor (do-nothing ExHook server) and our producer per mode, server pinned to CPU 1, load + Kafka on CPU 0; ratios to the floor
+	@taskset -c 0 $(BIN)/bench --producer $(BIN)/exhook-producer --floor $(BIN)/floor --server-cpus 1
 	@cd services/exhook-producer && $(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
 .PHONY: compare

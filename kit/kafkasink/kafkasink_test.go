@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -473,4 +474,65 @@ func BenchmarkProduceCallback(b *testing.B) {
 		i++
 	}
 	settled.Wait()
+}
+
+// The go.* channel sizes default to small buffers unless the settings give them.
+func TestNewBoundsTheGoChannels(t *testing.T) {
+	for _, tt := range []struct {
+		name                 string
+		cm                   kafka.ConfigMap
+		wantEvents, wantProd any
+	}{
+		{"defaults", kafka.ConfigMap{}, EventsChannelSize, 1},
+		{"set", kafka.ConfigMap{"go.events.channel.size": 50, "go.produce.channel.size": 7}, 50, 7},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cm["bootstrap.servers"] = "127.0.0.1:1"
+			s, err := New(tt.cm, Options{Log: slog.New(slog.DiscardHandler), Metrics: Metrics{
+				Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "errors"}, []string{"code"}),
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if got := s.conf["go.events.channel.size"]; got != tt.wantEvents {
+				t.Errorf("go.events.channel.size = %v, want %v", got, tt.wantEvents)
+			}
+			if got := s.conf["go.produce.channel.size"]; got != tt.wantProd {
+				t.Errorf("go.produce.channel.size = %v, want %v", got, tt.wantProd)
+			}
+		})
+	}
+}
+
+// With an events channel far smaller than the records in flight, every delivery report
+// still arrives: the reports wait in librdkafka's queue while the channel is full.
+func TestSmallEventsChannelLosesNoReport(t *testing.T) {
+	f := newFixture(t, kafka.ConfigMap{"go.events.channel.size": 2})
+	ctx := context.Background()
+	const n = 300
+	var reported sync.WaitGroup
+	reported.Add(n)
+	var failed atomic.Int64
+	for i := range n {
+		rec := Record{Topic: topic, Key: []byte("VIN1"), Value: fmt.Append(nil, i)}
+		if err := f.sink.ProduceCallback(ctx, rec, func(err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+			reported.Done()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reported.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d reports failed", failed.Load(), n)
+	}
+	recs := f.read(t, n)
+	for i, r := range recs[:n] {
+		if string(r.Value) != fmt.Sprint(i) {
+			t.Fatalf("record %d is %q: order changed", i, r.Value)
+		}
+	}
 }

@@ -38,6 +38,15 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
+	stopProfiles, err := startProfiles()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if perr := stopProfiles(); perr != nil {
+			log.Error("profiles not written", "err", perr)
+		}
+	}()
 	a, err := app.New(cfg, log)
 	if err != nil {
 		return svcconfig.DevStackHint(err)

@@ -2,6 +2,7 @@ package charttest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/csv"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/pires/go-proxyproto"
+	"helm.sh/helm/v3/pkg/chart/loader"
 
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 )
@@ -496,7 +498,7 @@ func TestHAProxyBehaviour(t *testing.T) {
 // mqtts when enabled); the chart's default http/https/stat ports are removed and the
 // stats port stays off the Service.
 func TestHAProxyPorts(t *testing.T) {
-	want := map[string]string{"default": "mqtt", "emqx-enterprise": "mqtt", "production": "mqtt,mqtts"}
+	want := map[string]string{"production": "mqtt,mqtts"} // TLS on; every other variant: "mqtt"
 	for _, v := range umbrellaVariants(t) {
 		t.Run(v.name, func(t *testing.T) {
 			objs := mustObjects(t, renderVariant(t, v))
@@ -512,12 +514,65 @@ func TestHAProxyPorts(t *testing.T) {
 				t.Fatal("no HAProxy Deployment or Service")
 			}
 			c := path(dep, "spec", "template", "spec", "containers").([]any)[0]
-			if got := names(path(c, "ports")); got != want[v.name] {
-				t.Errorf("container ports %s, want %s", got, want[v.name])
+			w := cmp.Or(want[v.name], "mqtt")
+			if got := names(path(c, "ports")); got != w {
+				t.Errorf("container ports %s, want %s", got, w)
 			}
-			if got := names(path(svc, "spec", "ports")); got != want[v.name] {
-				t.Errorf("Service ports %s, want %s", got, want[v.name])
+			if got := names(path(svc, "spec", "ports")); got != w {
+				t.Errorf("Service ports %s, want %s", got, w)
 			}
 		})
 	}
+}
+
+// TestHAProxyPortsWithoutNullOverrides renders every umbrella variant as Helm 4 does
+// (helm/helm#32132: a null in the parent's values does not remove a subchart default):
+// with every null dropped from the umbrella's values and the variant's values files, the
+// HAProxy pods and Service still carry only the MQTT ports. It fails for values that
+// remove the HAProxy chart's default http/https/stat ports with nulls.
+func TestHAProxyPortsWithoutNullOverrides(t *testing.T) {
+	for _, v := range umbrellaVariants(t) {
+		t.Run(v.name, func(t *testing.T) {
+			ch, err := loader.Load(scratchUmbrella(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch.Values = dropNulls(ch.Values)
+			vals, err := valuesFrom(v.values, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := renderChart(ch, dropNulls(vals))
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := mustObjects(t, m)
+			dep, svc := find(objs, "Deployment", "-haproxy"), find(objs, "Service", "-haproxy")
+			if dep == nil || svc == nil {
+				t.Fatal("no HAProxy Deployment or Service")
+			}
+			for _, list := range [][]any{path(path(dep, "spec", "template", "spec", "containers").([]any)[0], "ports").([]any), path(svc, "spec", "ports").([]any)} {
+				for _, p := range list {
+					if n := fmt.Sprint(path(p, "name")); n != "mqtt" && n != "mqtts" {
+						t.Errorf("HAProxy port %s rendered once null overrides are ignored", n)
+					}
+				}
+			}
+		})
+	}
+}
+
+// dropNulls returns m without the keys whose value is null, at every depth.
+func dropNulls(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		switch x := v.(type) {
+		case nil:
+		case map[string]any:
+			out[k] = dropNulls(x)
+		default:
+			out[k] = v
+		}
+	}
+	return out
 }

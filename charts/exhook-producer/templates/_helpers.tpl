@@ -47,16 +47,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-Labels of the `helm test` Pods: deliberately NOT the selector labels, so the
-Service and the PodDisruptionBudget never select a test Pod.
+Labels of Pods beside the producer (`helm test` Pods, the schema Job): deliberately NOT
+the selector labels, so the Service and the PodDisruptionBudget never select them.
+Usage: include "exhook-producer.sideLabels" (list . "test" "test") -> name <chart name>-test.
 */}}
-{{- define "exhook-producer.testLabels" -}}
-helm.sh/chart: {{ include "exhook-producer.chart" . }}
-app.kubernetes.io/name: {{ include "exhook-producer.name" . }}-test
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: test
+{{- define "exhook-producer.sideLabels" -}}
+{{- $ := index . 0 -}}
+helm.sh/chart: {{ include "exhook-producer.chart" $ }}
+app.kubernetes.io/name: {{ include "exhook-producer.name" $ }}-{{ index . 1 }}
+app.kubernetes.io/instance: {{ $.Release.Name }}
+app.kubernetes.io/component: {{ index . 2 }}
 app.kubernetes.io/part-of: iov-platform
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ $.Release.Service }}
+{{- end }}
+
+{{- define "exhook-producer.testLabels" -}}
+{{ include "exhook-producer.sideLabels" (list . "test" "test") }}
 {{- end }}
 
 {{- define "exhook-producer.serviceAccountName" -}}
@@ -109,6 +115,35 @@ Schema registry URL: explicit config > global override > in-chart registry.
 {{- define "exhook-producer.registryUrl" -}}
 {{- $g := (.Values.global).iov | default dict -}}
 {{- coalesce .Values.config.registry.url $g.schemaRegistryUrl (printf "http://%s-schema-registry:8081" .Release.Name) -}}
+{{- end }}
+
+{{/*
+REGISTRY_USERNAME / REGISTRY_PASSWORD from registryAuth.existingSecret (nothing without
+one): the producer's pods and the schema Job read the registry credentials the same way.
+*/}}
+{{- define "exhook-producer.registryAuthEnv" -}}
+{{- with .Values.registryAuth.existingSecret -}}
+- name: REGISTRY_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.registryAuth.usernameKey }}
+- name: REGISTRY_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.registryAuth.passwordKey }}
+{{- end -}}
+{{- end }}
+
+{{/*
+"true" when the registry URL is the umbrella's in-chart registry (no config.registry.url,
+no global.iov.schemaRegistryUrl): it is created by this release, so it does not exist
+before install.
+*/}}
+{{- define "exhook-producer.registryInRelease" -}}
+{{- $g := (.Values.global).iov | default dict -}}
+{{- if not (or .Values.config.registry.url $g.schemaRegistryUrl) }}true{{ end -}}
 {{- end }}
 
 {{/*

@@ -53,18 +53,7 @@ spec:
           protocol: TCP
       {{- if or .Values.registryAuth.existingSecret .Values.extraEnv }}
       env:
-        {{- with .Values.registryAuth.existingSecret }}
-        - name: REGISTRY_USERNAME
-          valueFrom:
-            secretKeyRef:
-              name: {{ . }}
-              key: {{ $.Values.registryAuth.usernameKey }}
-        - name: REGISTRY_PASSWORD
-          valueFrom:
-            secretKeyRef:
-              name: {{ . }}
-              key: {{ $.Values.registryAuth.passwordKey }}
-        {{- end }}
+        {{- include "exhook-producer.registryAuthEnv" . | nindent 8 }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

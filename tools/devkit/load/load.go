@@ -41,6 +41,14 @@ type Options struct {
 	// PerStream[i%len], as a proxy that balances each HTTP/2 stream (not each connection)
 	// over producer pods would send it.
 	PerStream []*emqxsim.Client
+	// Rate, when positive, is a fixed offered rate in msg/s over all vehicles (open loop):
+	// vehicle v sends message n at start + v/Rate + n*Vehicles/Rate, at once when it is
+	// late, and a latency counts from that scheduled time, so a slow answer cannot hide the
+	// wait it causes. Interval is then ignored.
+	Rate float64
+	// Answered, when set, is called once every message was answered, before the Kafka
+	// verification (a measuring tool reads the server's CPU there).
+	Answered func()
 
 	// Verification: read the Kafka topic back and match what was acknowledged.
 	Bootstrap   string // empty: no verification
@@ -171,16 +179,23 @@ func Run(ctx context.Context, o Options) (Report, error) {
 				if ctx.Err() != nil {
 					break
 				}
-				if seq > 0 && o.Interval > 0 {
+				body, _ := json.Marshal(payload{Run: run, Vehicle: vin, Seq: seq, Speed: seq % 180, Pad: pad})
+				var t0 time.Time
+				switch {
+				case o.Rate > 0:
+					t0 = start.Add(time.Duration((float64(v) + float64(seq)*float64(o.Vehicles)) / o.Rate * float64(time.Second)))
+					time.Sleep(time.Until(t0))
+				case seq > 0 && o.Interval > 0:
 					time.Sleep(o.Interval)
 				}
 				sent[v] = append(sent[v], seq)
-				body, _ := json.Marshal(payload{Run: run, Vehicle: vin, Seq: seq, Speed: seq % 180, Pad: pad})
 				via := sim
 				if n := len(o.PerStream); n > 0 {
 					via = o.PerStream[seq%n]
 				}
-				t0 := time.Now()
+				if o.Rate <= 0 {
+					t0 = time.Now()
+				}
 				_, err := via.Publish(ctx, via.NewMessage(vin, topic, o.QoS, body))
 				d := time.Since(t0)
 				if err != nil {
@@ -197,6 +212,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		})
 	}
 	wg.Wait()
+	if o.Answered != nil {
+		o.Answered()
+	}
 	rep := Report{Elapsed: time.Since(start), Errors: int(errCount.Load()), LongestStall: slices.Max(stalls)}
 	if s, ok := firstErr.Load().(string); ok {
 		rep.FirstError = s

@@ -42,3 +42,31 @@ func TestIntervalAndLongestStall(t *testing.T) {
 		t.Fatalf("longest stall %s, want between %s and the run's %s", rep.LongestStall, stall+interval, rep.Elapsed)
 	}
 }
+
+// TestRateIsOpenLoop: with Rate the messages follow a fixed schedule over all vehicles, and a
+// slow answer also counts against the messages that wait behind it (latency from the
+// scheduled send time), which a closed loop would hide.
+func TestRateIsOpenLoop(t *testing.T) {
+	const vehicles, messages, rate = 2, 6, 100.0 // each vehicle every 20ms; the last message at 110ms
+	last := time.Duration((vehicles*messages - 1) / rate * float64(time.Second))
+	paced, err := Run(context.Background(), Options{Addr: serve(t, &stallProvider{}), Vehicles: vehicles, Messages: messages,
+		Rate: rate, Pool: 1, RequestTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if paced.Acked != vehicles*messages || paced.Elapsed < last {
+		t.Fatalf("acked %d of %d in %s; the schedule's last message is at %s", paced.Acked, vehicles*messages, paced.Elapsed, last)
+	}
+
+	const stall = 400 * time.Millisecond
+	rep, err := Run(context.Background(), Options{Addr: serve(t, &stallProvider{stallOn: 3, stall: stall}), Vehicles: vehicles, Messages: messages,
+		Rate: rate, Pool: 1, RequestTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stalled call and the ones its vehicle sends late behind it (at least three, each
+	// scheduled at most 100ms after it) all wait more than half the stall.
+	if rep.Max < stall || rep.P90 < stall/2 {
+		t.Fatalf("max %s, p90 %s: want max >= %s and p90 >= %s (latency from the schedule)", rep.Max, rep.P90, stall, stall/2)
+	}
+}

@@ -86,6 +86,14 @@ func (w *testWriter) Write(p []byte) (int, error) {
 
 func start(t *testing.T, cfg *config.Config, st *stack.Stack) *harness {
 	t.Helper()
+	h := launch(t, cfg, st)
+	waitReady(t, h.app.HTTPAddr())
+	return h
+}
+
+// launch runs the app and dials it like EMQX, without waiting for readiness.
+func launch(t *testing.T, cfg *config.Config, st *stack.Stack) *harness {
+	t.Helper()
 	a, err := app.New(cfg, logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +109,6 @@ func start(t *testing.T, cfg *config.Config, st *stack.Stack) *harness {
 		h.sim.Close()
 		h.stop(t)
 	})
-	waitReady(t, a.HTTPAddr())
 	return h
 }
 

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"maps"
+	"net/http"
 	"testing"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 // TestSASLSCRAMOverTLS: against a real broker whose client listener is SASL_SSL with
 // SCRAM-SHA-512 (CA and certificate generated here, user created at format time), the
 // producer configured with security.protocol / sasl.* / ssl.ca.location writes what EMQX
-// sends, and the same producer with a wrong password gets no acknowledgement.
+// sends, and the same producer with a wrong password gets no acknowledgement and stays
+// unready.
 func TestSASLSCRAMOverTLS(t *testing.T) {
 	kafkatest.Skip(t)
 	st, sc := e2e.StartSecure(t, map[string]string{"iov-producer": "producer-secret"},
@@ -34,7 +36,12 @@ func TestSASLSCRAMOverTLS(t *testing.T) {
 			cfg := testConfig(t, sc.SecureBootstrap(), st.RegistryURL())
 			maps.Copy(cfg.Kafka.Properties, sc.ClientProperties("iov-producer", tt.password))
 			cfg.Shutdown.DrainTimeout = 2 * time.Second
-			h := start(t, cfg, st)
+			var h *harness
+			if tt.wantCode == codes.OK {
+				h = start(t, cfg, st)
+			} else {
+				h = launch(t, cfg, st) // it never becomes ready: the broker refuses it
+			}
 			ctx := context.Background()
 			msg := h.sim.NewMessage("VIN1", "vehicles/VIN1/events/door", 1, []byte(`{"seq":1}`))
 			_, err := h.sim.Publish(ctx, msg)
@@ -42,6 +49,9 @@ func TestSASLSCRAMOverTLS(t *testing.T) {
 				t.Fatalf("sync publish: %v, want %v", err, tt.wantCode)
 			}
 			if tt.wantCode != codes.OK {
+				if code, body := readiness(t, h.app.HTTPAddr()); code != http.StatusServiceUnavailable {
+					t.Fatalf("/ready = %d %q with a wrong password, want 503", code, body)
+				}
 				return
 			}
 			ids := messageIDs(t, st, 1, eventsTopic)

@@ -39,10 +39,18 @@ type Metrics struct {
 	Ready           prometheus.Gauge
 }
 
-// New registers the collectors on reg.
+// Results of ShutdownRecords, the `result` label.
+const (
+	ShutdownSpilled = "spilled"
+	ShutdownLost    = "lost"
+)
+
+// New registers the collectors on reg. Counters whose label values are known up front are
+// exported at 0 from the start: an alert's increase() needs a sample before the first
+// event, and the dashboards' and rules' metric names exist before anything happens.
 func New(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		Messages: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "exhook_messages_total",
 			Help: "MQTT messages seen on message.publish, by route and outcome.",
@@ -89,4 +97,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "1 while ready (the /ready endpoint answers 200), 0 while starting, draining, or while Kafka cannot take records (see exhook_kafka_producer_state).",
 		}),
 	}
+	for _, r := range []string{ShutdownSpilled, ShutdownLost} {
+		m.ShutdownRecords.WithLabelValues(r)
+	}
+	return m
 }

@@ -1,31 +1,47 @@
-// Command bench measures the exhook producer binary end to end on this machine: it starts
-// the in-process Kafka + registry, runs the producer as a child process, and drives it with
-// the EMQX-like load (1k vehicles by default) once through an async route and once through a
-// sync route, printing msg/s and p50/p99 hook latency for each. Every run is also verified
-// against Kafka (lost must be 0).
+// Command bench measures what an ExHook call costs the server: the do-nothing floor server
+// (cmd/floor, the cost of gRPC alone) and the exhook producer binary in each delivery mode
+// (async, sync, spool), every one run the same way. The server is a fresh child process
+// pinned to one core (taskset -c, --server-cpus); the load tool and the in-process Kafka +
+// registry run in this process, which make bench pins to the other core. Per server:
+//
+//  1. a warm-up load (excluded);
+//  2. a closed-loop run (each vehicle publishes its next message when the last one was
+//     answered): the server's msg/s, and its CPU per message from /proc/<pid>/stat
+//     (utime+stime) across the run;
+//  3. a fixed-rate run (load.Options.Rate, open loop) at --rate-fraction (default 50%) of
+//     the rate the closed loop reached, so the latency is the server's, not queueing.
+//
+// Our producer's runs are verified from Kafka (lost, duplicates, per-vehicle order); the exit
+// status is non-zero when any of them erred, lost, duplicated or reordered a message. One
+// table with the ratios to the floor closes the run.
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/iov-platform/iov/tools/devkit/load"
+	"github.com/iov-platform/iov/tools/devkit/procstat"
 	"github.com/iov-platform/iov/tools/devkit/readiness"
 	"github.com/iov-platform/iov/tools/devkit/stack"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	err := run(ctx, os.Args[1:])
+	err := run(ctx, os.Args[1:], os.Stdout)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) { // --help printed the usage: exit 0
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -33,6 +49,8 @@ func main() {
 	}
 }
 
+// producerConfig is our producer's config for one mode: one route, keyed by the vehicle id in
+// the topic, the shipped default's Kafka properties.
 const producerConfig = `
 grpc: {listenAddress: %q}
 http: {listenAddress: %q}
@@ -41,76 +59,366 @@ kafka:
   bootstrapServers: %q
   properties: {linger.ms: "5"}
 registry: {url: %q}
+spool: {dir: %q}
 routes:
-  - {name: async, filter: "bench/+/async", kafkaTopic: bench.async, key: {from: topic-segment, segment: 1}, payload: json, delivery: async}
-  - {name: sync, filter: "bench/+/sync", kafkaTopic: bench.sync, key: {from: topic-segment, segment: 1}, payload: json, delivery: sync}
+  - {name: %[6]s, filter: "bench/+/%[6]s", kafkaTopic: bench.%[6]s, key: {from: topic-segment, segment: 1}, payload: json, delivery: %[6]s}
 `
 
-func run(ctx context.Context, args []string) error {
+const floorName = "floor"
+
+type config struct {
+	producer, floor          string
+	serverCPUs, profileDir   string
+	vehicles, messages, pool int
+	warmup, payload          int
+	rateFraction             float64
+	requestTimeout           time.Duration
+	modes                    []string
+}
+
+func parse(args []string) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	bin := fs.String("producer", "bin/exhook-producer", "exhook-producer binary")
-	vehicles := fs.Int("vehicles", 1000, "simulated vehicles")
-	messages := fs.Int("messages", 20, "messages per vehicle per mode")
-	pool := fs.Int("pool", 8, "gRPC connections")
-	payload := fs.Int("payload-bytes", 200, "approximate payload size")
+	var c config
+	fs.StringVar(&c.producer, "producer", "bin/exhook-producer", "exhook-producer binary")
+	fs.StringVar(&c.floor, "floor", "bin/floor", "the do-nothing ExHook server binary")
+	fs.StringVar(&c.profileDir, "profile-dir", "", "write our producer's pprof CPU and allocation profiles per mode here (<mode>.cpu.pprof, <mode>.allocs.pprof)")
+	fs.StringVar(&c.serverCPUs, "server-cpus", "1", "taskset -c list the server runs on (\"\": not pinned)")
+	fs.IntVar(&c.vehicles, "vehicles", 500, "simulated vehicles (each publishes in sequence, all in parallel)")
+	fs.IntVar(&c.messages, "messages", 20, "messages per vehicle per run")
+	fs.IntVar(&c.pool, "pool", 8, "gRPC connections (EMQX exhook pool_size)")
+	fs.IntVar(&c.warmup, "warmup", 2, "warm-up messages per vehicle before the measured runs (0: none)")
+	fs.IntVar(&c.payload, "payload-bytes", 200, "approximate JSON payload size")
+	fs.Float64Var(&c.rateFraction, "rate-fraction", 0.5, "fixed-rate run: this fraction of the closed loop's msg/s (0: no fixed-rate run)")
+	fs.DurationVar(&c.requestTimeout, "request-timeout", 5*time.Second, "per-call deadline, like EMQX request_timeout")
+	modes := fs.String("modes", "async,sync,spool", "producer delivery modes to measure after the floor, in order")
 	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var problems []error
+	if c.vehicles <= 0 || c.messages <= 0 || c.pool <= 0 || c.warmup < 0 {
+		problems = append(problems, errors.New("-vehicles, -messages and -pool must be positive, -warmup not negative"))
+	}
+	if c.rateFraction < 0 || c.rateFraction >= 1 {
+		problems = append(problems, fmt.Errorf("-rate-fraction %v: want 0 <= f < 1", c.rateFraction))
+	}
+	for m := range strings.SplitSeq(*modes, ",") {
+		if !slices.Contains([]string{"async", "sync", "spool"}, m) {
+			problems = append(problems, fmt.Errorf("-modes: unknown %q (async, sync, spool)", m))
+		}
+		c.modes = append(c.modes, m)
+	}
+	return c, errors.Join(problems...)
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	c, err := parse(args)
+	if err != nil {
 		return err
 	}
-	st, err := stack.Start(stack.Options{Partitions: 6, Topics: []string{"bench.async", "bench.sync"}})
+	var topics []string
+	for _, m := range c.modes {
+		topics = append(topics, "bench."+m)
+	}
+	st, err := stack.Start(stack.Options{Partitions: 6, Topics: topics})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
-	grpcAddr, err := readiness.FreeAddr()
+	fmt.Fprintf(out, "bench: %d vehicles x %d messages per run over %d connections, payload ~%dB, %d warm-up messages per vehicle; server on CPUs %q, fixed rate %.0f%% of the closed loop's\n",
+		c.vehicles, c.messages, c.pool, c.payload, c.warmup, c.serverCPUs, 100*c.rateFraction)
+	fmt.Fprintf(os.Stderr, "bench: %s ...\n", floorName)
+	floor, err := startFloor(ctx, c)
 	if err != nil {
 		return err
 	}
-	httpAddr, err := readiness.FreeAddr()
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "bench")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	cfgPath := filepath.Join(dir, "producer.yaml")
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, producerConfig, grpcAddr, httpAddr, st.KafkaBootstrap(), st.RegistryURL()), 0o600); err != nil {
-		return err
-	}
-	cmd := exec.Command(*bin, "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start producer: %w", err)
-	}
+	floorExit := "running"
 	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
+		if floorExit == "running" {
+			floor.stop(5 * time.Second)
+		}
 	}()
-	if err := readiness.Wait(ctx, httpAddr, nil); err != nil {
-		return err
+	fr, err := measure(ctx, st, c, floorName, floor, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", floorName, err)
 	}
-
-	fmt.Printf("bench: %d vehicles x %d messages per mode, pool %d, payload ~%dB\n", *vehicles, *messages, *pool, *payload)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "mode\tmsg/s\tp50\tp99\tmax\tacked\terrors\tlost")
+	results := []result{fr}
 	var failed error
-	for _, mode := range []string{"async", "sync"} {
-		rep, err := load.Run(ctx, load.Options{
-			Addr: grpcAddr, Vehicles: *vehicles, Messages: *messages, Pool: *pool, RequestTimeout: 5 * time.Second,
-			TopicTemplate: "bench/%s/" + mode, PayloadBytes: *payload, QoS: 1,
-			Bootstrap: st.KafkaBootstrap(), RegistryURL: st.RegistryURL(), KafkaTopic: "bench." + mode,
-		})
+	for _, mode := range c.modes {
+		fmt.Fprintf(os.Stderr, "bench: %s ...\n", mode)
+		srv, err := startProducer(ctx, c, st, mode)
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\n", mode, rep.Rate(), rep.P50.Round(time.Microsecond),
-			rep.P99.Round(time.Microsecond), rep.Max.Round(time.Microsecond), rep.Acked, rep.Errors, rep.Lost)
-		if !rep.OK() {
-			failed = errors.Join(failed, fmt.Errorf("%s: errors=%d lost=%d dup=%d reordered=%d", mode, rep.Errors, rep.Lost, rep.Duplicates, rep.OutOfOrder))
+		r, err := measure(ctx, st, c, mode, srv, floor)
+		r.exit = srv.stop(30 * time.Second)
+		if err != nil {
+			return fmt.Errorf("%s: %w", mode, err)
+		}
+		results = append(results, r)
+		for _, rep := range []load.Report{r.closed, r.open} {
+			if rep.Sent > 0 && !rep.OK() {
+				failed = errors.Join(failed, fmt.Errorf("%s: errors=%d lost=%d duplicates=%d out_of_order=%d (first error: %s)",
+					mode, rep.Errors, rep.Lost, rep.Duplicates, rep.OutOfOrder, rep.FirstError))
+			}
 		}
 	}
-	tw.Flush()
+	floorExit = floor.stop(5 * time.Second)
+	results[0].exit = floorExit
+	printTable(out, results)
 	return failed
+}
+
+// result is one server's measurement.
+type result struct {
+	name               string
+	closed, open       load.Report
+	cpuClosed, cpuOpen time.Duration // server CPU over each run
+	offered            float64       // the fixed-rate run's offered msg/s
+	// The floor run right after, closed loop and at the same fixed rate (ours only), so a
+	// ratio compares two runs a few seconds apart on the shared machine.
+	floorClosed, floorOpen       load.Report
+	floorCPUClosed, floorCPUOpen time.Duration
+	peakRSS                      int64
+	exit                         string
+}
+
+func perMsg(cpu time.Duration, rep load.Report) time.Duration {
+	if rep.Acked == 0 {
+		return 0
+	}
+	return cpu / time.Duration(rep.Acked)
+}
+
+// measure runs srv through warm-up, closed loop and fixed rate; with floor set, the floor
+// server then gets the same fixed-rate load, as the reference at that rate.
+func measure(ctx context.Context, st *stack.Stack, c config, name string, srv, floor *child) (res result, err error) {
+	res.name = name
+	opts := load.Options{
+		Addr: srv.addr, Vehicles: c.vehicles, Pool: c.pool, RequestTimeout: c.requestTimeout,
+		TopicTemplate: "bench/%s/" + name, PayloadBytes: c.payload, QoS: 1,
+	}
+	if name != floorName {
+		opts.Bootstrap, opts.RegistryURL, opts.KafkaTopic = st.KafkaBootstrap(), st.RegistryURL(), "bench."+name
+	}
+	if c.warmup > 0 {
+		w := opts
+		w.Messages, w.Bootstrap = c.warmup, ""
+		if _, err := load.Run(ctx, w); err != nil {
+			return res, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	opts.Messages = c.messages
+	if res.closed, res.cpuClosed, err = measured(ctx, srv, opts); err != nil {
+		return res, fmt.Errorf("closed loop: %w", err)
+	}
+	if floor != nil {
+		f := opts
+		f.Addr, f.Bootstrap = floor.addr, ""
+		if res.floorClosed, res.floorCPUClosed, err = measured(ctx, floor, f); err != nil {
+			return res, fmt.Errorf("floor closed loop: %w", err)
+		}
+	}
+	if rate := res.closed.Rate() * c.rateFraction; rate > 0 {
+		opts.Rate, res.offered = rate, rate
+		if res.open, res.cpuOpen, err = measured(ctx, srv, opts); err != nil {
+			return res, fmt.Errorf("fixed rate: %w", err)
+		}
+		if floor != nil {
+			f := opts
+			f.Addr, f.Bootstrap = floor.addr, ""
+			if res.floorOpen, res.floorCPUOpen, err = measured(ctx, floor, f); err != nil {
+				return res, fmt.Errorf("floor at the fixed rate: %w", err)
+			}
+		}
+	}
+	ps, err := procstat.ReadStatus(srv.pid())
+	if err != nil {
+		return res, err
+	}
+	res.peakRSS = ps.VmHWM
+	return res, nil
+}
+
+// measured is one load run and the server CPU it took until the last answer (before the
+// Kafka verification, whose wait would otherwise add the idle producer's CPU).
+func measured(ctx context.Context, srv *child, opts load.Options) (load.Report, time.Duration, error) {
+	cpu0, err := procstat.CPU(srv.pid())
+	if err != nil {
+		return load.Report{}, 0, err
+	}
+	var cpu1 time.Duration
+	var cpuErr error
+	opts.Answered = func() { cpu1, cpuErr = procstat.CPU(srv.pid()) }
+	rep, err := load.Run(ctx, opts)
+	if err != nil {
+		return rep, 0, err
+	}
+	return rep, cpu1 - cpu0, cpuErr
+}
+
+// printTable writes the results (the floor's own first) with each mode's CPU per message as
+// a ratio to the floor's in the runs right after it, closed loop and at the same fixed rate.
+func printTable(out io.Writer, results []result) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "server\tCPU/msg\tx floor\tmsg/s per core\tclosed msg/s\tp50\tp99\t| fixed msg/s\tCPU/msg\tx floor\tp50\tp99\tfloor p99\tadded p99\t| peak RSS\tlost\tdup\torder\terrors\t")
+	for _, r := range results {
+		cc, co := perMsg(r.cpuClosed, r.closed), perMsg(r.cpuOpen, r.open)
+		xc, xo, floorP99, added := "-", "-", "-", "-"
+		if r.name != floorName {
+			xc = ratio(cc, perMsg(r.floorCPUClosed, r.floorClosed))
+			if r.floorOpen.Acked > 0 {
+				xo = ratio(co, perMsg(r.floorCPUOpen, r.floorOpen))
+				floorP99, added = us(r.floorOpen.P99), us(r.open.P99-r.floorOpen.P99)
+			}
+		}
+		perCore := "-"
+		if cc > 0 {
+			perCore = fmt.Sprintf("%.0f", float64(time.Second)/float64(cc))
+		}
+		lost, dup, order := "-", "-", "-"
+		if r.closed.Verified {
+			lost = fmt.Sprint(r.closed.Lost + r.open.Lost)
+			dup = fmt.Sprint(r.closed.Duplicates + r.open.Duplicates)
+			order = fmt.Sprint(r.closed.OutOfOrder + r.open.OutOfOrder)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t| %.0f\t%s\t%s\t%s\t%s\t%s\t%s\t| %.1f MiB\t%s\t%s\t%s\t%d\t\n",
+			r.name, us(cc), xc, perCore, r.closed.Rate(), us(r.closed.P50), us(r.closed.P99),
+			r.open.Rate(), us(co), xo, us(r.open.P50), us(r.open.P99), floorP99, added,
+			float64(r.peakRSS)/(1<<20), lost, dup, order, r.closed.Errors+r.open.Errors)
+	}
+	tw.Flush()
+	for _, r := range results {
+		fmt.Fprintf(out, "bench: %s: fixed rate offered %.0f msg/s; server %s\n", r.name, r.offered, r.exit)
+	}
+	fmt.Fprintln(out, "bench: CPU/msg is the server's utime+stime from the first call to the last answer / acknowledged messages; msg/s per core = 1 s / CPU/msg")
+	fmt.Fprintln(out, "bench: x floor: CPU/msg over the floor's in a run of the same kind right after the mode's")
+	fmt.Fprintln(out, "bench: fixed rate: latencies count from each message's scheduled time; the floor is run at each mode's rate right after it, and added p99 = p99 - floor p99 at that rate")
+}
+
+func ratio(a, b time.Duration) string {
+	if a <= 0 || b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", float64(a)/float64(b))
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)) }
+
+// child is a server process.
+type child struct {
+	cmd  *exec.Cmd
+	addr string // gRPC address
+	dir  string // removed after stop
+	done chan struct{}
+	err  error // cmd.Wait's, valid after done
+}
+
+// command is bin with args, under taskset when the server is pinned.
+func command(c config, bin string, args ...string) *exec.Cmd {
+	if c.serverCPUs == "" {
+		return exec.Command(bin, args...)
+	}
+	return exec.Command("taskset", append([]string{"-c", c.serverCPUs, bin}, args...)...) // taskset execs bin: same pid
+}
+
+func (s *child) start() error {
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", strings.Join(s.cmd.Args, " "), err)
+	}
+	s.done = make(chan struct{})
+	go func() { s.err = s.cmd.Wait(); close(s.done) }()
+	return nil
+}
+
+func (s *child) pid() int { return s.cmd.Process.Pid }
+
+// stop sends SIGTERM, kills after timeout and says how the process ended.
+func (s *child) stop(timeout time.Duration) string {
+	defer os.RemoveAll(s.dir)
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(timeout):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		return "killed after " + timeout.String()
+	}
+	if s.err != nil {
+		return s.err.Error()
+	}
+	return "exit 0"
+}
+
+// startFloor starts the floor server on a free loopback port and reads the port from its
+// LISTEN line.
+func startFloor(ctx context.Context, c config) (*child, error) {
+	s := &child{cmd: command(c, c.floor, "--listen", "127.0.0.1:0")}
+	stdout, err := s.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	s.cmd.Stderr = os.Stderr
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "LISTEN "); ok {
+				addr <- a
+			}
+		}
+	}()
+	select {
+	case s.addr = <-addr:
+		return s, nil
+	case <-time.After(30 * time.Second):
+	case <-ctx.Done():
+	}
+	s.stop(time.Second)
+	return nil, errors.New("the floor server printed no LISTEN line")
+}
+
+// startProducer starts our producer with one route of the given delivery mode and waits until
+// it is ready.
+func startProducer(ctx context.Context, c config, st *stack.Stack, mode string) (*child, error) {
+	grpcAddr, err := readiness.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	httpAddr, err := readiness.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "bench")
+	if err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(dir, "producer.yaml")
+	body := fmt.Appendf(nil, producerConfig, grpcAddr, httpAddr, st.KafkaBootstrap(), st.RegistryURL(), filepath.Join(dir, "spool"), mode)
+	if err := os.WriteFile(cfg, body, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s := &child{cmd: command(c, c.producer, "--config", cfg), addr: grpcAddr, dir: dir}
+	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
+	if c.profileDir != "" { // the producer writes them when it stops (services/exhook-producer/profile.go)
+		s.cmd.Env = append(os.Environ(),
+			"EXHOOK_CPUPROFILE="+filepath.Join(c.profileDir, mode+".cpu.pprof"),
+			"EXHOOK_ALLOCPROFILE="+filepath.Join(c.profileDir, mode+".allocs.pprof"))
+	}
+	if err := s.start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := readiness.Wait(ctx, httpAddr, s.done); err != nil {
+		s.stop(5 * time.Second)
+		return nil, err
+	}
+	return s, nil
 }

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/iov-platform/iov/tools/devkit/load"
+	"github.com/iov-platform/iov/tools/devkit/procstat"
 	"github.com/iov-platform/iov/tools/devkit/stack"
 )
 
@@ -254,7 +255,7 @@ func measure(ctx context.Context, st *stack.Stack, c config, name, mode string) 
 		}
 	}
 
-	cpu0, err := readCPU(srv.pid())
+	cpu0, err := procstat.CPU(srv.pid())
 	if err != nil {
 		return res, err
 	}
@@ -268,12 +269,12 @@ func measure(ctx context.Context, st *stack.Stack, c config, name, mode string) 
 		res.lost, res.duplicates, res.outOfOrder = res.lost+rep.Lost, res.duplicates+rep.Duplicates, res.outOfOrder+rep.OutOfOrder
 	}
 	res.summarize()
-	cpu1, err := readCPU(srv.pid())
+	cpu1, err := procstat.CPU(srv.pid())
 	if err != nil {
 		return res, err
 	}
 	res.cpu = cpu1 - cpu0
-	ps, err := readProcStatus(srv.pid())
+	ps, err := procstat.ReadStatus(srv.pid())
 	if err != nil {
 		return res, err
 	}

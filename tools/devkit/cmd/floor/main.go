@@ -1,0 +1,106 @@
+// Command floor is the do-nothing ExHook server: the floor of what an ExHook provider costs
+// per EMQX call. It serves emqx.exhook.v2 and emqx.exhook.v3 on one port, registers
+// message.publish for every topic on OnProviderLoaded and answers IGNORE to each
+// message.publish, without looking at it. Every other hook is left unimplemented. make
+// bench measures our producer against it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
+	exhookv3 "github.com/iov-platform/iov/proto/emqx/exhook/v3"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) { // --help printed the usage: exit 0
+		fmt.Fprintln(os.Stderr, "floor:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
+	addr := fs.String("listen", "127.0.0.1:0", "gRPC listen address (loopback; port 0 picks a free port)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	lis, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// The address line is how a parent (bench) learns the port.
+	fmt.Printf("LISTEN %s\n", lis.Addr())
+	return serve(ctx, lis, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+}
+
+// serve answers ExHook calls on lis until ctx ends, then drains them for at most 5 s.
+func serve(ctx context.Context, lis net.Listener, log *slog.Logger) error {
+	srv := grpc.NewServer()
+	exhookv2.RegisterHookProviderServer(srv, v2{})
+	exhookv3.RegisterHookProviderServer(srv, v3{})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("stopping: draining calls for at most 5s")
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		srv.Stop()
+	}
+	return nil
+}
+
+type v2 struct {
+	exhookv2.UnimplementedHookProviderServer
+}
+
+var (
+	loadedV2 = &exhookv2.LoadedResponse{Hooks: []*exhookv2.HookSpec{{Name: "message.publish"}}}
+	ignoreV2 = &exhookv2.ValuedResponse{Type: exhookv2.ValuedResponse_IGNORE}
+	loadedV3 = &exhookv3.LoadedResponse{Hooks: []*exhookv3.HookSpec{{Name: "message.publish"}}}
+	ignoreV3 = &exhookv3.ValuedResponse{Type: exhookv3.ValuedResponse_IGNORE}
+)
+
+func (v2) OnProviderLoaded(context.Context, *exhookv2.ProviderLoadedRequest) (*exhookv2.LoadedResponse, error) {
+	return loadedV2, nil
+}
+
+func (v2) OnMessagePublish(context.Context, *exhookv2.MessagePublishRequest) (*exhookv2.ValuedResponse, error) {
+	return ignoreV2, nil
+}
+
+type v3 struct {
+	exhookv3.UnimplementedHookProviderServer
+}
+
+func (v3) OnProviderLoaded(context.Context, *exhookv3.ProviderLoadedRequest) (*exhookv3.LoadedResponse, error) {
+	return loadedV3, nil
+}
+
+func (v3) OnMessagePublish(context.Context, *exhookv3.MessagePublishRequest) (*exhookv3.ValuedResponse, error) {
+	return ignoreV3, nil
+}
