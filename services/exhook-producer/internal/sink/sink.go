@@ -31,7 +31,7 @@ type Config struct {
 // ConfigMap is the librdkafka configuration of the producer: the service's defaults, then
 // kafka.properties, then, whatever the properties say, what the delivery semantics rely on
 // (config validation refuses weaker values; this pins them again): murmur2 partitioning on
-// the key, in produce order, a report for every record, retries until message.timeout.ms,
+// the key, in produce order (librdkafka's fifo default), a report for every record, retries until message.timeout.ms,
 // no transactions, and the bootstrap servers and client id from their fields (aliases
 // removed, so that which name wins is never undefined). kafkasink pins idempotence and
 // acks=all.
@@ -43,13 +43,14 @@ func ConfigMap(cfg Config) kafka.ConfigMap {
 	for k, v := range cfg.Properties {
 		cm[k] = v
 	}
-	for _, k := range []string{"metadata.broker.list", "retries", "message.send.max.retries", "transactional.id"} {
+	// queuing.strategy is removed rather than pinned: fifo is librdkafka's default, and
+	// setting the deprecated property at all logs a CONFWARN at every start.
+	for _, k := range []string{"metadata.broker.list", "retries", "message.send.max.retries", "transactional.id", "queuing.strategy"} {
 		delete(cm, k)
 	}
 	cm["bootstrap.servers"] = cfg.BootstrapServers
 	cm["client.id"] = cfg.ClientID
 	cm["partitioner"] = "murmur2_random"
-	cm["queuing.strategy"] = "fifo"
 	cm["delivery.report.only.error"] = false
 	cm["go.delivery.report.fields"] = "key"
 	return cm
