@@ -6,7 +6,8 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 MODULES   := kit proto schemas services/exhook-producer services/sample-consumer services/downlink tools/devkit tools/schemactl tools/monitoring
 SERVICES  := exhook-producer sample-consumer downlink
-TOOLS     := devstack loadgen bench compare demo exhook-reload floor
+TOOLS     := devstack loadgen bench compare demo floor
+PRODUCER_CMDS := exhook-reload
 GOTEST    := $(GO) test -race -count=1
 FUZZTIME  ?= 10s
 
@@ -25,6 +26,7 @@ build: ## Build every service and dev tool into bin/
 	@mkdir -p $(BIN)
 	@for s in $(SERVICES); do echo "build $$s"; (cd services/$$s && $(GO) build -o $(BIN)/$$s .) || exit 1; done
 	@for t in $(TOOLS); do echo "build $$t"; (cd tools/devkit && $(GO) build -o $(BIN)/$$t ./cmd/$$t) || exit 1; done
+	@for c in $(PRODUCER_CMDS); do echo "build $$c"; (cd services/exhook-producer && $(GO) build -o $(BIN)/$$c ./cmd/$$c) || exit 1; done
 
 .PHONY: demo
 demo: ## Build, then run uplink + downlink on the embedded defaults and check the measured figures (VEHICLES=200 MESSAGES=10)
@@ -72,7 +74,8 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s)
 		"services/downlink/internal/command FuzzTemplate" \
 		"tools/schemactl/internal/config FuzzParse" \
 		"services/exhook-producer/internal/route FuzzCovers" \
-		"tools/devkit/emqxsim FuzzScan"; do \
+		"tools/devkit/emqxsim FuzzScan" \
+		"services/exhook-producer/internal/emqxapi FuzzParseBootstrap"; do \
 		set -- $$spec; \
 		echo "== fuzz $$2 ($$1)"; \
 		(cd $$1 && $(GO) test -run '^$$' -fuzz "^$$2$$" -fuzztime $(FUZZTIME) .); \

@@ -8,7 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/bin}
 SERVICES=(exhook-producer sample-consumer downlink)
-TOOLS=(devstack loadgen bench compare demo floor)
+TOOLS=(devstack loadgen bench compare demo floor exhook-reload)
 fails=0
 fail() { echo "cli-check: FAIL: $*" >&2; fails=$((fails + 1)); }
 tmp=$(mktemp -d)

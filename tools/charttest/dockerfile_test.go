@@ -3,7 +3,9 @@ package charttest
 import (
 	"io"
 	"os"
+	pathpkg "path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -110,6 +112,108 @@ func TestNotCopied(t *testing.T) {
 			}
 			if !slices.Equal(got, tt.missing) {
 				t.Errorf("missing %v, want %v", got, tt.missing)
+			}
+		})
+	}
+}
+
+// TestProducerImageCarriesChartCommands: the charts run the producer image with other
+// commands than the producer (the schema Job's schemactl, the ExHook reload Job and status
+// exporter's exhook-reload). Every `/usr/local/bin/<name>` a chart template runs must be
+// built into the build stage's /out/<name> and copied to /usr/local/bin/<name> in the final
+// stage of services/exhook-producer/Dockerfile, or the pod fails with "no such file".
+func TestProducerImageCarriesChartCommands(t *testing.T) {
+	root := repoRoot(t)
+	var templates []string
+	for _, pattern := range []string{"charts/*/templates/*.yaml", "charts/*/templates/*.tpl"} {
+		m, _ := filepath.Glob(filepath.Join(root, pattern))
+		templates = append(templates, m...)
+	}
+	cmdRE := regexp.MustCompile(`command:\s*\[\s*"?/usr/local/bin/([A-Za-z0-9_-]+)`)
+	used := map[string]string{} // binary -> template
+	for _, f := range templates {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range cmdRE.FindAllStringSubmatch(string(b), -1) {
+			used[m[1]], _ = filepath.Rel(root, f)
+		}
+	}
+	for _, want := range []string{"schemactl"} {
+		if used[want] == "" {
+			t.Errorf("no chart template runs /usr/local/bin/%s; the check lost its subject", want)
+		}
+	}
+	f, err := os.Open(filepath.Join(root, "services", "exhook-producer", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	carried, err := imageBinaries(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for bin, tmpl := range used {
+		if !slices.Contains(carried, bin) {
+			t.Errorf("%s runs /usr/local/bin/%s, which services/exhook-producer/Dockerfile does not build and copy there", tmpl, bin)
+		}
+	}
+}
+
+// imageBinaries lists the <name>s a Dockerfile builds with `go build ... -o /out/<name>` in a
+// RUN and copies with `COPY --from=<stage> /out/<name> /usr/local/bin/<name>`.
+func imageBinaries(dockerfile io.Reader) ([]string, error) {
+	res, err := parser.Parse(dockerfile)
+	if err != nil {
+		return nil, err
+	}
+	builtRE := regexp.MustCompile(`go build\b[^&;]*-o /out/([A-Za-z0-9_-]+)`)
+	built := map[string]bool{}
+	var out []string
+	for _, n := range res.AST.Children {
+		var args []string
+		for a := n.Next; a != nil; a = a.Next {
+			args = append(args, a.Value)
+		}
+		switch strings.ToLower(n.Value) {
+		case "run":
+			for _, m := range builtRE.FindAllStringSubmatch(strings.Join(args, " "), -1) {
+				built[m[1]] = true
+			}
+		case "copy":
+			if !slices.ContainsFunc(n.Flags, func(f string) bool { return strings.HasPrefix(f, "--from") }) || len(args) != 2 {
+				continue
+			}
+			src, dst := pathpkg.Clean(args[0]), pathpkg.Clean(args[1])
+			name := pathpkg.Base(dst)
+			if src == "/out/"+name && dst == "/usr/local/bin/"+name && built[name] {
+				out = append(out, name)
+			}
+		}
+	}
+	return out, nil
+}
+
+func TestImageBinaries(t *testing.T) {
+	const build = "FROM golang AS build\nRUN cd x && CGO_ENABLED=0 go build -trimpath -o /out/a ./cmd/a\nRUN --mount=type=cache,target=/c go build -o /out/b .\n"
+	for _, tc := range []struct {
+		name, dockerfile string
+		want             []string
+	}{
+		{"built and copied", build + "FROM base\nCOPY --from=build /out/a /usr/local/bin/a\nCOPY --from=build /out/b /usr/local/bin/b\n", []string{"a", "b"}},
+		{"built, not copied", build + "FROM base\nCOPY --from=build /out/a /usr/local/bin/a\n", []string{"a"}},
+		{"copied, never built", "FROM golang AS build\nRUN true\nFROM base\nCOPY --from=build /out/a /usr/local/bin/a\n", nil},
+		{"copied elsewhere", build + "FROM base\nCOPY --from=build /out/a /bin/a\n", nil},
+		{"copied from the context", build + "FROM base\nCOPY out/a /usr/local/bin/a\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := imageBinaries(strings.NewReader(tc.dockerfile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
 	}

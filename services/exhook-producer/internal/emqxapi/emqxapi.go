@@ -20,6 +20,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -74,6 +75,13 @@ func (s Server) Topics(hook string) ([]string, bool) {
 		}
 	}
 	return nil, false
+}
+
+// Registered reports whether hook is registered for exactly topics, in that order (EMQX
+// keeps the provider's order).
+func (s Server) Registered(hook string, topics []string) bool {
+	got, ok := s.Topics(hook)
+	return ok && slices.Equal(got, topics)
 }
 
 // notConfig are the fields of the GET answer that are not part of the server's config.
@@ -165,9 +173,29 @@ func Check(s Server, scope []string) error {
 	if len(scope) == 0 {
 		return nil
 	}
-	got, ok := s.Topics("message.publish")
-	if !ok || strings.Join(got, " ") != strings.Join(scope, " ") {
+	if !s.Registered("message.publish", scope) {
+		got, _ := s.Topics("message.publish")
 		return fmt.Errorf("message.publish registered for %q, want %q", got, scope)
 	}
 	return nil
+}
+
+// ParseBootstrap reads the first API key of a file in EMQX's api_key.bootstrap_file format
+// (apps/emqx_management/src/emqx_mgmt_auth.erl, v5.8.9 and e6.0.1): one `key:secret` or
+// `key:secret:role` a line, blank lines skipped. The same file that EMQX loads at start
+// gives the client its credentials, so the two cannot disagree.
+func ParseBootstrap(data []byte) (key, secret string, err error) {
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		k, rest, ok := strings.Cut(line, ":")
+		s, _, _ := strings.Cut(rest, ":")
+		if !ok || k == "" || s == "" {
+			return "", "", errors.New("api key file: first line is not key:secret[:role]")
+		}
+		return k, s, nil
+	}
+	return "", "", errors.New("api key file: no key:secret line")
 }

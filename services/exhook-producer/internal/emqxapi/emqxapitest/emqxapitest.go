@@ -1,0 +1,67 @@
+// Package emqxapitest serves a minimal ExHook provider for tests of the EMQX REST client
+// against the EMQX simulator (tools/devkit/emqxsim), whose APIHandler is the REST side.
+package emqxapitest
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
+)
+
+// Provider registers client.connected and message.publish for its current scope.
+type Provider struct {
+	exhookv2.UnimplementedHookProviderServer
+	mu     sync.Mutex
+	scope  []string
+	refuse bool
+}
+
+// SetScope sets the topics message.publish is registered for at the next load.
+func (p *Provider) SetScope(s ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.scope = s
+}
+
+// SetRefuse makes OnProviderLoaded fail (true), as a producer that is not ready yet.
+func (p *Provider) SetRefuse(r bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refuse = r
+}
+
+// OnProviderLoaded answers the hooks, or Unavailable while refusing.
+func (p *Provider) OnProviderLoaded(context.Context, *exhookv2.ProviderLoadedRequest) (*exhookv2.LoadedResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.refuse {
+		return nil, status.Error(codes.Unavailable, "not ready")
+	}
+	return &exhookv2.LoadedResponse{Hooks: []*exhookv2.HookSpec{{Name: "client.connected"}, {Name: "message.publish", Topics: p.scope}}}, nil
+}
+
+// OnProviderUnloaded succeeds.
+func (p *Provider) OnProviderUnloaded(context.Context, *exhookv2.ProviderUnloadedRequest) (*exhookv2.EmptySuccess, error) {
+	return &exhookv2.EmptySuccess{}, nil
+}
+
+// Serve serves p on a free loopback port until the test ends and returns its address.
+func Serve(t testing.TB, p *Provider) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	exhookv2.RegisterHookProviderServer(srv, p)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return ln.Addr().String()
+}
