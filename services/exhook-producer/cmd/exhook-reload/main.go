@@ -11,6 +11,10 @@
 // Modes:
 //
 //	(default)   reload, then check; exit 1 when a node did not load it or the scope differs
+//	-ensure     reload only when EMQX has the server loaded with another scope than -scope,
+//	            then wait (within -timeout) until every node reports it connected with
+//	            -scope; idempotent, so the chart's post-install/post-upgrade Job runs it on
+//	            every release and it costs one GET when nothing changed
 //	-status     only check (GET), change nothing; exit 1 as above
 //	-serve ADDR serve /metrics (the server's state read from EMQX at every scrape),
 //	            /healthz and /ready on ADDR until SIGTERM: EMQX exports no ExHook metric to
@@ -64,6 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keyFile := fs.String("api-key-file", "", "file in EMQX's api_key.bootstrap_file format (key:secret[:role]); default: EMQX_API_KEY and EMQX_API_SECRET")
 	timeout := fs.Duration("timeout", time.Minute, "overall time limit (with -serve: per scrape, default 5s)")
 	statusOnly := fs.Bool("status", false, "only check the server's state on every node, do not reload")
+	ensure := fs.Bool("ensure", false, "reload only when EMQX registered another scope than -scope, then wait until every node is connected with it")
 	serve := fs.String("serve", "", "serve /metrics, /healthz and /ready on this address until SIGTERM (status exporter)")
 	logFormat := fs.String("log-format", "text", "log format of -serve: json or text")
 	if err := fs.Parse(args); err != nil {
@@ -96,6 +101,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	if *ensure {
+		if len(want) == 0 {
+			return errors.New("-ensure needs -scope")
+		}
+		s, reloaded, err := c.Ensure(ctx, *name, want, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "exhook server %s connected on %d node(s) with message.publish topics %q (reloaded: %v)\n", s.Name, len(s.NodeStatus), want, reloaded)
+		return nil
+	}
 	call, verb := c.Reload, "reloaded"
 	if *statusOnly {
 		call, verb = c.Status, "connected"

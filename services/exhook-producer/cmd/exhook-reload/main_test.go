@@ -62,6 +62,7 @@ func TestReloadAndStatus(t *testing.T) {
 		{"status", []string{"-status", "-scope", "vehicles/#"}, `connected on 1 node(s); message.publish topics ["vehicles/#"]`, "", 1},
 		{"reload", []string{"-scope", "vehicles/#"}, `reloaded on 1 node(s)`, "", 2},
 		{"reload without a scope check", nil, `reloaded on 1 node(s)`, "", 3},
+		{"ensure, scope unchanged", []string{"-ensure", "-scope", "vehicles/#"}, `with message.publish topics ["vehicles/#"] (reloaded: false)`, "", 3},
 		{"status, other scope", []string{"-status", "-scope", "fleet/#"}, "", `want ["fleet/#"]`, 3},
 		{"unknown server", []string{"-status", "-name", "other"}, "", "404", 3},
 	} {
@@ -93,6 +94,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{"key file missing", []string{"-api-key-file", filepath.Join(t.TempDir(), "none")}, "no such file"},
 		{"key file without secret", []string{"-api-key-file", keyFile(t, "reload\n")}, "not key:secret"},
 		{"stray argument", []string{"-status", "now"}, "unexpected arguments"},
+		{"ensure without scope", []string{"-api-key-file", keyFile(t, "k:s"), "-ensure"}, "-ensure needs -scope"},
 		{"bad log format", []string{"-api-key-file", keyFile(t, "k:s"), "-serve", "127.0.0.1:0", "-log-format", "xml"}, "log format"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -199,3 +199,47 @@ func ParseBootstrap(data []byte) (key, secret string, err error) {
 	}
 	return "", "", errors.New("api key file: no key:secret line")
 }
+
+// Ensure makes EMQX register message.publish for scope: it reloads the server only when EMQX
+// has hooks registered and message.publish is not registered for exactly scope (a reload
+// unloads and loads the server on every node, a short moment without hooks, so a server
+// already on the scope is left alone), then polls every poll until every node reports the
+// server connected with scope, or ctx ends. A server with no hooks yet is not loaded: its
+// nodes (the producer was not ready when they started) load it at their next
+// auto_reconnect, which brings the producer's current scope; Ensure waits for them. It
+// reports whether it reloaded.
+func (c *Client) Ensure(ctx context.Context, name string, scope []string, poll time.Duration) (Server, bool, error) {
+	if len(scope) == 0 {
+		return Server{}, false, errors.New("ensure: no scope to ensure")
+	}
+	s, err := c.Status(ctx, name)
+	if err != nil {
+		return Server{}, false, err
+	}
+	reloaded := false
+	if len(s.Hooks) > 0 && !s.Registered("message.publish", scope) {
+		if s, err = c.Reload(ctx, name); err != nil {
+			return Server{}, false, err
+		}
+		reloaded = true
+	}
+	for {
+		checkErr := Check(s, scope)
+		if checkErr == nil {
+			return s, reloaded, nil
+		}
+		select {
+		case <-ctx.Done():
+			return s, reloaded, fmt.Errorf("%w (gave up: %w)", checkErr, ctx.Err())
+		case <-time.After(poll):
+		}
+		next, err := c.Status(ctx, name)
+		if err != nil {
+			if ctx.Err() != nil { // the deadline passed during the GET: say what was still missing
+				return s, reloaded, fmt.Errorf("%w (gave up: %w)", checkErr, ctx.Err())
+			}
+			return Server{}, reloaded, err
+		}
+		s = next
+	}
+}

@@ -2,6 +2,7 @@ package emqxapi
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -195,6 +196,70 @@ func FuzzParseBootstrap(f *testing.F) {
 			if v == "" || strings.Contains(v, ":") || strings.Contains(v, "\n") {
 				t.Fatalf("ParseBootstrap(%q) = %q, %q", b, k, s)
 			}
+		}
+	})
+}
+
+// Ensure reloads only a server loaded with another scope, and waits for nodes that load
+// the server on their own.
+func TestEnsure(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := func(t *testing.T, p *emqxapitest.Provider) (*emqxsim.Broker, *Client) {
+		b, err := emqxsim.StartBroker(emqxsim.BrokerOptions{HookAddr: emqxapitest.Serve(t, p), Node: "emqx@n1",
+			AutoReconnect: 100 * time.Millisecond, LoadTimeout: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		api := httptest.NewServer(b.APIHandler("iov", "key", "secret"))
+		t.Cleanup(api.Close)
+		return b, &Client{BaseURL: api.URL, APIKey: "key", APISecret: "secret"}
+	}
+
+	t.Run("scope unchanged: no reload", func(t *testing.T) {
+		p := &emqxapitest.Provider{}
+		p.SetScope("vehicles/#")
+		b, c := start(t, p)
+		if err := b.WaitLoaded(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, reloaded, err := c.Ensure(ctx, "iov", []string{"vehicles/#"}, 20*time.Millisecond); err != nil || reloaded || b.Loads() != 1 {
+			t.Fatalf("Ensure = reloaded %v, %v; loads %d, want 1", reloaded, err, b.Loads())
+		}
+	})
+	t.Run("scope changed: reload", func(t *testing.T) {
+		p := &emqxapitest.Provider{}
+		p.SetScope("vehicles/+/telemetry")
+		b, c := start(t, p)
+		if err := b.WaitLoaded(ctx); err != nil {
+			t.Fatal(err)
+		}
+		p.SetScope("vehicles/#") // the producer redeployed with the new scope
+		s, reloaded, err := c.Ensure(ctx, "iov", []string{"vehicles/#"}, 20*time.Millisecond)
+		if err != nil || !reloaded || b.Loads() != 2 || !s.Registered("message.publish", []string{"vehicles/#"}) {
+			t.Fatalf("Ensure = %+v, reloaded %v, %v; loads %d, want 2", s, reloaded, err, b.Loads())
+		}
+	})
+	t.Run("node loading: wait, no reload", func(t *testing.T) {
+		p := &emqxapitest.Provider{}
+		p.SetScope("vehicles/#")
+		p.SetRefuse(true)
+		b, c := start(t, p)
+		time.AfterFunc(300*time.Millisecond, func() { p.SetRefuse(false) })
+		if _, reloaded, err := c.Ensure(ctx, "iov", []string{"vehicles/#"}, 20*time.Millisecond); err != nil || reloaded || b.Loads() != 1 {
+			t.Fatalf("Ensure = reloaded %v, %v; loads %d, want 1", reloaded, err, b.Loads())
+		}
+	})
+	t.Run("node never loads: error at the deadline", func(t *testing.T) {
+		p := &emqxapitest.Provider{}
+		p.SetScope("vehicles/#")
+		p.SetRefuse(true)
+		_, c := start(t, p)
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		if _, _, err := c.Ensure(short, "iov", []string{"vehicles/#"}, 20*time.Millisecond); !errors.Is(err, ErrNotLoaded) || !strings.Contains(err.Error(), "emqx@n1=connecting") {
+			t.Fatalf("Ensure = %v, want %v naming the node", err, ErrNotLoaded)
 		}
 	})
 }
