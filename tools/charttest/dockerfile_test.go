@@ -140,7 +140,7 @@ func TestProducerImageCarriesChartCommands(t *testing.T) {
 			used[m[1]], _ = filepath.Rel(root, f)
 		}
 	}
-	for _, want := range []string{"schemactl"} {
+	for _, want := range []string{"schemactl", "exhook-reload"} {
 		if used[want] == "" {
 			t.Errorf("no chart template runs /usr/local/bin/%s; the check lost its subject", want)
 		}
