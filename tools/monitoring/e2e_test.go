@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -45,9 +46,10 @@ const (
 )
 
 // TestPrometheusEndToEnd runs a real Prometheus against the real services: the
-// exhook-producer, the sample consumer and the downlink (binaries built from this
-// repository) on the embedded Kafka + schema registry (tools/devkit/stack), with EMQX's
-// side played by emqxsim. Prometheus scrapes them on loopback and loads the chart's rule
+// exhook-producer, the sample consumer, the downlink and the ExHook status exporter
+// (exhook-reload -serve; binaries built from this repository) on the embedded Kafka +
+// schema registry (tools/devkit/stack), with EMQX's side (ExHook client and REST API)
+// played by emqxsim. Prometheus scrapes them on loopback and loads the chart's rule
 // file (every `for` shortened to 2s so the test stays short; the expressions are unchanged).
 //
 //   - every metric name in the dashboards' queries and the rules' expressions (parsed by
@@ -79,6 +81,7 @@ kafka: {bootstrapServers: %q, unreachableAfter: 2s, properties: {linger.ms: "1"}
 registry: {url: %q}
 spool: {dir: %q, maxBytes: 100000000, whenFull: reject}
 shutdown: {drainTimeout: 2s}
+hooks: {scope: ["vehicles/#"]}
 topics: {status: %s, deadLetter: %s}
 routes:
   - {name: telemetry, filter: "vehicles/+/telemetry", kafkaTopic: %s, key: {from: topic-segment, segment: 1}, payload: json, delivery: async}
@@ -93,6 +96,7 @@ commands: {enabled: true, topicFilter: "vehicles/+/commands/+", responseFilter: 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = broker.Close() })
+	status := startStatusExporter(ctx, t, dir, broker)
 
 	consumer := startService(ctx, t, bins["sample-consumer"], fmt.Sprintf(`
 http: {listenAddress: %%q}
@@ -114,14 +118,14 @@ shutdown: {drainTimeout: 2s}
 	drive(ctx, t, st, grpcAddr)
 
 	// Every metric the dashboards and rules query is exported (or documented external).
-	targets := map[string]string{"exhook-producer": producer, "sample-consumer": consumer, "downlink": downlink}
+	targets := map[string]string{"exhook-producer": producer, "sample-consumer": consumer, "downlink": downlink, "exhook-status": status}
 	promAddr := startPrometheus(ctx, t, prometheusBin, dir, targets)
 	t.Run("queries use exported metrics", func(t *testing.T) { checkMetricNames(ctx, t, promAddr, targets) })
 
 	// Every rule evaluates; nothing fires while healthy.
 	t.Run("rules healthy and silent", func(t *testing.T) {
 		waitFor(ctx, t, "every rule evaluated with health ok and every target up", func() (bool, string) {
-			return rulesHealthy(promAddr, countRules(t))
+			return rulesHealthy(promAddr, countRules(t), len(targets))
 		})
 		if firing := alerts(t, promAddr, "firing"); len(firing) > 0 {
 			t.Fatalf("alerts fire on a healthy platform: %v", firing)
@@ -140,6 +144,38 @@ shutdown: {drainTimeout: 2s}
 			}), fmt.Sprint(firing)
 		})
 	})
+}
+
+// startStatusExporter runs the ExHook status exporter (exhook-reload -serve, built from
+// services/exhook-producer/cmd/exhook-reload) against the simulator's EMQX REST API, with
+// the API key in EMQX's bootstrap file format, as the chart runs it; it returns its HTTP
+// address once /ready answers.
+func startStatusExporter(ctx context.Context, t *testing.T, dir string, broker *emqxsim.Broker) string {
+	t.Helper()
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "exhook-reload")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/exhook-reload")
+	cmd.Dir = filepath.Join(root, "services", "exhook-producer")
+	cmd.Env = append(os.Environ(), "GOWORK="+filepath.Join(root, "go.work"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build exhook-reload: %v\n%s", err, out)
+	}
+	api := httptest.NewServer(broker.APIHandler("iov", "iov-exhook-ops", "s3cret"))
+	t.Cleanup(api.Close)
+	keyFile := filepath.Join(dir, "bootstrap.txt")
+	if err := os.WriteFile(keyFile, []byte("iov-exhook-ops:s3cret:administrator\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	exited, out := startProcess(t, "exhook-status", bin, "-serve", addr, "-log-format", "json", "-emqx", api.URL,
+		"-name", "iov", "-scope", "vehicles/#", "-api-key-file", keyFile, "-timeout", "1s")
+	if err := readiness.Wait(ctx, addr, exited); err != nil {
+		t.Fatalf("exhook-status: %v\n%s", err, out.String())
+	}
+	return addr
 }
 
 // buildServices builds the named services (services/<name>) into dir, in the workspace.
@@ -402,8 +438,8 @@ func apiGet(addr, path string, q url.Values, data any) error {
 }
 
 // rulesHealthy reports whether Prometheus has evaluated want rules, all with health ok, and
-// scrapes every target successfully.
-func rulesHealthy(addr string, want int) (bool, string) {
+// scrapes all wantTargets targets successfully.
+func rulesHealthy(addr string, want, wantTargets int) (bool, string) {
 	var rules struct {
 		Groups []struct {
 			Rules []struct {
@@ -444,7 +480,7 @@ func rulesHealthy(addr string, want int) (bool, string) {
 			return false, fmt.Sprintf("target %s: %s %s", tg.ScrapeURL, tg.Health, tg.LastError)
 		}
 	}
-	return len(targets.ActiveTargets) == 3, fmt.Sprintf("%d targets", len(targets.ActiveTargets))
+	return len(targets.ActiveTargets) == wantTargets, fmt.Sprintf("%d targets, want %d", len(targets.ActiveTargets), wantTargets)
 }
 
 type alert struct {
