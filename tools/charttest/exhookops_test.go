@@ -22,15 +22,7 @@ import (
 func TestExhookOpsWiring(t *testing.T) {
 	for _, ed := range emqxEditions {
 		t.Run(ed.key, func(t *testing.T) {
-			files := []string{filepath.Join(umbrellaDir(t), "ci", "monitoring-values.yaml")}
-			for _, f := range ed.switchTo {
-				files = append(files, filepath.Join(umbrellaDir(t), f))
-			}
-			m, err := render(scratchUmbrella(t), files)
-			if err != nil {
-				t.Fatal(err)
-			}
-			objs := mustObjects(t, m)
+			objs := renderEdition(t, ed.switchTo, "monitoring-values.yaml")
 			env := find(objs, "ConfigMap", "-emqx-env")
 			sts := find(objs, "StatefulSet", "-emqx")
 			svc := find(objs, "Service", "iov-emqx")
@@ -167,4 +159,22 @@ func flagValue(args []string, flag string) string {
 		return args[i+1]
 	}
 	return ""
+}
+
+// renderEdition renders the umbrella in full with the umbrella's ci/<file> values and then
+// the values files that switch to an EMQX edition (emqxEditions' switchTo), and parses it.
+func renderEdition(t *testing.T, switchTo []string, ciFiles ...string) []object {
+	t.Helper()
+	var files []string
+	for _, f := range ciFiles {
+		files = append(files, filepath.Join(umbrellaDir(t), "ci", f))
+	}
+	for _, f := range switchTo {
+		files = append(files, filepath.Join(umbrellaDir(t), f))
+	}
+	m, err := render(scratchUmbrella(t), files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mustObjects(t, m)
 }

@@ -93,15 +93,7 @@ func TestMonitoringVariant(t *testing.T) {
 func TestEMQXPodMonitor(t *testing.T) {
 	for _, ed := range emqxEditions {
 		t.Run(ed.key, func(t *testing.T) {
-			files := []string{filepath.Join(umbrellaDir(t), "ci", "monitoring-values.yaml")}
-			for _, f := range ed.switchTo {
-				files = append(files, filepath.Join(umbrellaDir(t), f))
-			}
-			m, err := render(scratchUmbrella(t), files)
-			if err != nil {
-				t.Fatal(err)
-			}
-			objs := mustObjects(t, m)
+			objs := renderEdition(t, ed.switchTo, "monitoring-values.yaml")
 			pm, sts := find(objs, "PodMonitor", "-emqx"), find(objs, "StatefulSet", "-emqx")
 			if pm == nil || sts == nil {
 				t.Fatal("no EMQX PodMonitor or StatefulSet")

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/peer"
 
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
@@ -118,18 +117,7 @@ func (p *provider) OnMessageAcked(_ context.Context, r *exhookv2.MessageAckedReq
 	return &exhookv2.EmptySuccess{}, nil
 }
 
-func serveProvider(t *testing.T, p *provider) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	exhookv2.RegisterHookProviderServer(srv, p)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	return ln.Addr().String()
-}
+func serveProvider(t *testing.T, p *provider) string { return ServeProvider(t, p) }
 
 // client is a raw paho MQTT 5 client.
 type client struct {

@@ -4,16 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/grpc"
 
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
+	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 	"github.com/iov-platform/iov/tools/devkit/stack"
 )
 
@@ -49,18 +48,7 @@ func (p *rawProvider) OnMessagePublish(ctx context.Context, req *exhookv2.Messag
 	return &exhookv2.ValuedResponse{Type: exhookv2.ValuedResponse_IGNORE}, nil
 }
 
-func serve(t *testing.T, p exhookv2.HookProviderServer) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	exhookv2.RegisterHookProviderServer(srv, p)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	return ln.Addr().String()
-}
+func serve(t *testing.T, p exhookv2.HookProviderServer) string { return emqxsim.ServeProvider(t, p) }
 
 func TestRunVerifiesAgainstKafka(t *testing.T) {
 	st, err := stack.Start(stack.Options{Partitions: 3, Topics: []string{"raw"}})

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,22 +14,7 @@ import (
 	"time"
 
 	"github.com/iov-platform/iov/services/exhook-producer/internal/emqxapi/emqxapitest"
-	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 )
-
-// cluster starts an EMQX simulator node loading p, with its REST API behind key:secret.
-func cluster(t *testing.T, p *emqxapitest.Provider) (apiURL string, b *emqxsim.Broker) {
-	t.Helper()
-	b, err := emqxsim.StartBroker(emqxsim.BrokerOptions{HookAddr: emqxapitest.Serve(t, p), Node: "emqx@n1",
-		AutoReconnect: 100 * time.Millisecond, LoadTimeout: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	api := httptest.NewServer(b.APIHandler("iov", "reload", "s3cret"))
-	t.Cleanup(api.Close)
-	return api.URL, b
-}
 
 func keyFile(t *testing.T, content string) string {
 	t.Helper()
@@ -45,7 +29,8 @@ func keyFile(t *testing.T, content string) string {
 func TestReloadAndStatus(t *testing.T) {
 	p := &emqxapitest.Provider{}
 	p.SetScope("vehicles/#")
-	url, b := cluster(t, p)
+	node := emqxapitest.StartNode(t, p, "reload", "s3cret")
+	url, b := node.APIURL, node.Broker
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := b.WaitLoaded(ctx); err != nil {
@@ -111,7 +96,8 @@ func TestServe(t *testing.T) {
 	p := &emqxapitest.Provider{}
 	p.SetScope("vehicles/#")
 	p.SetRefuse(true) // the producer is not ready while the node starts
-	url, b := cluster(t, p)
+	node := emqxapitest.StartNode(t, p, "reload", "s3cret")
+	url, b := node.APIURL, node.Broker
 	t.Setenv("EMQX_API_KEY", "reload")
 	t.Setenv("EMQX_API_SECRET", "s3cret")
 

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/iov-platform/iov/services/exhook-producer/internal/emqxapi/emqxapitest"
-	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 )
 
 // A changed hook scope reaches EMQX only through a reload: the client's PUT makes the
@@ -20,21 +19,19 @@ import (
 func TestReloadRegistersNewScope(t *testing.T) {
 	p := &emqxapitest.Provider{}
 	p.SetScope("vehicles/+/telemetry")
-	b, err := emqxsim.StartBroker(emqxsim.BrokerOptions{HookAddr: emqxapitest.Serve(t, p), Node: "emqx@n1"})
-	if err != nil {
+	node := emqxapitest.StartNode(t, p, "key", "secret")
+	b := node.Broker
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.WaitLoaded(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
-	api := httptest.NewServer(b.APIHandler("iov", "key", "secret"))
-	defer api.Close()
 
 	p.SetScope("vehicles/#") // the producer redeployed with a new scope
 	if got := b.Hooks(); !slices.Contains(got, "message.publish[vehicles/+/telemetry]") {
 		t.Fatalf("hooks before the reload %q", got)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c := &Client{BaseURL: api.URL, APIKey: "key", APISecret: "secret"}
+	c := &Client{BaseURL: node.APIURL, APIKey: "key", APISecret: "secret"}
 	s, err := c.Reload(ctx, "iov")
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +56,7 @@ func TestReloadRegistersNewScope(t *testing.T) {
 		{"unknown server", "secret", "other", "404"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &Client{BaseURL: api.URL, APIKey: "key", APISecret: tc.secret}
+			c := &Client{BaseURL: node.APIURL, APIKey: "key", APISecret: tc.secret}
 			if _, err := c.Reload(ctx, tc.server); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Reload = %v, want %s", err, tc.want)
 			}
@@ -120,15 +117,9 @@ func TestCollector(t *testing.T) {
 	p := &emqxapitest.Provider{}
 	p.SetScope("vehicles/#")
 	p.SetRefuse(true)
-	b, err := emqxsim.StartBroker(emqxsim.BrokerOptions{HookAddr: emqxapitest.Serve(t, p), Node: "emqx@n1",
-		AutoReconnect: 100 * time.Millisecond, LoadTimeout: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	api := httptest.NewServer(b.APIHandler("iov", "key", "secret"))
-	defer api.Close()
-	good := &Client{BaseURL: api.URL, APIKey: "key", APISecret: "secret"}
+	node := emqxapitest.StartNode(t, p, "key", "secret")
+	b := node.Broker
+	good := &Client{BaseURL: node.APIURL, APIKey: "key", APISecret: "secret"}
 
 	col := NewCollector(good, "iov", []string{"vehicles/#"}, 5*time.Second, nil)
 	want := func(loaded, scope string) string {
@@ -168,7 +159,7 @@ exhook_emqx_server_scope_matches{server="iov"} ` + scope + "\n"
 	dead := httptest.NewServer(nil)
 	dead.Close() // nothing listens there any more
 	for _, c := range []*Client{
-		{BaseURL: api.URL, APIKey: "key", APISecret: "wrong"},
+		{BaseURL: node.APIURL, APIKey: "key", APISecret: "wrong"},
 		{BaseURL: dead.URL, APIKey: "key", APISecret: "secret"},
 	} {
 		down := NewCollector(c, "iov", []string{"vehicles/#"}, 5*time.Second, nil)
@@ -203,63 +194,51 @@ func FuzzParseBootstrap(f *testing.F) {
 // Ensure reloads only a server loaded with another scope, and waits for nodes that load
 // the server on their own.
 func TestEnsure(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	start := func(t *testing.T, p *emqxapitest.Provider) (*emqxsim.Broker, *Client) {
-		b, err := emqxsim.StartBroker(emqxsim.BrokerOptions{HookAddr: emqxapitest.Serve(t, p), Node: "emqx@n1",
-			AutoReconnect: 100 * time.Millisecond, LoadTimeout: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = b.Close() })
-		api := httptest.NewServer(b.APIHandler("iov", "key", "secret"))
-		t.Cleanup(api.Close)
-		return b, &Client{BaseURL: api.URL, APIKey: "key", APISecret: "secret"}
+	for _, tc := range []struct {
+		name          string
+		loadedScope   string        // the scope the node loads first
+		producerScope string        // the producer's scope when Ensure runs
+		refuseFor     time.Duration // the producer refuses to load this long (-1: always)
+		reloaded      bool
+		loads         int
+		errText       string
+	}{
+		{"scope unchanged: no reload", "vehicles/#", "vehicles/#", 0, false, 1, ""},
+		{"scope changed: reload", "vehicles/+/telemetry", "vehicles/#", 0, true, 2, ""},
+		{"node loading: wait, no reload", "vehicles/#", "vehicles/#", 300 * time.Millisecond, false, 1, ""},
+		{"node never loads: error at the deadline", "vehicles/#", "vehicles/#", -1, false, 0, "emqx@n1=connecting"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			p := &emqxapitest.Provider{}
+			p.SetScope(tc.loadedScope)
+			p.SetRefuse(tc.refuseFor != 0)
+			node := emqxapitest.StartNode(t, p, "key", "secret")
+			c := &Client{BaseURL: node.APIURL, APIKey: "key", APISecret: "secret"}
+			switch {
+			case tc.refuseFor == 0:
+				if err := node.Broker.WaitLoaded(ctx); err != nil {
+					t.Fatal(err)
+				}
+			case tc.refuseFor > 0:
+				time.AfterFunc(tc.refuseFor, func() { p.SetRefuse(false) })
+			default:
+				var short context.CancelFunc
+				ctx, short = context.WithTimeout(ctx, 300*time.Millisecond)
+				defer short()
+			}
+			p.SetScope(tc.producerScope) // the producer redeployed
+			s, reloaded, err := c.Ensure(ctx, "iov", []string{tc.producerScope}, 20*time.Millisecond)
+			if tc.errText != "" {
+				if !errors.Is(err, ErrNotLoaded) || !strings.Contains(err.Error(), tc.errText) {
+					t.Fatalf("Ensure = %v, want %v naming %s", err, ErrNotLoaded, tc.errText)
+				}
+				return
+			}
+			if err != nil || reloaded != tc.reloaded || node.Broker.Loads() != tc.loads || !s.Registered("message.publish", []string{tc.producerScope}) {
+				t.Fatalf("Ensure = %+v, reloaded %v, %v; loads %d, want reloaded %v, loads %d", s, reloaded, err, node.Broker.Loads(), tc.reloaded, tc.loads)
+			}
+		})
 	}
-
-	t.Run("scope unchanged: no reload", func(t *testing.T) {
-		p := &emqxapitest.Provider{}
-		p.SetScope("vehicles/#")
-		b, c := start(t, p)
-		if err := b.WaitLoaded(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if _, reloaded, err := c.Ensure(ctx, "iov", []string{"vehicles/#"}, 20*time.Millisecond); err != nil || reloaded || b.Loads() != 1 {
-			t.Fatalf("Ensure = reloaded %v, %v; loads %d, want 1", reloaded, err, b.Loads())
-		}
-	})
-	t.Run("scope changed: reload", func(t *testing.T) {
-		p := &emqxapitest.Provider{}
-		p.SetScope("vehicles/+/telemetry")
-		b, c := start(t, p)
-		if err := b.WaitLoaded(ctx); err != nil {
-			t.Fatal(err)
-		}
-		p.SetScope("vehicles/#") // the producer redeployed with the new scope
-		s, reloaded, err := c.Ensure(ctx, "iov", []string{"vehicles/#"}, 20*time.Millisecond)
-		if err != nil || !reloaded || b.Loads() != 2 || !s.Registered("message.publish", []string{"vehicles/#"}) {
-			t.Fatalf("Ensure = %+v, reloaded %v, %v; loads %d, want 2", s, reloaded, err, b.Loads())
-		}
-	})
-	t.Run("node loading: wait, no reload", func(t *testing.T) {
-		p := &emqxapitest.Provider{}
-		p.SetScope("vehicles/#")
-		p.SetRefuse(true)
-		b, c := start(t, p)
-		time.AfterFunc(300*time.Millisecond, func() { p.SetRefuse(false) })
-		if _, reloaded, err := c.Ensure(ctx, "iov", []string{"vehicles/#"}, 20*time.Millisecond); err != nil || reloaded || b.Loads() != 1 {
-			t.Fatalf("Ensure = reloaded %v, %v; loads %d, want 1", reloaded, err, b.Loads())
-		}
-	})
-	t.Run("node never loads: error at the deadline", func(t *testing.T) {
-		p := &emqxapitest.Provider{}
-		p.SetScope("vehicles/#")
-		p.SetRefuse(true)
-		_, c := start(t, p)
-		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		defer cancel()
-		if _, _, err := c.Ensure(short, "iov", []string{"vehicles/#"}, 20*time.Millisecond); !errors.Is(err, ErrNotLoaded) || !strings.Contains(err.Error(), "emqx@n1=connecting") {
-			t.Fatalf("Ensure = %v, want %v naming the node", err, ErrNotLoaded)
-		}
-	})
 }

@@ -4,15 +4,16 @@ package emqxapitest
 
 import (
 	"context"
-	"net"
+	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
+	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 )
 
 // Provider registers client.connected and message.publish for its current scope.
@@ -53,15 +54,27 @@ func (p *Provider) OnProviderUnloaded(context.Context, *exhookv2.ProviderUnloade
 }
 
 // Serve serves p on a free loopback port until the test ends and returns its address.
-func Serve(t testing.TB, p *Provider) string {
+func Serve(t testing.TB, p *Provider) string { return emqxsim.ServeProvider(t, p) }
+
+// Node is one simulated EMQX node ("emqx@n1") loading an ExHook server named "iov" from
+// a Provider, with EMQX's REST API for it.
+type Node struct {
+	Broker *emqxsim.Broker
+	APIURL string // base URL of the REST API, for emqxapi.Client.BaseURL
+}
+
+// StartNode serves p and starts a node that loads it in the background (retrying every
+// 100ms, EMQX's auto_reconnect scaled down), with the REST API behind key:secret; both
+// stop when the test ends.
+func StartNode(t testing.TB, p *Provider, key, secret string) Node {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	b, err := emqxsim.StartBroker(emqxsim.BrokerOptions{HookAddr: Serve(t, p), Node: "emqx@n1",
+		AutoReconnect: 100 * time.Millisecond, LoadTimeout: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	exhookv2.RegisterHookProviderServer(srv, p)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	return ln.Addr().String()
+	t.Cleanup(func() { _ = b.Close() })
+	api := httptest.NewServer(b.APIHandler("iov", key, secret))
+	t.Cleanup(api.Close)
+	return Node{Broker: b, APIURL: api.URL}
 }
