@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("exhook-reload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: exhook-reload [-status | -serve ADDR] [flags]")
+		fmt.Fprintln(stderr, "Usage: exhook-reload [-ensure | -status | -serve ADDR] [flags]")
 		fmt.Fprintln(stderr, "Reloads EMQX's ExHook server through EMQX's REST API and checks that every node loaded it.")
 		fs.PrintDefaults()
 	}
@@ -76,6 +76,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if modes := btoi(*statusOnly) + btoi(*ensure) + btoi(*serve != ""); modes > 1 {
+		return errors.New("-ensure, -status and -serve exclude each other")
 	}
 	c, err := client(*base, *keyFile)
 	if err != nil {
@@ -170,4 +173,11 @@ func serveStatus(ctx context.Context, addr string, col *emqxapi.Collector, log *
 		return fmt.Errorf("shutdown http: %w", err)
 	}
 	return <-errc
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -79,6 +79,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{"key file missing", []string{"-api-key-file", filepath.Join(t.TempDir(), "none")}, "no such file"},
 		{"key file without secret", []string{"-api-key-file", keyFile(t, "reload\n")}, "not key:secret"},
 		{"stray argument", []string{"-status", "now"}, "unexpected arguments"},
+		{"two modes", []string{"-status", "-ensure", "-scope", "vehicles/#"}, "exclude each other"},
 		{"ensure without scope", []string{"-api-key-file", keyFile(t, "k:s"), "-ensure"}, "-ensure needs -scope"},
 		{"bad log format", []string{"-api-key-file", keyFile(t, "k:s"), "-serve", "127.0.0.1:0", "-log-format", "xml"}, "log format"},
 	} {
