@@ -170,14 +170,3 @@ Usage: include "iov-platform.netpol.emqxEgress" (list $ $brokerUrl)
 {{- end -}}
 {{- toYaml (list (dict "ports" (list (dict "port" (int $port) "protocol" "TCP")) "to" $peers)) -}}
 {{- end }}
-
-{{/*
-Labels of the EMQX pods (both EMQX charts): app.kubernetes.io/name (the chart's name, or its
-nameOverride, dots replaced) and app.kubernetes.io/instance.
-*/}}
-{{- define "iov-platform.emqxPodLabels" -}}
-{{- $key := include "iov-platform.emqxKey" . | default "emqx" -}}
-{{- $v := index .Values $key | default dict -}}
-app.kubernetes.io/name: {{ default $key $v.nameOverride | trunc 63 | replace "." "-" | trimSuffix "-" }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-{{- end }}
