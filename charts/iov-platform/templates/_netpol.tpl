@@ -35,7 +35,7 @@ Usage: include "iov-platform.netpol.checkPeer" (list "what" $peer)
 {{- end }}
 
 {{/*
-A NetworkPolicy. Usage: include "iov-platform.netpol" (dict "root" $ "name" "x" "component" "x"
+A NetworkPolicy. Usage: include "iov-platform.netpol" (dict "root" $ "name" "x"
   "podLabels" $labels "ingress" (list (dict "ports" .. "from" ..)) "egress" (list (dict "ports" .. "to" ..)))
 Both policy types are always listed: what no rule allows is denied.
 */}}
