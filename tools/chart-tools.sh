@@ -7,12 +7,15 @@
 #   tools/chart-tools.sh --dir    only print the cache directory
 #
 # Cache: $IOV_CHART_TOOLS (default ${XDG_CACHE_HOME:-$HOME/.cache}/iov-platform/chart-tools),
-# one file per tool and version: kubectl-validate-v0.0.4, helm-unittest-v1.1.2.
+# one file per tool and version: kubectl-validate-v0.0.4, helm-unittest-v1.1.2, and
+# cert-manager's Certificate CRD (cert-manager-crds-v1.21.2/, from its Go module's
+# deploy/crds/) for kubectl-validate, since ../shared/crds does not carry it.
 # Helm itself is not built: the Go tests in tools/charttest use Helm's Go SDK.
 set -euo pipefail
 
 KUBECTL_VALIDATE_VERSION=v0.0.4
 HELM_UNITTEST_VERSION=v1.1.2
+CERT_MANAGER_VERSION=v1.21.2
 DIR="${IOV_CHART_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/iov-platform/chart-tools}"
 
 if [ "${1:-}" = "--dir" ]; then echo "$DIR"; exit 0; fi
@@ -45,5 +48,14 @@ if [ ! -x "$hu" ]; then
   (cd "$src" && GOFLAGS="-mod=readonly -buildvcs=false" go build -v -o "$hu.tmp" \
     -ldflags "-X github.com/helm-unittest/helm-unittest/internal/build.version=${HELM_UNITTEST_VERSION#v}" ./cmd/helm-unittest) 2>&1 | progress helm-unittest
   mv "$hu.tmp" "$hu"
+fi
+cm="$DIR/cert-manager-crds-$CERT_MANAGER_VERSION"
+if [ ! -f "$cm/cert-manager.io_certificates.yaml" ]; then
+  echo "chart-tools: fetching cert-manager $CERT_MANAGER_VERSION's Certificate CRD into $cm ..."
+  src="$(go mod download -json "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  mkdir -p "$cm.tmp"
+  cp "$src/deploy/crds/cert-manager.io_certificates.yaml" "$cm.tmp/"
+  chmod 0644 "$cm.tmp/"*
+  rm -rf "$cm" && mv "$cm.tmp" "$cm"
 fi
 echo "$DIR"

@@ -122,7 +122,8 @@ func TestHelmUnittest(t *testing.T) {
 }
 
 // crdDir gathers the real CRDs for the Strimzi version Chart.yaml pins and the
-// prometheus-operator CRDs from ../shared into one folder for kubectl-validate.
+// prometheus-operator CRDs from ../shared, and cert-manager's Certificate CRD, into one
+// folder for kubectl-validate.
 func crdDir(t *testing.T) string {
 	t.Helper()
 	var strimzi string
@@ -155,6 +156,15 @@ func crdDir(t *testing.T) string {
 	if copyYAML("crds", "monitoring.coreos.com_*.yaml") == 0 {
 		t.Fatalf("no prometheus-operator CRDs in %s", filepath.Join(sharedDir(t), "crds"))
 	}
+	// cert-manager's Certificate CRD, from its Go module (tools/chart-tools.sh fetches it).
+	cm := filepath.Join(chartTool(t, "cert-manager-crds", certManagerVersion), "cert-manager.io_certificates.yaml")
+	b, err := os.ReadFile(cm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dst, filepath.Base(cm)), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return dst
 }
 
@@ -169,7 +179,7 @@ func TestKubectlValidate(t *testing.T) {
 			var native, custom []object
 			for _, o := range objs {
 				group := strings.SplitN(o.apiVersion(), "/", 2)[0]
-				if group == "kafka.strimzi.io" || group == "monitoring.coreos.com" {
+				if group == "kafka.strimzi.io" || group == "monitoring.coreos.com" || group == "cert-manager.io" {
 					custom = append(custom, o)
 				} else {
 					native = append(native, o)
@@ -243,6 +253,9 @@ func TestKubectlValidateRejects(t *testing.T) {
 	}{
 		{"KafkaTopic partitions as a string", object{"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaTopic",
 			"metadata": map[string]any{"name": "t", "namespace": "n"}, "spec": map[string]any{"partitions": "six"}}},
+		{"Certificate dnsNames as a string", object{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+			"metadata": map[string]any{"name": "c", "namespace": "n"}, "spec": map[string]any{"secretName": "s",
+				"dnsNames": "a.example", "issuerRef": map[string]any{"name": "ca"}}}},
 		{"Deployment replicas as a string", object{"apiVersion": "apps/v1", "kind": "Deployment",
 			"metadata": map[string]any{"name": "d"}, "spec": map[string]any{"replicas": "two",
 				"selector": map[string]any{"matchLabels": map[string]any{"a": "b"}},

@@ -498,7 +498,7 @@ func TestHAProxyBehaviour(t *testing.T) {
 // mqtts when enabled); the chart's default http/https/stat ports are removed and the
 // stats port stays off the Service.
 func TestHAProxyPorts(t *testing.T) {
-	want := map[string]string{"production": "mqtt,mqtts"} // TLS on; every other variant: "mqtt"
+	want := map[string]string{"production": "mqtt,mqtts", "production-enterprise": "mqtt,mqtts"} // TLS on; every other variant: "mqtt"
 	for _, v := range umbrellaVariants(t) {
 		t.Run(v.name, func(t *testing.T) {
 			objs := mustObjects(t, renderVariant(t, v))

@@ -33,6 +33,7 @@ const (
 
 	kubectlValidateVersion = "v0.0.4"
 	helmUnittestVersion    = "v1.1.2"
+	certManagerVersion     = "v1.21.2" // Certificate CRD for kubectl-validate (tools/chart-tools.sh)
 )
 
 // repoRoot is the repository root (this package lives in tools/charttest).

@@ -29,8 +29,28 @@ func variants(t testing.TB) []variant {
 	vs := []variant{{name: "default"}}
 	files, _ := filepath.Glob(filepath.Join(umbrellaDir(t), "ci", "*-values.yaml"))
 	sort.Strings(files)
+	// "# base: <variant>" renders a file over that variant's values (-f base -f file).
+	var based []string
 	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && baseLine.Match(b) {
+			based = append(based, f)
+			continue
+		}
 		vs = append(vs, variant{name: strings.TrimSuffix(filepath.Base(f), "-values.yaml"), values: []string{f}})
+	}
+	for _, f := range based {
+		b, _ := os.ReadFile(f)
+		base := string(baseLine.FindSubmatch(b)[1])
+		var values []string
+		for _, v := range vs {
+			if v.name == base {
+				values = append(append(values, v.values...), f)
+			}
+		}
+		if values == nil {
+			t.Fatalf("%s: base variant %q is not a ci/*-values.yaml of the umbrella", f, base)
+		}
+		vs = append(vs, variant{name: strings.TrimSuffix(filepath.Base(f), "-values.yaml"), values: values})
 	}
 	for _, c := range localCharts(t) {
 		vs = append(vs, variant{name: c, chart: c})
@@ -136,7 +156,10 @@ func variantNamed(t testing.TB, name string) variant {
 	return variant{}
 }
 
-var expectLine = regexp.MustCompile(`(?m)^# expect: (.+)$`)
+var (
+	expectLine = regexp.MustCompile(`(?m)^# expect: (.+)$`)
+	baseLine   = regexp.MustCompile(`(?m)^# base: (\S+)$`)
+)
 
 // TestRejects: every charts/testdata/bad-values/*.yaml must fail the umbrella render with
 // the error its `# expect: <regex>` line names.
@@ -161,7 +184,7 @@ func TestRejects(t *testing.T) {
 			}
 			files := []string{f}
 			// A file may start from a variant: "# base: production" renders over ci/production-values.yaml.
-			if base := regexp.MustCompile(`(?m)^# base: (\S+)$`).FindSubmatch(b); base != nil {
+			if base := baseLine.FindSubmatch(b); base != nil {
 				files = append(variantNamed(t, string(base[1])).values, f)
 			}
 			_, err = render(scratchUmbrella(t), files)

@@ -267,6 +267,16 @@ The effective service configuration (config.yaml).
 {{- $cfg := deepCopy .Values.config -}}
 {{- $_ := set $cfg.kafka "bootstrapServers" (include "exhook-producer.kafkaBootstrapServers" .) -}}
 {{- $_ := set $cfg.registry "url" (include "exhook-producer.registryUrl" .) -}}
+{{- if include "exhook-producer.grpcTLS" . -}}
+{{- $tls := deepCopy ($cfg.grpc.tls | default dict) -}}
+{{- $dir := .Values.grpc.tls.mountPath -}}
+{{- $_ := set $tls "certFile" (printf "%s/tls.crt" $dir) -}}
+{{- $_ := set $tls "keyFile" (printf "%s/tls.key" $dir) -}}
+{{- if .Values.grpc.tls.mtls -}}
+{{- $_ := set $tls "clientCAFile" (printf "%s/ca.crt" (include "exhook-producer.grpcClientCADir" .)) -}}
+{{- end -}}
+{{- $_ := set $cfg.grpc "tls" $tls -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end }}
 
@@ -283,4 +293,53 @@ Topology spread constraints with the selector labels injected where missing.
 {{- $out = append $out $c -}}
 {{- end -}}
 {{- toYaml $out -}}
+{{- end }}
+
+{{/*
+gRPC listener TLS (grpc.tls): "true" when enabled, after checking that exactly one source
+of the certificate is configured.
+*/}}
+{{- define "exhook-producer.grpcTLS" -}}
+{{- $t := (.Values.grpc).tls | default dict -}}
+{{- if $t.enabled -}}
+{{- $cm := ($t.certManager | default dict).enabled -}}
+{{- if and $cm $t.existingSecret }}{{ fail "exhook-producer: grpc.tls: set either certManager.enabled or existingSecret, not both" }}{{ end -}}
+{{- if not (or $cm $t.existingSecret) }}{{ fail "exhook-producer: grpc.tls.enabled needs a certificate: set grpc.tls.certManager.enabled=true (with certManager.issuerRef.name) or grpc.tls.existingSecret (a Secret with tls.crt, tls.key and ca.crt)" }}{{ end -}}
+{{- if and $cm (not ($t.certManager.issuerRef | default dict).name) }}{{ fail "exhook-producer: grpc.tls.certManager.issuerRef.name is required (the Issuer or ClusterIssuer that signs the gRPC certificate)" }}{{ end -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/*
+Secret holding the gRPC server certificate (tls.crt, tls.key, ca.crt).
+*/}}
+{{- define "exhook-producer.grpcTLSSecret" -}}
+{{- .Values.grpc.tls.existingSecret | default (printf "%s-grpc-tls" (include "exhook-producer.fullname" . | trunc 54 | trimSuffix "-")) -}}
+{{- end }}
+
+{{/*
+Directory of the client CA (ca.crt): its own mount when grpc.tls.clientCASecret is set,
+else the server certificate's directory.
+*/}}
+{{- define "exhook-producer.grpcClientCADir" -}}
+{{- if .Values.grpc.tls.clientCASecret -}}
+{{- printf "%s-client-ca" .Values.grpc.tls.mountPath -}}
+{{- else -}}
+{{- .Values.grpc.tls.mountPath -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Every DNS name EMQX can dial the producer by: the Service (and the headless Service of the
+StatefulSet) as <svc>, <svc>.<ns>, <svc>.<ns>.svc and <svc>.<ns>.svc.<clusterDomain>. YAML list.
+*/}}
+{{- define "exhook-producer.grpcDNSNames" -}}
+{{- $cm := .Values.grpc.tls.certManager -}}
+{{- $svcs := list (include "exhook-producer.fullname" .) -}}
+{{- if include "exhook-producer.persistent" . }}{{ $svcs = append $svcs (include "exhook-producer.headlessServiceName" .) }}{{ end -}}
+{{- $names := list -}}
+{{- range $svc := $svcs -}}
+{{- $names = concat $names (list $svc (printf "%s.%s" $svc $.Release.Namespace) (printf "%s.%s.svc" $svc $.Release.Namespace) (printf "%s.%s.svc.%s" $svc $.Release.Namespace $cm.clusterDomain)) -}}
+{{- end -}}
+{{- toYaml (concat $names ($cm.extraDnsNames | default list) | uniq) -}}
 {{- end }}

@@ -113,6 +113,18 @@ spec:
         - name: spool
           mountPath: {{ .Values.config.spool.dir }}
         {{- end }}
+        {{- if include "exhook-producer.grpcTLS" . }}
+        # The whole Secret as a directory (no subPath): the kubelet swaps a renewed
+        # certificate in atomically and the producer re-reads the files.
+        - name: grpc-tls
+          mountPath: {{ .Values.grpc.tls.mountPath }}
+          readOnly: true
+        {{- if and .Values.grpc.tls.mtls .Values.grpc.tls.clientCASecret }}
+        - name: grpc-client-ca
+          mountPath: {{ include "exhook-producer.grpcClientCADir" . }}
+          readOnly: true
+        {{- end }}
+        {{- end }}
         {{- with .Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -123,6 +135,22 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
+    {{- if include "exhook-producer.grpcTLS" . }}
+    {{- /* group-readable only; fsGroup (65532 by default) gives the non-root user the group */}}
+    {{- $mode := ternary 288 292 (hasKey (.Values.podSecurityContext | default dict) "fsGroup") }}
+    - name: grpc-tls
+      secret:
+        secretName: {{ include "exhook-producer.grpcTLSSecret" . }}
+        defaultMode: {{ $mode }}
+    {{- if and .Values.grpc.tls.mtls .Values.grpc.tls.clientCASecret }}
+    - name: grpc-client-ca
+      secret:
+        secretName: {{ .Values.grpc.tls.clientCASecret }}
+        defaultMode: {{ $mode }}
+        items:
+          - {key: ca.crt, path: ca.crt}
+    {{- end }}
+    {{- end }}
     {{- with .Values.extraVolumes }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

@@ -63,8 +63,84 @@ exhook {
 {{- end }}
 {{- end }}
 {{- end }}
+{{- $ssl := list }}
+{{- range $k := keys $s | sortAlpha }}{{ if hasPrefix "ssl__" $k }}{{ $ssl = append $ssl $k }}{{ end }}{{ end }}
+{{- if $ssl }}
+      ssl {
+{{- range $k := $ssl }}
+{{- $v := get $s $k }}
+{{- if or (regexMatch "^(true|false)$" $v) (eq $k "ssl__verify") }}
+        {{ trimPrefix "ssl__" $k }} = {{ $v }}
+{{- else }}
+        {{ trimPrefix "ssl__" $k }} = {{ $v | quote }}
+{{- end }}
+{{- end }}
+      }
+{{- end }}
     }
 {{- end }}
   ]
 }
+{{- end }}
+
+{{/*
+The producer's gRPC TLS as the umbrella sees it (YAML): enabled, mtls (the subchart's
+default true applies when the key is absent), certManager.
+*/}}
+{{- define "iov-platform.producerTLS" -}}
+{{- $t := (((index .Values "exhook-producer") | default dict).grpc | default dict).tls | default dict -}}
+{{- $out := dict "enabled" (and ((index .Values "exhook-producer") | default dict).enabled $t.enabled | default false) "mtls" (ternary $t.mtls true (hasKey $t "mtls")) "certManager" ($t.certManager | default dict) -}}
+{{- toYaml $out -}}
+{{- end }}
+
+{{/*
+EMQX's mount of the hook's client TLS Secret (YAML {secretName, mountPath}): the volume
+exhookTLS.volumeName of the enabled edition's extraVolumes and its extraVolumeMounts entry.
+Empty fields when either is missing; subPath mounts are refused (a renewed certificate would
+never reach the pod).
+*/}}
+{{- define "iov-platform.emqx.exhookTLSMount" -}}
+{{- $ev := include "iov-platform.emqxValues" . | fromYaml -}}
+{{- $name := .Values.exhookTLS.volumeName -}}
+{{- $out := dict "secretName" "" "mountPath" "" -}}
+{{- range $ev.extraVolumes | default list -}}
+{{- if eq .name $name }}{{ $_ := set $out "secretName" ((.secret | default dict).secretName | default "") }}{{ end -}}
+{{- end -}}
+{{- range $ev.extraVolumeMounts | default list -}}
+{{- if eq .name $name -}}
+{{- if .subPath }}{{ fail (printf "iov-platform: %s.extraVolumeMounts %q uses subPath; mount the whole Secret as a directory so that a renewed certificate reaches EMQX" (include "iov-platform.emqxKey" $) $name) }}{{ end -}}
+{{- $_ := set $out "mountPath" (trimSuffix "/" .mountPath) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end }}
+
+{{/*
+Fail unless EMQX's ExHook server 1 matches the producer's gRPC TLS: with TLS an https URL,
+ssl.enable, verify_peer (EMQX 5.8.8+ and 6.x default to verify_none), SNI = the URL's host,
+and cacertfile (+ certfile/keyfile under mTLS) in the mounted Secret; without TLS an http URL
+and no ssl.enable.
+*/}}
+{{- define "iov-platform.validateExhookTLS" -}}
+{{- $tls := include "iov-platform.producerTLS" . | fromYaml -}}
+{{- $hook := include "iov-platform.emqx.iovExhook" . | fromYaml -}}
+{{- $ed := include "iov-platform.emqxKey" . -}}
+{{- $u := urlParse $hook.url -}}
+{{- $host := regexReplaceAll ":[0-9]+$" $u.host "" -}}
+{{- $key := printf "%s.emqxConfig.EMQX_EXHOOK__SERVERS__1__SSL__" $ed -}}
+{{- if $tls.enabled -}}
+{{- $m := include "iov-platform.emqx.exhookTLSMount" . | fromYaml -}}
+{{- if not (and $m.secretName $m.mountPath) }}{{ fail (printf "iov-platform: exhook-producer.grpc.tls.enabled: EMQX needs the hook's TLS Secret: add a Secret volume named %q to %s.extraVolumes and mount it with %s.extraVolumeMounts (exhookTLS.volumeName)" $.Values.exhookTLS.volumeName $ed $ed) }}{{ end -}}
+{{- $want := dict "enable" "true" "verify" "verify_peer" "server_name_indication" $host "cacertfile" (printf "%s/ca.crt" $m.mountPath) -}}
+{{- if $tls.mtls }}{{ $_ := set $want "certfile" (printf "%s/tls.crt" $m.mountPath) }}{{ $_ := set $want "keyfile" (printf "%s/tls.key" $m.mountPath) }}{{ end -}}
+{{- $wrong := list -}}
+{{- range $f := keys $want | sortAlpha -}}
+{{- $got := get $hook (printf "ssl__%s" $f) | default "" -}}
+{{- if ne $got (get $want $f) }}{{ $wrong = append $wrong (printf "%s%s=%q (is %q)" $key (upper $f) (get $want $f) $got) }}{{ end -}}
+{{- end -}}
+{{- if ne $u.scheme "https" }}{{ $wrong = append (list (printf "%s.emqxConfig.EMQX_EXHOOK__SERVERS__1__URL https://... (is %q)" $ed $hook.url)) $wrong }}{{ end -}}
+{{- if $wrong }}{{ fail (printf "iov-platform: exhook-producer.grpc.tls.enabled, so EMQX must dial the hook over TLS; set %s" (join ", " $wrong)) }}{{ end -}}
+{{- else -}}
+{{- if or (eq $u.scheme "https") (eq (get $hook "ssl__enable" | default "") "true") }}{{ fail (printf "iov-platform: EMQX dials the hook with TLS (%s.emqxConfig ExHook URL %q, SSL__ENABLE %q) but exhook-producer.grpc.tls.enabled is false; the producer would serve plaintext" $ed $hook.url (get $hook "ssl__enable" | default "")) }}{{ end -}}
+{{- end -}}
 {{- end }}

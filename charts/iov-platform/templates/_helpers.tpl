@@ -89,6 +89,17 @@ Values of the enabled EMQX edition (YAML; the emqx section when none is enabled)
 {{- include "iov-platform.depFullname" (dict "Release" .Release "values" (index .Values $key) "name" $key) -}}
 {{- end }}
 
+{{/*
+Labels of the EMQX pods (both EMQX charts): app.kubernetes.io/name (the chart's name, or its
+nameOverride, dots replaced) and app.kubernetes.io/instance.
+*/}}
+{{- define "iov-platform.emqxPodLabels" -}}
+{{- $key := include "iov-platform.emqxKey" . | default "emqx" -}}
+{{- $v := index .Values $key | default dict -}}
+app.kubernetes.io/name: {{ default $key $v.nameOverride | trunc 63 | replace "." "-" | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
 {{- define "iov-platform.haproxyFullname" -}}
 {{- include "iov-platform.depFullname" (dict "Release" .Release "values" .Values.haproxy "name" "haproxy") -}}
 {{- end }}

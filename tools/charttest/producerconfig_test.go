@@ -1,0 +1,177 @@
+package charttest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var (
+	producerOnce sync.Once
+	producerBin  string
+	producerErr  error
+)
+
+// producerBinary builds services/exhook-producer once per test binary, inside the
+// repository's go.work (this module runs with GOWORK=off).
+func producerBinary(t *testing.T) string {
+	t.Helper()
+	producerOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "charttest-producer-")
+		if err != nil {
+			producerErr = err
+			return
+		}
+		scratchDirs = append(scratchDirs, dir)
+		producerBin = filepath.Join(dir, "exhook-producer")
+		cmd := exec.Command("go", "build", "-o", producerBin, ".")
+		cmd.Dir = filepath.Join(repoRoot(t), "services", "exhook-producer")
+		cmd.Env = append(os.Environ(), "GOWORK="+filepath.Join(repoRoot(t), "go.work"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			producerErr = err
+			t.Logf("go build services/exhook-producer:\n%s", out)
+		}
+	})
+	if producerErr != nil {
+		t.Fatalf("build the producer: %v", producerErr)
+	}
+	return producerBin
+}
+
+// TestProducerConfigFromChart ties the chart to the service: the producer's config.yaml from
+// every render that has one is accepted by the producer's own loader (`exhook-producer
+// --check-config`), and every file the effective config names for the gRPC listener's TLS
+// (certFile, keyFile, clientCAFile) is a key of a Secret mounted as a directory (no subPath)
+// into the producer container, at exactly that path. Variants with TLS on must name all three
+// files (mutual TLS) and, with cert-manager, the Certificate's Secret is the mounted one.
+func TestProducerConfigFromChart(t *testing.T) {
+	bin := producerBinary(t)
+	tlsVariants := 0
+	for _, v := range variants(t) {
+		if !v.umbrella() && v.chart != "exhook-producer" {
+			continue
+		}
+		t.Run(v.name, func(t *testing.T) {
+			objs := mustObjects(t, renderVariant(t, v))
+			cm := find(objs, "ConfigMap", "-exhook-producer")
+			if cm == nil {
+				t.Skip("no producer in this render")
+			}
+			cfg, err := dataKey(cm, "config.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(bin, "--check-config", "--config", f).CombinedOutput()
+			if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "config ok") {
+				t.Fatalf("the producer refuses the rendered config.yaml (%v):\n%s\nconfig.yaml:\n%s", err, out, cfg)
+			}
+			var eff struct {
+				GRPC struct {
+					TLS struct {
+						CertFile     string `yaml:"certFile"`
+						KeyFile      string `yaml:"keyFile"`
+						ClientCAFile string `yaml:"clientCAFile"`
+					} `yaml:"tls"`
+				} `yaml:"grpc"`
+			}
+			body := strings.TrimSuffix(strings.TrimSpace(string(out)), "config ok")
+			if err := yaml.Unmarshal([]byte(body), &eff); err != nil {
+				t.Fatalf("effective config: %v\n%s", err, out)
+			}
+			files := map[string]string{"certFile": eff.GRPC.TLS.CertFile, "keyFile": eff.GRPC.TLS.KeyFile, "clientCAFile": eff.GRPC.TLS.ClientCAFile}
+			if files["certFile"] == "" {
+				for k, f := range files {
+					if f != "" {
+						t.Errorf("grpc.tls.%s is %s without certFile", k, f)
+					}
+				}
+				return
+			}
+			tlsVariants++
+			mounted := producerSecretFiles(t, objs)
+			for k, f := range files {
+				if f == "" {
+					t.Errorf("grpc.tls.%s is empty; the chart's TLS variants run mutual TLS", k)
+					continue
+				}
+				secret, ok := mounted[f]
+				if !ok {
+					t.Errorf("grpc.tls.%s %s is not a mounted Secret key (mounted: %v)", k, f, sortedKeys(mounted))
+					continue
+				}
+				t.Logf("grpc.tls.%s %s <- Secret %s", k, f, secret)
+			}
+			if c := find(objs, "Certificate", "-exhook-producer-grpc"); c != nil {
+				want, _ := path(c, "spec", "secretName").(string)
+				if mounted[files["certFile"]] != want || mounted[files["keyFile"]] != want {
+					t.Errorf("certFile/keyFile come from Secret %s/%s, the Certificate writes %s", mounted[files["certFile"]], mounted[files["keyFile"]], want)
+				}
+			}
+		})
+	}
+	if tlsVariants == 0 {
+		t.Error("no variant renders the producer with TLS")
+	}
+}
+
+// producerSecretFiles maps each file the producer container sees from a Secret volume to the
+// Secret's name. Secret volumes mounted with subPath are reported as errors: the kubelet never
+// updates such a file, so a renewed certificate would not reach the producer.
+func producerSecretFiles(t *testing.T, objs []object) map[string]string {
+	t.Helper()
+	var spec any
+	for _, kind := range []string{"Deployment", "StatefulSet"} {
+		if o := find(objs, kind, "-exhook-producer"); o != nil {
+			spec = path(o, "spec", "template", "spec")
+		}
+	}
+	if spec == nil {
+		t.Fatal("no producer Deployment or StatefulSet")
+	}
+	type secretVol struct {
+		name string
+		keys []string // nil: every key; cert-manager and kubernetes.io/tls Secrets hold these
+	}
+	vols := map[string]secretVol{}
+	for _, v := range path(spec, "volumes").([]any) {
+		name, _ := path(v, "name").(string)
+		sn, ok := path(v, "secret", "secretName").(string)
+		if !ok {
+			continue
+		}
+		sv := secretVol{name: sn}
+		if items, ok := path(v, "secret", "items").([]any); ok {
+			for _, it := range items {
+				sv.keys = append(sv.keys, path(it, "path").(string))
+			}
+		} else {
+			sv.keys = []string{"tls.crt", "tls.key", "ca.crt"}
+		}
+		vols[name] = sv
+	}
+	out := map[string]string{}
+	c := path(spec, "containers").([]any)[0]
+	for _, m := range path(c, "volumeMounts").([]any) {
+		sv, ok := vols[path(m, "name").(string)]
+		if !ok {
+			continue
+		}
+		if sp, _ := path(m, "subPath").(string); sp != "" {
+			t.Errorf("Secret %s is mounted with subPath %s: a renewal never reaches the pod", sv.name, sp)
+			continue
+		}
+		for _, k := range sv.keys {
+			out[strings.TrimSuffix(path(m, "mountPath").(string), "/")+"/"+k] = sv.name
+		}
+	}
+	return out
+}
