@@ -145,14 +145,6 @@ func servicePort(svc object, name string) any {
 	return nil
 }
 
-func toStrings(v any) []string {
-	var out []string
-	for _, x := range v.([]any) {
-		out = append(out, fmt.Sprint(x))
-	}
-	return out
-}
-
 // flagValue returns the argument after flag in args.
 func flagValue(args []string, flag string) string {
 	if i := slices.Index(args, flag); i >= 0 && i+1 < len(args) {

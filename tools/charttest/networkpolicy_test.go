@@ -196,12 +196,3 @@ func checkPeer(t *testing.T, where string, peer any, dir string, ports []any, se
 		t.Errorf("%s: empty peer %v", where, peer)
 	}
 }
-
-func toStrings(v any) []string {
-	l, _ := v.([]any)
-	out := make([]string, 0, len(l))
-	for _, x := range l {
-		out = append(out, fmt.Sprint(x))
-	}
-	return out
-}
