@@ -82,18 +82,7 @@ type lossRun struct {
 	requestTimeout time.Duration
 }
 
-// measuring skips the loss-window measurements unless LOSSWINDOW=1: they take a minute,
-// and six runs of twenty (-count=20) read nothing back from the in-process Kafka
-// within the verification wait (in_kafka=0, not yet explained), so they are run on demand.
-func measuring(t *testing.T) {
-	t.Helper()
-	if os.Getenv("LOSSWINDOW") == "" {
-		t.Skip("loss-window measurement: run with LOSSWINDOW=1")
-	}
-}
-
 func TestLossWindows(t *testing.T) {
-	measuring(t)
 	st, err := stack.Start(stack.Options{Partitions: 4, Topics: []string{eventsTopic, spoolTopic, telemetryTopic, statusTopic, deadTopic}})
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +209,6 @@ func lossWindow(t *testing.T, st *stack.Stack, tc lossRun) {
 // only after Kafka acknowledged the last); async and spool answer before Kafka has the
 // record, so two pods race. The test asserts the sync guarantee and reports the others.
 func TestPerStreamBalancingOrder(t *testing.T) {
-	measuring(t)
 	st, err := stack.Start(stack.Options{Partitions: 4, Topics: []string{eventsTopic, spoolTopic, telemetryTopic, statusTopic, deadTopic}})
 	if err != nil {
 		t.Fatal(err)
