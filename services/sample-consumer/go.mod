@@ -11,6 +11,7 @@ replace (
 
 require (
 	github.com/confluentinc/confluent-kafka-go/v2 v2.11.1
+	github.com/eclipse/paho.golang v0.23.0
 	github.com/hamba/avro/v2 v2.31.0
 	github.com/iov-platform/iov/proto v0.0.0-00010101000000-000000000000
 	github.com/iov-platform/iov/schemas v0.0.0-00010101000000-000000000000
