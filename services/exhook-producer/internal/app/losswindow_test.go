@@ -49,7 +49,13 @@ func replicaConfig(t *testing.T, st *stack.Stack, spoolDir string) *config.Confi
 
 func startReplica(t *testing.T, st *stack.Stack, spoolDir string) *replica {
 	t.Helper()
-	a, err := app.New(replicaConfig(t, st, spoolDir), logger(t))
+	return startReplicaWith(t, replicaConfig(t, st, spoolDir))
+}
+
+// startReplicaWith starts a pod on cfg and waits until it is ready.
+func startReplicaWith(t *testing.T, cfg *config.Config) *replica {
+	t.Helper()
+	a, err := app.New(cfg, logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,39 +101,7 @@ func measureNodeStart(t *testing.T, st *stack.Stack, prefix string, autoReconnec
 	}
 	defer func() { _ = b.Close() }()
 
-	type sent struct {
-		seq        int
-		start, ack time.Time
-	}
-	acks := make([][]sent, vehicles)
-	errs := make([]error, vehicles)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range vehicles {
-		vin := fmt.Sprintf("%s-%02d", prefix, i)
-		v, err := vehicle.Connect(b.URL(), vin, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
-		wg.Go(func() {
-			for seq := 0; ; seq++ {
-				select {
-				case <-stop:
-					return
-				case <-time.After(interval):
-				}
-				body, _ := json.Marshal(map[string]any{"vin": vin, "seq": seq})
-				start := time.Now()
-				if err := v.Publish(context.Background(), "vehicles/"+vin+"/events", body, nil); err != nil {
-					errs[i] = err
-					return
-				}
-				acks[i] = append(acks[i], sent{seq, start, time.Now()})
-			}
-		})
-	}
-
+	f := startFleet(t, b, prefix, vehicles, interval, "events")
 	time.Sleep(down)
 	svc.SetEndpoints(pod.app.GRPCAddr())
 	up := time.Now()
@@ -144,61 +112,33 @@ func measureNodeStart(t *testing.T, st *stack.Stack, prefix string, autoReconnec
 	}
 	loaded := time.Now()
 	time.Sleep(after)
-	close(stop)
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-
+	sent := f.halt(t)
 	// The route is sync: a message that went through the hook was in Kafka before its PUBACK.
-	rctx, rcancel := context.WithTimeout(context.Background(), time.Minute)
-	defer rcancel()
-	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 0, time.Second, eventsTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := decoder(t, st)
-	inKafka := map[string]bool{}
-	for _, rec := range recs {
-		m := decodeMessage(t, dec, rec.Value)
-		var p struct {
-			Vin string `json:"vin"`
-			Seq int    `json:"seq"`
-		}
-		if err := json.Unmarshal(m.Payload, &p); err != nil {
-			t.Fatal(err)
-		}
-		inKafka[fmt.Sprintf("%s/%d", p.Vin, p.Seq)] = true
-	}
+	inKafka := readMessages(t, st, eventsTopic)
 
 	r := nodeStart{autoReconnect: autoReconnect, window: loaded.Sub(up) * nodeStartScale}
-	for i, vs := range acks {
-		vin := fmt.Sprintf("%s-%02d", prefix, i)
-		for _, s := range vs {
-			r.acked++
-			missing := !inKafka[fmt.Sprintf("%s/%d", vin, s.seq)]
-			if missing {
-				r.missing++
+	for _, m := range sent {
+		r.acked++
+		missing := !inKafka[m.id()]
+		if missing {
+			r.missing++
+		}
+		switch {
+		case m.ack.Before(up):
+			// Acknowledged while nothing could load the provider: routed without the hook.
+			r.ackedBeforeUp++
+			if !missing {
+				t.Errorf("%s acknowledged before the producer was reachable, yet in Kafka", m.id())
 			}
-			switch {
-			case s.ack.Before(up):
-				// Acknowledged while nothing could load the provider: routed without the hook.
-				r.ackedBeforeUp++
-				if !missing {
-					t.Errorf("%s/%d acknowledged before the producer was reachable, yet in Kafka", vin, s.seq)
-				}
-			case s.start.After(loaded):
-				// Published once loaded: through the hook, in Kafka.
-				if missing {
-					t.Errorf("%s/%d published after the load, missing from Kafka", vin, s.seq)
-				}
-			default:
-				r.inWindow++
-				if missing {
-					r.missingAfter++
-				}
+		case m.start.After(loaded):
+			// Published once loaded: through the hook, in Kafka.
+			if missing {
+				t.Errorf("%s published after the load, missing from Kafka", m.id())
+			}
+		default:
+			r.inWindow++
+			if missing {
+				r.missingAfter++
 			}
 		}
 	}
@@ -211,4 +151,103 @@ func measureNodeStart(t *testing.T, st *stack.Stack, prefix string, autoReconnec
 		t.Errorf("loaded %s (scaled back) after the producer was reachable, more than auto_reconnect %s and slack", r.window, autoReconnect)
 	}
 	return r
+}
+
+// fleet is vehicles publishing QoS 1 through a broker, each on its topics in turn
+// (vehicles/{vin}/{topic}), one message every interval, until halted.
+type fleet struct {
+	stop     chan struct{}
+	vehicles []*vehicle.Vehicle
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	sent     []published
+	err      error
+}
+
+// published is one message a vehicle published and the broker acknowledged.
+type published struct {
+	vin, topic string
+	seq        int       // per vehicle, over all its topics
+	start, ack time.Time // Publish called, PUBACK received
+}
+
+func (m published) id() string { return fmt.Sprintf("%s/%d", m.vin, m.seq) }
+
+// messagePayload is what a fleet's message carries.
+type messagePayload struct {
+	Vin string `json:"vin"`
+	Seq int    `json:"seq"`
+}
+
+func startFleet(t *testing.T, b *emqxsim.Broker, prefix string, vehicles int, interval time.Duration, topics ...string) *fleet {
+	t.Helper()
+	f := &fleet{stop: make(chan struct{})}
+	for i := range vehicles {
+		vin := fmt.Sprintf("%s-%02d", prefix, i)
+		v, err := vehicle.Connect(b.URL(), vin, 5*time.Second)
+		if err != nil {
+			f.halt(t)
+			t.Fatal(err)
+		}
+		f.vehicles = append(f.vehicles, v)
+		f.wg.Go(func() {
+			for seq := 0; ; seq++ {
+				select {
+				case <-f.stop:
+					return
+				case <-time.After(interval):
+				}
+				topic := topics[seq%len(topics)]
+				body, _ := json.Marshal(messagePayload{Vin: vin, Seq: seq})
+				start := time.Now()
+				err := v.Publish(context.Background(), "vehicles/"+vin+"/"+topic, body, nil)
+				f.mu.Lock()
+				if err != nil {
+					f.err = err
+				} else {
+					f.sent = append(f.sent, published{vin: vin, topic: topic, seq: seq, start: start, ack: time.Now()})
+				}
+				f.mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	return f
+}
+
+// halt stops the fleet, disconnects its vehicles and returns every acknowledged message.
+func (f *fleet) halt(t *testing.T) []published {
+	t.Helper()
+	close(f.stop)
+	f.wg.Wait()
+	for _, v := range f.vehicles {
+		v.Close()
+	}
+	if f.err != nil {
+		t.Fatal(f.err)
+	}
+	return f.sent
+}
+
+// readMessages reads the fleet's messages in the Kafka topics, by id.
+func readMessages(t *testing.T, st *stack.Stack, topics ...string) map[string]bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	recs, err := stack.ReadAll(ctx, st.KafkaBootstrap(), 0, time.Second, topics...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := decoder(t, st)
+	found := map[string]bool{}
+	for _, rec := range recs {
+		var p messagePayload
+		if err := json.Unmarshal(decodeMessage(t, dec, rec.Value).Payload, &p); err != nil {
+			t.Fatal(err)
+		}
+		found[published{vin: p.Vin, seq: p.Seq}.id()] = true
+	}
+	return found
 }
