@@ -13,10 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/iov-platform/iov/tools/devkit/compatsr"
@@ -227,10 +227,23 @@ func reached(read, ends map[string]map[int32]int64) bool {
 
 // endOffsets lists the end offset (the high watermark) of every non-empty partition of
 // topics, retrying while the cluster answers with a retriable error (a leader being
-// elected).
+// elected). A topic that does not exist has none.
 func endOffsets(ctx context.Context, cl *kgo.Client, topics []string) (map[string]map[int32]int64, error) {
 	for {
-		ends, err := listEndOffsets(ctx, cl, topics)
+		listed, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
+		ends := map[string]map[int32]int64{}
+		listed.Each(func(o kadm.ListedOffset) {
+			switch {
+			case errors.Is(o.Err, kerr.UnknownTopicOrPartition):
+			case o.Err != nil:
+				err = errors.Join(err, fmt.Errorf("end offset %s/%d: %w", o.Topic, o.Partition, o.Err))
+			case o.Offset > 0:
+				if ends[o.Topic] == nil {
+					ends[o.Topic] = map[int32]int64{}
+				}
+				ends[o.Topic][o.Partition] = o.Offset
+			}
+		})
 		if err == nil || !kerr.IsRetriable(err) {
 			return ends, err
 		}
@@ -240,61 +253,4 @@ func endOffsets(ctx context.Context, cl *kgo.Client, topics []string) (map[strin
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func listEndOffsets(ctx context.Context, cl *kgo.Client, topics []string) (map[string]map[int32]int64, error) {
-	meta := kmsg.NewPtrMetadataRequest()
-	for _, t := range topics {
-		mt := kmsg.NewMetadataRequestTopic()
-		mt.Topic = kmsg.StringPtr(t)
-		meta.Topics = append(meta.Topics, mt)
-	}
-	mresp, err := meta.RequestWith(ctx, cl)
-	if err != nil {
-		return nil, fmt.Errorf("metadata: %w", err)
-	}
-	list := kmsg.NewPtrListOffsetsRequest()
-	list.ReplicaID = -1
-	for _, t := range mresp.Topics {
-		if t.Topic == nil {
-			continue
-		}
-		if err := kerr.ErrorForCode(t.ErrorCode); errors.Is(err, kerr.UnknownTopicOrPartition) {
-			continue // not created yet: nothing to read
-		} else if err != nil {
-			return nil, fmt.Errorf("metadata %s: %w", *t.Topic, err)
-		}
-		lt := kmsg.NewListOffsetsRequestTopic()
-		lt.Topic = *t.Topic
-		for _, p := range t.Partitions {
-			lp := kmsg.NewListOffsetsRequestTopicPartition()
-			lp.Partition = p.Partition
-			lp.Timestamp = -1 // the end offset
-			lt.Partitions = append(lt.Partitions, lp)
-		}
-		list.Topics = append(list.Topics, lt)
-	}
-	ends := map[string]map[int32]int64{}
-	if len(list.Topics) == 0 {
-		return ends, nil
-	}
-	for _, shard := range cl.RequestSharded(ctx, list) {
-		if shard.Err != nil {
-			return nil, fmt.Errorf("list end offsets: %w", shard.Err)
-		}
-		for _, t := range shard.Resp.(*kmsg.ListOffsetsResponse).Topics {
-			for _, p := range t.Partitions {
-				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-					return nil, fmt.Errorf("end offset %s/%d: %w", t.Topic, p.Partition, err)
-				}
-				if p.Offset > 0 {
-					if ends[t.Topic] == nil {
-						ends[t.Topic] = map[int32]int64{}
-					}
-					ends[t.Topic][p.Partition] = p.Offset
-				}
-			}
-		}
-	}
-	return ends, nil
 }
