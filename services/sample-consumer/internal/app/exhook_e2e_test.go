@@ -170,8 +170,17 @@ func TestMQTT5ThroughBrokerDoubleOverV3(t *testing.T) {
 
 	h := &recorder{}
 	e.start(t, e.config(t, "g-broker-v3", "", 3), h)
-	recs := h.waitCalls(t, 1)
-	r := recs[0]
+	// The vehicle's connection also writes a CONNECTED event to the status topic.
+	var r consume.Record
+	waitFor(t, 30*time.Second, func() bool {
+		for _, rec := range h.snapshot() {
+			if rec.Topic == telemetryTopic {
+				r = rec
+				return true
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprintf("no telemetry record among %+v", h.snapshot()) })
 	m, ok := r.Value.(*schemas.VehicleMessage)
 	if !ok || r.Key != "VIN5" {
 		t.Fatalf("record %+v, want VIN5's VehicleMessage", r)
