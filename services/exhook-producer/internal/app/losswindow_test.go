@@ -188,8 +188,12 @@ func lossWindow(t *testing.T, st *stack.Stack, tc lossRun) {
 		// EMQX published every message sent. gun 2 (>= 5.8.9) fails no call and loses
 		// nothing. gun 1.3 (<= 5.8.8) slams a connection at its GOAWAY: the few requests still
 		// on the wire fail at EMQX and the producer may not run them, so a lost message is
-		// always one whose hook call failed (lost <= failed). Sync keeps per-vehicle order;
-		// spool across two pods may not (a drained pod ships its tail while the other ships).
+		// always one whose hook call failed (lost <= failed). Sync keeps per-vehicle order,
+		// except, with gun 1.3, for a call EMQX gave up on while it sat in gun's mailbox
+		// during a reconnect: EMQX moves on to the vehicle's next message, and the old call
+		// still goes out when the connection is back, after newer ones (out of order <=
+		// failed). Spool across two pods may not keep order (a drained pod ships its tail
+		// while the other ships).
 		if r.Sent-r.RoutedLost == 0 {
 			t.Fatalf("%s: nothing read back from Kafka", name)
 		}
@@ -199,8 +203,8 @@ func lossWindow(t *testing.T, st *stack.Stack, tc lossRun) {
 		case r.RoutedLost > r.Errors:
 			t.Errorf("%s: %d lost but only %d hook calls failed", name, r.RoutedLost, r.Errors)
 		}
-		if name == "sync" && r.OutOfOrder != 0 {
-			t.Errorf("sync: %d out of order", r.OutOfOrder)
+		if name == "sync" && r.OutOfOrder != 0 && (tc.mode == emqxsim.ModeGun2 || r.OutOfOrder > r.Errors) {
+			t.Errorf("sync: %d out of order, %d hook calls failed", r.OutOfOrder, r.Errors)
 		}
 		if os.Getenv("LOSSWINDOW_REPORT") != "" {
 			fmt.Printf("LOSSWINDOW mode=%s scenario=%s request_timeout=%s delivery=%s sent=%d hook_failed=%d lost=%d duplicates=%d out_of_order=%d\n",
