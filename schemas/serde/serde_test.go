@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/iov-platform/iov/schemas"
+	"github.com/iov-platform/iov/schemas/schematest"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/schemas/wire"
 )
@@ -31,27 +32,6 @@ func definition(t *testing.T, name string, version int) schemas.Definition {
 	return defs[version-1]
 }
 
-func sampleMessage() schemas.VehicleMessage {
-	user := "fleet-a"
-	return schemas.VehicleMessage{
-		MessageID:      "0006123ABC",
-		VehicleID:      "VIN123",
-		ClientID:       "VIN123",
-		Username:       &user,
-		MQTTTopic:      "vehicles/VIN123/telemetry",
-		QoS:            1,
-		Payload:        []byte(`{"speed":42}`),
-		PayloadFormat:  schemas.PayloadJSON,
-		PublishedAt:    time.UnixMilli(1_700_000_000_123).UTC(),
-		IngestedAt:     time.UnixMilli(1_700_000_000_456).UTC(),
-		Node:           "emqx@10.0.0.1",
-		Route:          "telemetry",
-		Headers:        map[string]string{"peerhost": "10.1.2.3"},
-		MQTTProperties: map[string]string{"Content-Type": "application/json"},
-		UserProperties: []schemas.UserProperty{{Name: "fw", Value: "1.2"}, {Name: "fw", Value: "1.3"}},
-	}
-}
-
 func TestRoundTripThroughWireFormat(t *testing.T) {
 	reg := newRegistry(t)
 	def := schemas.MustLatest(schemas.VehicleMessageName)
@@ -59,7 +39,7 @@ func TestRoundTripThroughWireFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := sampleMessage()
+	in := schematest.VehicleMessage()
 	rec, err := enc.Encode(in)
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +190,7 @@ func FuzzDecode(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	good, err := enc.Encode(sampleMessage())
+	good, err := enc.Encode(schematest.VehicleMessage())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -239,7 +219,7 @@ func BenchmarkEncode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := sampleMessage()
+	m := schematest.VehicleMessage()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := enc.Encode(m); err != nil {
@@ -258,7 +238,7 @@ func TestEveryFamilyRoundTripsItsGoType(t *testing.T) {
 		in   any
 		out  func() any
 	}{
-		{schemas.VehicleMessageName, ptr(sampleMessage()), func() any { return &schemas.VehicleMessage{} }},
+		{schemas.VehicleMessageName, ptr(schematest.VehicleMessage()), func() any { return &schemas.VehicleMessage{} }},
 		{schemas.ClientEventName, &schemas.ClientEvent{Event: schemas.ClientDisconnected, VehicleID: "V", ClientID: "V", Reason: &reason, OccurredAt: time.UnixMilli(9).UTC(), Node: "n"}, func() any { return &schemas.ClientEvent{} }},
 		{schemas.VehicleCommandName, &schemas.VehicleCommand{CommandID: "c1", VehicleID: "V", Name: "door.lock", Params: map[string]string{"door": "all"},
 			IssuedAt: time.UnixMilli(1).UTC(), ExpiresAt: time.UnixMilli(2).UTC(), IssuedBy: &by}, func() any { return &schemas.VehicleCommand{} }},

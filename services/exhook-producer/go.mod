@@ -24,8 +24,11 @@ require (
 )
 
 require (
+	github.com/eclipse/paho.golang v0.23.0 // indirect
 	github.com/go-jose/go-jose/v4 v4.1.4 // indirect
 	github.com/spiffe/go-spiffe/v2 v2.8.1 // indirect
+	github.com/twmb/franz-go/pkg/kadm v1.18.0 // indirect
+	golang.org/x/crypto v0.57.0 // indirect
 )
 
 require (

@@ -11,6 +11,7 @@ replace (
 
 require (
 	github.com/confluentinc/confluent-kafka-go/v2 v2.11.1
+	github.com/eclipse/paho.golang v0.23.0
 	github.com/hamba/avro/v2 v2.31.0
 	github.com/iov-platform/iov/proto v0.0.0-00010101000000-000000000000
 	github.com/iov-platform/iov/schemas v0.0.0-00010101000000-000000000000
@@ -25,6 +26,8 @@ require (
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/mochi-mqtt/server/v2 v2.7.9 // indirect
 	github.com/rs/xid v1.4.0 // indirect
+	github.com/twmb/franz-go/pkg/kadm v1.18.0 // indirect
+	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect

@@ -82,7 +82,8 @@ type BrokerOptions struct {
 	Addr string
 	// HookAddr is the ExHook HookProvider's gRPC host:port; "" runs a broker without hooks.
 	HookAddr string
-	// Protocol is the ExHook protocol version (default V2).
+	// Protocol is the ExHook protocol version: V2 (default, EMQX 5.0–5.8) or V3Protocol
+	// (EMQX 5.9 and later, with the MQTT 5 properties of message.publish).
 	Protocol Protocol
 	// PoolSize is EMQX's exhook pool_size (default 8).
 	PoolSize int
@@ -263,7 +264,7 @@ func (b *Broker) loadOnce() {
 	var specs []HookSpec
 	if err == nil {
 		specs, err = callPool(context.Background(), p, "", func(ctx context.Context, cc grpc.ClientConnInterface) ([]HookSpec, error) {
-			return b.opts.Protocol.Stub(cc).Loaded(ctx, BrokerInfo{Version: "5.8.6", Sysdescr: "EMQX", Uptime: 1000,
+			return b.opts.Protocol.Stub(cc).Loaded(ctx, BrokerInfo{Version: b.opts.Protocol.Version(), Sysdescr: "EMQX", Uptime: 1000,
 				Datetime: time.Now().UTC().Format(time.RFC3339)}, b.meta())
 		})
 	}
@@ -356,7 +357,7 @@ func (b *Broker) waitLoads(ctx context.Context, n int) {
 }
 
 func (b *Broker) meta() Meta {
-	return Meta{Node: b.opts.Node, Version: "5.8.6", Sysdescr: "EMQX", ClusterName: "emqxcl"}
+	return Meta{Node: b.opts.Node, Version: b.opts.Protocol.Version(), Sysdescr: "EMQX", ClusterName: "emqxcl"}
 }
 
 // call runs one hook call pinned by key (the client id), or reports errNotLoaded.
@@ -490,7 +491,34 @@ func (b *Broker) message(id string, ts int64, from string, pk packets.Packet, he
 			m.UserProperties = append(m.UserProperties, [2]string{u.Key, u.Val})
 		}
 	}
+	m.Properties = publishProperties(pk.Properties)
 	return m
+}
+
+// publishProperties are a PUBLISH's MQTT 5 properties other than User Property, under the
+// names EMQX gives them; nil when there are none (and for MQTT 3.x clients). A topic alias
+// is resolved by the broker and not passed on.
+func publishProperties(p packets.Properties) map[string]string {
+	out := map[string]string{}
+	if p.PayloadFormatFlag {
+		out["Payload-Format-Indicator"] = strconv.Itoa(int(p.PayloadFormat))
+	}
+	if p.MessageExpiryInterval > 0 {
+		out["Message-Expiry-Interval"] = strconv.FormatUint(uint64(p.MessageExpiryInterval), 10)
+	}
+	if p.ContentType != "" {
+		out["Content-Type"] = p.ContentType
+	}
+	if p.ResponseTopic != "" {
+		out["Response-Topic"] = p.ResponseTopic
+	}
+	if len(p.CorrelationData) > 0 {
+		out["Correlation-Data"] = string(p.CorrelationData)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 func (b *Broker) newID() string {

@@ -72,7 +72,7 @@ func (c *Client) Close() { c.pool.close() }
 func (c *Client) SlotFor(clientID string) int { return c.pool.SlotFor(clientID) }
 
 func (c *Client) meta() *exhookv2.RequestMeta {
-	return &exhookv2.RequestMeta{Node: c.opts.Node, Version: "5.8.6", Sysdescr: "EMQX", ClusterName: "emqxcl"}
+	return &exhookv2.RequestMeta{Node: c.opts.Node, Version: v2Version, Sysdescr: "EMQX", ClusterName: "emqxcl"}
 }
 
 // rpc runs one RPC pinned by key (a client id) with EMQX's deadline.
@@ -86,7 +86,7 @@ func rpc[T any](ctx context.Context, c *Client, key string, fn func(context.Cont
 func (c *Client) Load(ctx context.Context) (*exhookv2.LoadedResponse, error) {
 	return rpc(ctx, c, "", func(ctx context.Context, h exhookv2.HookProviderClient) (*exhookv2.LoadedResponse, error) {
 		return h.OnProviderLoaded(ctx, &exhookv2.ProviderLoadedRequest{
-			Broker: &exhookv2.BrokerInfo{Version: "5.8.6", Sysdescr: "EMQX", Uptime: 1000, Datetime: time.Now().UTC().Format(time.RFC3339)},
+			Broker: &exhookv2.BrokerInfo{Version: v2Version, Sysdescr: "EMQX", Uptime: 1000, Datetime: time.Now().UTC().Format(time.RFC3339)},
 			Meta:   c.meta(),
 		})
 	})

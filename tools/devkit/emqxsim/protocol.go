@@ -1,9 +1,9 @@
 package emqxsim
 
 // protocol.go: what the broker double needs from a HookProvider, independent of the ExHook
-// protocol version. v2.go speaks emqx.exhook.v2 (EMQX 5.0–5.8); another version plugs in
-// as another Protocol (BrokerOptions.Protocol) over the same pool (pool.go), so pinning,
-// deadlines and connection-loss behaviour stay the same for every version.
+// protocol version. v2.go speaks emqx.exhook.v2 (EMQX 5.0–5.8), v3.go emqx.exhook.v3 (EMQX
+// 5.9 and later); each is a Protocol (BrokerOptions.Protocol) over the same pool (pool.go),
+// so pinning, deadlines and connection-loss behaviour stay the same for every version.
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 type Protocol interface {
 	// Name is the gRPC service, e.g. emqx.exhook.v2.HookProvider.
 	Name() string
+	// Version is the EMQX version the broker reports when it speaks this protocol.
+	Version() string
 	// Stub calls the provider over cc.
 	Stub(cc grpc.ClientConnInterface) Stub
 }
@@ -62,9 +64,13 @@ type Message struct {
 	Payload               []byte
 	Timestamp             int64 // milliseconds
 	Headers               map[string]string
-	// UserProperties are the PUBLISH's MQTT 5 user properties, in order (sent by protocol
-	// versions that carry them).
+	// UserProperties are the PUBLISH's MQTT 5 user properties, in order, and Properties its
+	// other MQTT 5 properties under EMQX's names (Content-Type, Correlation-Data,
+	// Message-Expiry-Interval, Payload-Format-Indicator, Response-Topic), values as EMQX
+	// writes them in strings (numbers in decimal). Only protocol versions that carry them
+	// send them (v3).
 	UserProperties [][2]string
+	Properties     map[string]string
 }
 
 // Verdict is the provider's answer to message.publish.

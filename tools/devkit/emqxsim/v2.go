@@ -7,6 +7,7 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 )
@@ -16,20 +17,28 @@ var V2 Protocol = v2Protocol{}
 
 type v2Protocol struct{}
 
+// v2Version is the EMQX version the broker double reports over v2.
+const v2Version = "5.8.6"
+
 func (v2Protocol) Name() string { return exhookv2.HookProvider_ServiceDesc.ServiceName }
 
+func (v2Protocol) Version() string { return v2Version }
+
 func (v2Protocol) Stub(cc grpc.ClientConnInterface) Stub {
-	return v2Stub{c: exhookv2.NewHookProviderClient(cc)}
+	return v2Stub{c: exhookv2.NewHookProviderClient(cc), cc: cc}
 }
 
-type v2Stub struct{ c exhookv2.HookProviderClient }
+type v2Stub struct {
+	c  exhookv2.HookProviderClient
+	cc grpc.ClientConnInterface
+}
 
 func v2Meta(m Meta) *exhookv2.RequestMeta {
 	return &exhookv2.RequestMeta{Node: m.Node, Version: m.Version, Sysdescr: m.Sysdescr, ClusterName: m.ClusterName}
 }
 
 func v2ClientInfo(ci ClientInfo) *exhookv2.ClientInfo {
-	return &exhookv2.ClientInfo{Node: ci.Node, Clientid: ci.ClientID, Username: ci.Username, Peerhost: ci.Peerhost, Sockport: ci.Sockport, Protocol: ci.Protocol}
+	return &exhookv2.ClientInfo{Node: ci.Node, Clientid: ci.ClientID, Username: ci.Username, Peerhost: ci.Peerhost, Sockport: ci.Sockport, Protocol: ci.Protocol, Peerport: ci.Peerport}
 }
 
 func v2Message(m *Message) *exhookv2.Message {
@@ -68,8 +77,18 @@ func (s v2Stub) ClientDisconnected(ctx context.Context, ci ClientInfo, reason st
 }
 
 func (s v2Stub) MessagePublish(ctx context.Context, m *Message, meta Meta) (Verdict, error) {
-	resp, err := s.c.OnMessagePublish(ctx, &exhookv2.MessagePublishRequest{Message: v2Message(m), Meta: v2Meta(meta)})
-	if err != nil {
+	return s.publish(ctx, v2PublishRequest(m, meta))
+}
+
+func v2PublishRequest(m *Message, meta Meta) *exhookv2.MessagePublishRequest {
+	return &exhookv2.MessagePublishRequest{Message: v2Message(m), Meta: v2Meta(meta)}
+}
+
+// publish calls OnMessagePublish with req: the v2 request, or one that extends it on the wire
+// (v3's); the reply is the same in both versions.
+func (s v2Stub) publish(ctx context.Context, req proto.Message) (Verdict, error) {
+	resp := new(exhookv2.ValuedResponse)
+	if err := s.cc.Invoke(ctx, exhookv2.HookProvider_OnMessagePublish_FullMethodName, req, resp); err != nil {
 		return Verdict{}, err
 	}
 	r := resp.GetMessage()

@@ -254,6 +254,9 @@ func avroEnvelope(registryURL string) (func(key, value []byte) ([]byte, error), 
 	}, nil
 }
 
+// readTimeout bounds one read of the whole topic during verification.
+const readTimeout = 60 * time.Second
+
 // verify reads the Kafka topic and matches it with what was acknowledged.
 func verify(ctx context.Context, o Options, run string, acked, sent [][]int, rep *Report) error {
 	bySeq := func(per [][]int) map[string]map[int]bool {
@@ -277,13 +280,16 @@ func verify(ctx context.Context, o Options, run string, acked, sent [][]int, rep
 	}
 	found := map[string]map[int]bool{}
 	last := map[string]int{}
+	// VerifyWait bounds how long to wait for missing records to arrive, never a read: each
+	// pass reads the whole topic as it is (stack.ReadAll up to the end offsets), so the last
+	// pass, like every other, sees every record written before it started.
 	deadline := time.Now().Add(o.VerifyWait)
 	for {
-		rctx, cancel := context.WithDeadline(ctx, deadline)
+		rctx, cancel := context.WithTimeout(ctx, readTimeout)
 		recs, err := stack.ReadAll(rctx, o.Bootstrap, 0, 2*time.Second, o.KafkaTopic)
 		cancel()
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("verify: %w", err)
+		if err != nil {
+			return fmt.Errorf("verify: read %s: %w", o.KafkaTopic, err)
 		}
 		clear(found)
 		clear(last)

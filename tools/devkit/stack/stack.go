@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
@@ -153,9 +155,12 @@ type Record struct {
 	Headers   map[string]string
 }
 
-// ReadAll reads every record currently in the topics (from the start, no consumer group),
-// stopping once it has seen want records or when ctx ends. want <= 0 reads until ctx ends or
-// the topics are drained (no new record for idle).
+// ReadAll reads records of the topics from the start (no consumer group). With want > 0 it
+// stops once it has seen want records, or when ctx ends. With want <= 0 it reads every record
+// the topics hold when it is called: it lists each partition's end offset first and returns
+// once it has read up to all of them (a topic that does not exist yet is empty), or when ctx
+// ends, with ctx's error. idle bounds each poll. A read cut short by ctx always returns an
+// error, so a partial result cannot pass for the topic's content.
 func ReadAll(ctx context.Context, bootstrap string, want int, idle time.Duration, topics ...string) ([]Record, error) {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(strings.Split(bootstrap, ",")...),
@@ -167,8 +172,15 @@ func ReadAll(ctx context.Context, bootstrap string, want int, idle time.Duration
 		return nil, fmt.Errorf("read client: %w", err)
 	}
 	defer cl.Close()
+	var ends, read map[string]map[int32]int64
+	if want <= 0 {
+		if ends, err = endOffsets(ctx, cl, topics); err != nil {
+			return nil, err
+		}
+		read = map[string]map[int32]int64{}
+	}
 	var out []Record
-	for want <= 0 || len(out) < want {
+	for want > 0 && len(out) < want || want <= 0 && !reached(read, ends) {
 		pctx, cancel := context.WithTimeout(ctx, idle)
 		fs := cl.PollFetches(pctx)
 		cancel()
@@ -183,18 +195,62 @@ func ReadAll(ctx context.Context, bootstrap string, want int, idle time.Duration
 				return out, fmt.Errorf("fetch %s/%d: %w", fe.Topic, fe.Partition, fe.Err)
 			}
 		}
-		n := 0
 		fs.EachRecord(func(r *kgo.Record) {
-			n++
 			h := make(map[string]string, len(r.Headers))
 			for _, kv := range r.Headers {
 				h[kv.Key] = string(kv.Value)
 			}
 			out = append(out, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Headers: h})
+			if read != nil {
+				if read[r.Topic] == nil {
+					read[r.Topic] = map[int32]int64{}
+				}
+				read[r.Topic][r.Partition] = r.Offset + 1
+			}
 		})
-		if n == 0 && want <= 0 {
-			return out, nil
-		}
 	}
 	return out, nil
+}
+
+// reached reports whether every partition in ends has been read up to its end offset.
+// (Our producers are idempotent, not transactional: no control record holds an offset.)
+func reached(read, ends map[string]map[int32]int64) bool {
+	for topic, parts := range ends {
+		for p, end := range parts {
+			if read[topic][p] < end {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// endOffsets lists the end offset (the high watermark) of every non-empty partition of
+// topics, retrying while the cluster answers with a retriable error (a leader being
+// elected). A topic that does not exist has none.
+func endOffsets(ctx context.Context, cl *kgo.Client, topics []string) (map[string]map[int32]int64, error) {
+	for {
+		listed, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
+		ends := map[string]map[int32]int64{}
+		listed.Each(func(o kadm.ListedOffset) {
+			switch {
+			case errors.Is(o.Err, kerr.UnknownTopicOrPartition):
+			case o.Err != nil:
+				err = errors.Join(err, fmt.Errorf("end offset %s/%d: %w", o.Topic, o.Partition, o.Err))
+			case o.Offset > 0:
+				if ends[o.Topic] == nil {
+					ends[o.Topic] = map[int32]int64{}
+				}
+				ends[o.Topic][o.Partition] = o.Offset
+			}
+		})
+		if err == nil || !kerr.IsRetriable(err) {
+			return ends, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

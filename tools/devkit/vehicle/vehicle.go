@@ -1,7 +1,7 @@
 // Package vehicle is a simulated vehicle for the downlink: an MQTT 5 client subscribed with
 // QoS 1 to its command topic, recording every command it receives with its MQTT 5
-// properties, and answering a command on the response topic the command names, echoing its
-// correlation data, as a vehicle does after executing it.
+// properties, answering a command on the response topic the command names, echoing its
+// correlation data, as a vehicle does after executing it, and publishing its own messages.
 package vehicle
 
 import (
@@ -114,12 +114,17 @@ func (v *Vehicle) Received() []Command {
 // Respond publishes payload with QoS 1 to the command's response topic, echoing its
 // correlation data.
 func (v *Vehicle) Respond(ctx context.Context, c Command, payload []byte) error {
+	return v.Publish(ctx, c.Props.ResponseTopic, payload,
+		&paho.PublishProperties{CorrelationData: c.Props.CorrelationData, ContentType: "application/json"})
+}
+
+// Publish publishes payload with QoS 1 on topic with the MQTT 5 properties props (nil: none)
+// and returns once the broker acknowledged it (PUBACK), or an error after 5 s.
+func (v *Vehicle) Publish(ctx context.Context, topic string, payload []byte, props *paho.PublishProperties) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := v.cm.Publish(ctx, &paho.Publish{QoS: 1, Topic: c.Props.ResponseTopic, Payload: payload,
-		Properties: &paho.PublishProperties{CorrelationData: c.Props.CorrelationData, ContentType: "application/json"}})
-	if err != nil {
-		return fmt.Errorf("vehicle %s response: %w", v.ID, err)
+	if _, err := v.cm.Publish(ctx, &paho.Publish{QoS: 1, Topic: topic, Payload: payload, Properties: props}); err != nil {
+		return fmt.Errorf("vehicle %s publish %s: %w", v.ID, topic, err)
 	}
 	return nil
 }

@@ -49,7 +49,13 @@ func replicaConfig(t *testing.T, st *stack.Stack, spoolDir string) *config.Confi
 
 func startReplica(t *testing.T, st *stack.Stack, spoolDir string) *replica {
 	t.Helper()
-	a, err := app.New(replicaConfig(t, st, spoolDir), logger(t))
+	return startReplicaWith(t, replicaConfig(t, st, spoolDir))
+}
+
+// startReplicaWith starts a pod on cfg and waits until it is ready.
+func startReplicaWith(t *testing.T, cfg *config.Config) *replica {
+	t.Helper()
+	a, err := app.New(cfg, logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,18 +88,7 @@ type lossRun struct {
 	requestTimeout time.Duration
 }
 
-// measuring skips the loss-window measurements unless LOSSWINDOW=1: they take a minute,
-// and six runs of twenty (-count=20) read nothing back from the in-process Kafka
-// within the verification wait (in_kafka=0, not yet explained), so they are run on demand.
-func measuring(t *testing.T) {
-	t.Helper()
-	if os.Getenv("LOSSWINDOW") == "" {
-		t.Skip("loss-window measurement: run with LOSSWINDOW=1")
-	}
-}
-
 func TestLossWindows(t *testing.T) {
-	measuring(t)
 	st, err := stack.Start(stack.Options{Partitions: 4, Topics: []string{eventsTopic, spoolTopic, telemetryTopic, statusTopic, deadTopic}})
 	if err != nil {
 		t.Fatal(err)
@@ -193,8 +188,12 @@ func lossWindow(t *testing.T, st *stack.Stack, tc lossRun) {
 		// EMQX published every message sent. gun 2 (>= 5.8.9) fails no call and loses
 		// nothing. gun 1.3 (<= 5.8.8) slams a connection at its GOAWAY: the few requests still
 		// on the wire fail at EMQX and the producer may not run them, so a lost message is
-		// always one whose hook call failed (lost <= failed). Sync keeps per-vehicle order;
-		// spool across two pods may not (a drained pod ships its tail while the other ships).
+		// always one whose hook call failed (lost <= failed). Sync keeps per-vehicle order,
+		// except, with gun 1.3, for a call EMQX gave up on while it sat in gun's mailbox
+		// during a reconnect: EMQX moves on to the vehicle's next message, and the old call
+		// still goes out when the connection is back, after newer ones (out of order <=
+		// failed). Spool across two pods may not keep order (a drained pod ships its tail
+		// while the other ships).
 		if r.Sent-r.RoutedLost == 0 {
 			t.Fatalf("%s: nothing read back from Kafka", name)
 		}
@@ -204,8 +203,8 @@ func lossWindow(t *testing.T, st *stack.Stack, tc lossRun) {
 		case r.RoutedLost > r.Errors:
 			t.Errorf("%s: %d lost but only %d hook calls failed", name, r.RoutedLost, r.Errors)
 		}
-		if name == "sync" && r.OutOfOrder != 0 {
-			t.Errorf("sync: %d out of order", r.OutOfOrder)
+		if name == "sync" && r.OutOfOrder != 0 && (tc.mode == emqxsim.ModeGun2 || r.OutOfOrder > r.Errors) {
+			t.Errorf("sync: %d out of order, %d hook calls failed", r.OutOfOrder, r.Errors)
 		}
 		if os.Getenv("LOSSWINDOW_REPORT") != "" {
 			fmt.Printf("LOSSWINDOW mode=%s scenario=%s request_timeout=%s delivery=%s sent=%d hook_failed=%d lost=%d duplicates=%d out_of_order=%d\n",
@@ -220,7 +219,6 @@ func lossWindow(t *testing.T, st *stack.Stack, tc lossRun) {
 // only after Kafka acknowledged the last); async and spool answer before Kafka has the
 // record, so two pods race. The test asserts the sync guarantee and reports the others.
 func TestPerStreamBalancingOrder(t *testing.T) {
-	measuring(t)
 	st, err := stack.Start(stack.Options{Partitions: 4, Topics: []string{eventsTopic, spoolTopic, telemetryTopic, statusTopic, deadTopic}})
 	if err != nil {
 		t.Fatal(err)

@@ -8,12 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+
 	exhookv3 "github.com/iov-platform/iov/proto/emqx/exhook/v3"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/consume"
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 	"github.com/iov-platform/iov/tools/devkit/producerproc"
+	"github.com/iov-platform/iov/tools/devkit/vehicle"
 )
 
 // TestExHookV2AndV3EndToEnd runs the real exhook-producer binary against kfake + srfake and
@@ -24,6 +27,29 @@ import (
 //     latest vehicle_message version (v3) with its properties;
 //   - the v2 message arrives in the same version, without properties;
 //   - the consumer decodes the old v2 record and both new ones into the latest Go type.
+//
+// startProducer runs the exhook-producer binary with a sync telemetry route and returns its
+// gRPC address.
+func startProducer(t *testing.T, e *env) string {
+	t.Helper()
+	return producerproc.Start(t, "../../../exhook-producer", e.stack.KafkaBootstrap(), e.stack.RegistryURL(), fmt.Sprintf(`
+topics: {status: %s, deadLetter: %s}
+routes:
+  - {name: telemetry, filter: "vehicles/+/telemetry", kafkaTopic: %s, key: {from: topic-segment, segment: 1}, payload: json, delivery: sync}
+`, statusTopic, deadTopic, telemetryTopic))
+}
+
+// propHeaders are r's iov.mqtt.* headers as name=value, in record order.
+func propHeaders(r consume.Record) []string {
+	var hs []string
+	for _, h := range r.Headers {
+		if strings.HasPrefix(h.Key, "iov.mqtt.") {
+			hs = append(hs, h.Key+"="+string(h.Value))
+		}
+	}
+	return hs
+}
+
 func TestExHookV2AndV3EndToEnd(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -42,12 +68,7 @@ func TestExHookV2AndV3EndToEnd(t *testing.T) {
 	old := vehicleMessage("VIN-OLD", "telemetry", 0)
 	e.produce(t, record(t, telemetryTopic, v2, "VIN-OLD", old))
 
-	hookAddr := producerproc.Start(t, "../../../exhook-producer", e.stack.KafkaBootstrap(), e.stack.RegistryURL(), fmt.Sprintf(`
-topics: {status: %s, deadLetter: %s}
-routes:
-  - {name: telemetry, filter: "vehicles/+/telemetry", kafkaTopic: %s, key: {from: topic-segment, segment: 1}, payload: json, delivery: sync}
-`, statusTopic, deadTopic, telemetryTopic))
-	sim, err := emqxsim.Dial(emqxsim.Options{Addr: hookAddr, PoolSize: 2, RequestTimeout: 10 * time.Second})
+	sim, err := emqxsim.Dial(emqxsim.Options{Addr: startProducer(t, e), PoolSize: 2, RequestTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,15 +111,7 @@ routes:
 		}
 		return m
 	}
-	propHeaders := func(vin string) []string {
-		var hs []string
-		for _, h := range byVehicle[vin].Headers {
-			if strings.HasPrefix(h.Key, "iov.mqtt.") {
-				hs = append(hs, h.Key+"="+string(h.Value))
-			}
-		}
-		return hs
-	}
+	propHeaders := func(vin string) []string { return propHeaders(byVehicle[vin]) }
 
 	// The old v2 record: its own schema id, the later fields at their defaults.
 	if got := message("VIN-OLD"); byVehicle["VIN-OLD"].SchemaID != v2.ID() || got.MessageID != old.MessageID ||
@@ -128,5 +141,60 @@ routes:
 	if !reflect.DeepEqual(m.MQTTProperties, map[string]string{"Content-Type": "application/json", "Message-Expiry-Interval": "30"}) ||
 		!reflect.DeepEqual(m.UserProperties, wantUser) || string(m.Payload) != `{"seq":3}` || m.VehicleID != "VIN3" {
 		t.Fatalf("v3 message: %+v", m)
+	}
+}
+
+// TestMQTT5ThroughBrokerDoubleOverV3 is the MQTT side of ExHook v3: a vehicle's MQTT 5
+// PUBLISH with user properties goes through the EMQX broker double speaking emqx.exhook.v3
+// (as EMQX 5.9+ does) to the real producer binary; the record carries the properties as
+// iov.mqtt.* headers and in vehicle_message v3, and the sample consumer decodes it.
+func TestMQTT5ThroughBrokerDoubleOverV3(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	broker, err := emqxsim.StartBroker(emqxsim.BrokerOptions{HookAddr: startProducer(t, e), Protocol: emqxsim.V3Protocol,
+		PoolSize: 2, RequestTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = broker.Close() })
+	v, err := vehicle.Connect(broker.URL(), "VIN5", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	props := &paho.PublishProperties{ContentType: "application/json",
+		User: []paho.UserProperty{{Key: "trace", Value: "b"}, {Key: "fw", Value: "1.2"}, {Key: "trace", Value: "a"}}}
+	if err := v.Publish(context.Background(), "vehicles/VIN5/telemetry", []byte(`{"seq":5}`), props); err != nil {
+		t.Fatal(err)
+	}
+
+	h := &recorder{}
+	e.start(t, e.config(t, "g-broker-v3", "", 3), h)
+	// The vehicle's connection also writes a CONNECTED event to the status topic.
+	var r consume.Record
+	waitFor(t, 30*time.Second, func() bool {
+		for _, rec := range h.snapshot() {
+			if rec.Topic == telemetryTopic {
+				r = rec
+				return true
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprintf("no telemetry record among %+v", h.snapshot()) })
+	m, ok := r.Value.(*schemas.VehicleMessage)
+	if !ok || r.Key != "VIN5" {
+		t.Fatalf("record %+v, want VIN5's VehicleMessage", r)
+	}
+	if r.SchemaID != e.telemetry.ID() || schemas.MustLatest(schemas.VehicleMessageName).Version != 3 {
+		t.Fatalf("written with schema id %d, want vehicle_message v3's %d", r.SchemaID, e.telemetry.ID())
+	}
+	wantHeaders := []string{"iov.mqtt.prop.Content-Type=application/json", "iov.mqtt.user.trace=b", "iov.mqtt.user.fw=1.2", "iov.mqtt.user.trace=a"}
+	if got := propHeaders(r); !reflect.DeepEqual(got, wantHeaders) {
+		t.Fatalf("record headers\n got  %q\n want %q", got, wantHeaders)
+	}
+	wantUser := []schemas.UserProperty{{Name: "trace", Value: "b"}, {Name: "fw", Value: "1.2"}, {Name: "trace", Value: "a"}}
+	if !reflect.DeepEqual(m.UserProperties, wantUser) || !reflect.DeepEqual(m.MQTTProperties, map[string]string{"Content-Type": "application/json"}) ||
+		string(m.Payload) != `{"seq":5}` || m.VehicleID != "VIN5" || m.MQTTTopic != "vehicles/VIN5/telemetry" {
+		t.Fatalf("message %+v", m)
 	}
 }

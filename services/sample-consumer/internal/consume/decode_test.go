@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/iov-platform/iov/schemas"
+	"github.com/iov-platform/iov/schemas/schematest"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/schemas/wire"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/consume"
@@ -62,30 +63,9 @@ func encode(tb testing.TB, enc *serde.Encoder, v any) []byte {
 	return b
 }
 
-func sampleMessage() schemas.VehicleMessage {
-	user := "fleet-a"
-	return schemas.VehicleMessage{
-		MessageID:      "0006123ABC",
-		VehicleID:      "VIN123",
-		ClientID:       "VIN123",
-		Username:       &user,
-		MQTTTopic:      "vehicles/VIN123/telemetry",
-		QoS:            1,
-		Payload:        []byte(`{"speed":42}`),
-		PayloadFormat:  schemas.PayloadJSON,
-		PublishedAt:    time.UnixMilli(1_700_000_000_123).UTC(),
-		IngestedAt:     time.UnixMilli(1_700_000_000_456).UTC(),
-		Node:           "emqx@10.0.0.1",
-		Route:          "telemetry",
-		Headers:        map[string]string{"peerhost": "10.1.2.3"},
-		MQTTProperties: map[string]string{"Content-Type": "application/json", "Message-Expiry-Interval": "30"},
-		UserProperties: []schemas.UserProperty{{Name: "trace", Value: "a"}, {Name: "trace", Value: "b"}},
-	}
-}
-
 func TestDecodeKnownTypes(t *testing.T) {
 	f := newFixture(t)
-	msg := sampleMessage()
+	msg := schematest.VehicleMessage()
 	reason := "keepalive_timeout"
 	ev := schemas.ClientEvent{
 		Event: schemas.ClientDisconnected, VehicleID: "VIN9", ClientID: "VIN9", Peerhost: "10.0.0.9",
@@ -125,7 +105,7 @@ func TestDecodeEveryVersionIntoLatestType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := sampleMessage()
+	in := schematest.VehicleMessage()
 	noProps := func(v schemas.VehicleMessage) schemas.VehicleMessage {
 		v.MQTTProperties, v.UserProperties = map[string]string{}, []schemas.UserProperty{}
 		return v
@@ -205,7 +185,7 @@ func TestRegisterOwnType(t *testing.T) {
 // reported as a plain error (dead-letter material), never as ErrRegistry (retry material).
 func TestBadRecordsArePoisonNotRegistryErrors(t *testing.T) {
 	f := newFixture(t)
-	good := encode(t, f.message, sampleMessage())
+	good := encode(t, f.message, schematest.VehicleMessage())
 	unknownID, _ := wire.AppendHeader(nil, 99999)
 	tests := []struct {
 		name   string
@@ -238,7 +218,7 @@ func TestUnreachableRegistryIsRetryable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := encode(t, enc, sampleMessage())
+	rec := encode(t, enc, schematest.VehicleMessage())
 	fake.Close()
 	dec, err := consume.NewDecoder(serde.NewRegistry(fake.URL(), "", ""))
 	if err != nil {
@@ -254,7 +234,7 @@ func TestUnreachableRegistryIsRetryable(t *testing.T) {
 // in the record.
 func FuzzDecode(f *testing.F) {
 	fx := newFixture(f)
-	msg := encode(f, fx.message, sampleMessage())
+	msg := encode(f, fx.message, schematest.VehicleMessage())
 	f.Add(msg)
 	f.Add(msg[:len(msg)/2])
 	f.Add(encode(f, fx.event, schemas.ClientEvent{Event: schemas.ClientConnected, VehicleID: "V", OccurredAt: time.UnixMilli(1).UTC()}))

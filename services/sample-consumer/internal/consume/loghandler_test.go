@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/iov-platform/iov/schemas"
+	"github.com/iov-platform/iov/schemas/schematest"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/consume"
 )
 
@@ -34,7 +35,7 @@ func logLines(t *testing.T, level slog.Level, recs ...consume.Record) []map[stri
 }
 
 func TestLogHandlerOneLinePerRecord(t *testing.T) {
-	msg := sampleMessage()
+	msg := schematest.VehicleMessage()
 	msg.Payload = []byte(`{"speed":42,"note":"` + strings.Repeat("x", 300) + `"}`)
 	reason := "normal"
 	recs := []consume.Record{
