@@ -113,6 +113,9 @@ spec:
         - name: spool
           mountPath: {{ .Values.config.spool.dir }}
         {{- end }}
+        {{- with include "exhook-producer.kafkaAuthVolumeMounts" . }}
+        {{- . | nindent 8 }}
+        {{- end }}
         {{- with .Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -123,6 +126,9 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
+    {{- with include "exhook-producer.kafkaAuthVolumes" . }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- with .Values.extraVolumes }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
