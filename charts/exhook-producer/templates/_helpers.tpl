@@ -270,6 +270,7 @@ The effective service configuration (config.yaml).
 {{- $auth := include "exhook-producer.kafkaAuthConfig" . | fromYaml -}}
 {{- with $auth.properties }}{{ $_ := set $cfg.kafka "properties" (merge ($cfg.kafka.properties | default dict) .) }}{{ end -}}
 {{- with $auth.propertyFiles }}{{ $_ := set $cfg.kafka "propertyFiles" (merge ($cfg.kafka.propertyFiles | default dict) .) }}{{ end -}}
+{{- if include "exhook-producer.registryCASecret" . }}{{ $_ := set $cfg.registry "caFile" (printf "/etc/registry-ca/%s" .Values.registryAuth.caKey) }}{{ end -}}
 {{- $_ := set $cfg.registry "url" (include "exhook-producer.registryUrl" .) -}}
 {{- toYaml $cfg -}}
 {{- end }}
@@ -326,20 +327,26 @@ certificate and key (keys user.crt, user.key), mounted at /etc/kafka-user. Empty
 {{- end }}
 
 {{/*
-Volume mounts (no subPath, so rotated Secrets reach the pod) and volumes of kafkaAuth.
+Volume mounts (no subPath, so rotated Secrets reach the pod) and volumes of kafkaAuth and
+of the registry CA.
 */}}
-{{- define "exhook-producer.kafkaAuthVolumeMounts" -}}
-{{- if include "exhook-producer.kafkaAuthType" . -}}
+{{- define "exhook-producer.secretVolumeMounts" -}}
+{{- if include "exhook-producer.kafkaAuthType" . }}
 - name: kafka-cluster-ca
   mountPath: /etc/kafka-cluster-ca
   readOnly: true
 - name: kafka-user
   mountPath: /etc/kafka-user
   readOnly: true
+{{- end }}
+{{- if include "exhook-producer.registryCASecret" . }}
+- name: registry-ca
+  mountPath: /etc/registry-ca
+  readOnly: true
 {{- end -}}
 {{- end }}
 
-{{- define "exhook-producer.kafkaAuthVolumes" -}}
+{{- define "exhook-producer.secretVolumes" -}}
 {{- $type := include "exhook-producer.kafkaAuthType" . -}}
 {{- if $type -}}
 {{- $g := (.Values.global).iov | default dict -}}
@@ -358,5 +365,21 @@ Volume mounts (no subPath, so rotated Secrets reach the pod) and volumes of kafk
       {{- else }}
       - {key: password, path: password}
       {{- end }}
+{{- end }}
+{{- with include "exhook-producer.registryCASecret" . }}
+- name: registry-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - {key: {{ $.Values.registryAuth.caKey }}, path: {{ $.Values.registryAuth.caKey }}}
 {{- end -}}
+{{- end }}
+
+{{/*
+Secret with the CA certificate of an https schema registry: registryAuth.caSecret, default
+global.iov.schemaRegistryCASecret. Mounted at /etc/registry-ca (no subPath); the config's
+registry.caFile points at its key registryAuth.caKey.
+*/}}
+{{- define "exhook-producer.registryCASecret" -}}
+{{- (.Values.registryAuth).caSecret | default (((.Values.global).iov).schemaRegistryCASecret) | default "" -}}
 {{- end }}

@@ -113,7 +113,7 @@ spec:
         - name: spool
           mountPath: {{ .Values.config.spool.dir }}
         {{- end }}
-        {{- with include "exhook-producer.kafkaAuthVolumeMounts" . }}
+        {{- with include "exhook-producer.secretVolumeMounts" . | trim }}
         {{- . | nindent 8 }}
         {{- end }}
         {{- with .Values.extraVolumeMounts }}
@@ -126,7 +126,7 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
-    {{- with include "exhook-producer.kafkaAuthVolumes" . }}
+    {{- with include "exhook-producer.secretVolumes" . | trim }}
     {{- . | nindent 4 }}
     {{- end }}
     {{- with .Values.extraVolumes }}

@@ -165,6 +165,7 @@ The effective service configuration (config.yaml).
 {{- $auth := include "sample-consumer.kafkaAuthConfig" . | fromYaml -}}
 {{- with $auth.properties }}{{ $_ := set $cfg.kafka "properties" (merge ($cfg.kafka.properties | default dict) .) }}{{ end -}}
 {{- with $auth.propertyFiles }}{{ $_ := set $cfg.kafka "propertyFiles" (merge ($cfg.kafka.propertyFiles | default dict) .) }}{{ end -}}
+{{- if include "sample-consumer.registryCASecret" . }}{{ $_ := set $cfg.registry "caFile" (printf "/etc/registry-ca/%s" .Values.registryAuth.caKey) }}{{ end -}}
 {{- $_ := set $cfg.registry "url" (include "sample-consumer.registryUrl" .) -}}
 {{- toYaml $cfg -}}
 {{- end }}
@@ -221,20 +222,26 @@ certificate and key (keys user.crt, user.key), mounted at /etc/kafka-user. Empty
 {{- end }}
 
 {{/*
-Volume mounts (no subPath, so rotated Secrets reach the pod) and volumes of kafkaAuth.
+Volume mounts (no subPath, so rotated Secrets reach the pod) and volumes of kafkaAuth and
+of the registry CA.
 */}}
-{{- define "sample-consumer.kafkaAuthVolumeMounts" -}}
-{{- if include "sample-consumer.kafkaAuthType" . -}}
+{{- define "sample-consumer.secretVolumeMounts" -}}
+{{- if include "sample-consumer.kafkaAuthType" . }}
 - name: kafka-cluster-ca
   mountPath: /etc/kafka-cluster-ca
   readOnly: true
 - name: kafka-user
   mountPath: /etc/kafka-user
   readOnly: true
+{{- end }}
+{{- if include "sample-consumer.registryCASecret" . }}
+- name: registry-ca
+  mountPath: /etc/registry-ca
+  readOnly: true
 {{- end -}}
 {{- end }}
 
-{{- define "sample-consumer.kafkaAuthVolumes" -}}
+{{- define "sample-consumer.secretVolumes" -}}
 {{- $type := include "sample-consumer.kafkaAuthType" . -}}
 {{- if $type -}}
 {{- $g := (.Values.global).iov | default dict -}}
@@ -253,5 +260,21 @@ Volume mounts (no subPath, so rotated Secrets reach the pod) and volumes of kafk
       {{- else }}
       - {key: password, path: password}
       {{- end }}
+{{- end }}
+{{- with include "sample-consumer.registryCASecret" . }}
+- name: registry-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - {key: {{ $.Values.registryAuth.caKey }}, path: {{ $.Values.registryAuth.caKey }}}
 {{- end -}}
+{{- end }}
+
+{{/*
+Secret with the CA certificate of an https schema registry: registryAuth.caSecret, default
+global.iov.schemaRegistryCASecret. Mounted at /etc/registry-ca (no subPath); the config's
+registry.caFile points at its key registryAuth.caKey.
+*/}}
+{{- define "sample-consumer.registryCASecret" -}}
+{{- (.Values.registryAuth).caSecret | default (((.Values.global).iov).schemaRegistryCASecret) | default "" -}}
 {{- end }}
