@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -324,7 +325,7 @@ func TestKafkaACLsOnRealBroker(t *testing.T) {
 		})
 		var handled int
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-			if handled = metricSum(t, httpAddr, "consumer_records_total", `result="handled"`); handled >= want {
+			if handled = metricSum(t, httpAddr, "consumer_records_total", "result", "handled"); handled >= want {
 				break
 			}
 		}
@@ -477,26 +478,26 @@ func securedFor(t *testing.T, cfg map[string]any, sc *kafkatest.SecureCluster, p
 	return user
 }
 
-// metricSum adds up the samples of metric whose labels contain label, from /metrics at addr.
-func metricSum(t *testing.T, addr, metric, label string) int {
+// metricSum adds up the samples of the counter metric that carry the label name=value, from
+// /metrics at addr.
+func metricSum(t *testing.T, addr, metric, name, value string) int {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sum := 0.0
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, metric+"{") || !strings.Contains(line, label) {
-			continue
-		}
-		var v float64
-		if _, err := fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v); err == nil {
-			sum += v
+	for _, m := range fams[metric].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == name && l.GetValue() == value {
+				sum += m.GetCounter().GetValue()
+			}
 		}
 	}
 	return int(sum)
