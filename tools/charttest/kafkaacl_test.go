@@ -23,6 +23,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/iov-platform/iov/schemas"
+	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 	"github.com/iov-platform/iov/tools/devkit/kafkacluster"
 	"github.com/iov-platform/iov/tools/devkit/kafkacluster/kafkatest"
@@ -333,6 +335,57 @@ func TestKafkaACLsOnRealBroker(t *testing.T) {
 			t.Fatalf("the consumer handled %d records of the %d in %v", handled, want, subscribed)
 		}
 		t.Logf("the consumer handled all %d records of %v", handled, subscribed)
+	})
+
+	t.Run("the downlink reads commands in its group and writes their status", func(t *testing.T) {
+		mqtt, err := emqxsim.StartBroker(emqxsim.BrokerOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mqtt.Close()
+		cfg := renderedConfig(t, objs, "downlink")
+		securedFor(t, cfg, sc, passwords)
+		cfg["registry"] = map[string]any{"url": reg.URL()}
+		cfg["mqtt"].(map[string]any)["brokerUrl"] = mqtt.URL()
+		cfg["mqtt"].(map[string]any)["clientId"] = "iov-downlink-acl-test"
+		commandsTopic := fmt.Sprint(path(cfg, "kafka", "commandsTopic"))
+		statusTopic := fmt.Sprint(path(cfg, "kafka", "statusTopic"))
+		producerproc.Run(t, filepath.Join(serviceBins(t), "downlink"), func(_, httpAddr string) string {
+			cfg["http"] = map[string]any{"listenAddress": httpAddr}
+			b, err := yaml.Marshal(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		})
+		// An application's command (written here as a super user) to a vehicle: the downlink
+		// consumes it in its group, publishes it to the broker double and writes the SENT
+		// status (the later statuses come from EMQX's hooks through the producer, not wired
+		// to this double).
+		enc, err := serde.NewEncoder(serde.NewRegistry(reg.URL(), "", ""), serde.TopicSubject(commandsTopic), schemas.MustLatest(schemas.VehicleCommandName), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		value, err := enc.Encode(&schemas.VehicleCommand{CommandID: "acl-cmd-1", VehicleID: "VIN-DL", Name: "door.lock",
+			Params: map[string]string{}, IssuedAt: now, ExpiresAt: now.Add(time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.ProduceSync(ctx, &kgo.Record{Topic: commandsTopic, Key: []byte("VIN-DL"), Value: value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		deadLetter := fmt.Sprint(path(cfg, "kafka", "deadLetterTopic"))
+		got := keysByTopic(t, ctx, sc.Bootstrap(), []string{statusTopic, deadLetter}, func(topic string, keys []string) bool {
+			return topic == deadLetter || slices.Contains(keys, "VIN-DL")
+		})
+		if !slices.Contains(got[statusTopic], "VIN-DL") {
+			t.Fatalf("no status record of the command in %s", statusTopic)
+		}
+		if slices.Contains(got[deadLetter], "VIN-DL") {
+			t.Fatalf("the command was dead-lettered")
+		}
+		t.Logf("the downlink consumed the command and wrote its status to %s", statusTopic)
 	})
 
 	t.Run("each user is refused what it does not need", func(t *testing.T) {
