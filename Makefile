@@ -132,13 +132,14 @@ kafka-up: ## Start a real Kafka (KRaft, KAFKA_NODES=1|3) on free loopback ports;
 # 3-broker fault tests and SASL/SCRAM over TLS.
 KAFKA_E2E := ^(TestEveryMessageArrivesOnceInOrder|TestClientEventsGoToStatusTopic|TestBadPayloadGoesToDeadLetterTopic|TestRecordsHandledAsWrittenInOrder|TestCommandRoundTrip|TestSASLSCRAMOverTLS)$$/^(real-kafka|right_password|wrong_password)$$
 .PHONY: test-kafka
-test-kafka: ## Real-Kafka tests: harness, end-to-end, broker faults (3 nodes), SASL/SCRAM over TLS
+test-kafka: ## Real-Kafka tests: harness, end-to-end, broker faults (3 nodes), SASL/SCRAM over TLS, the chart's ACLs
 	@set -e; export IOV_REAL_KAFKA=1; \
 	echo "== real kafka: harness"; (cd tools/devkit && $(GOTEST) -timeout 15m -run '^TestThreeNodeFaults$$' ./kafkacluster/); \
 	for m in services/exhook-producer services/sample-consumer services/downlink; do \
 		echo "== real kafka: end to end and security ($$m)"; \
 		(cd $$m && $(GOTEST) -timeout 15m -run '$(KAFKA_E2E)' ./internal/app/); \
 	done; \
+	echo "== real kafka: the chart's KafkaUser ACLs"; (cd $(CHARTTEST) && GOWORK=off $(GO) test -count=1 -timeout 10m -run '^TestKafkaACLsOnRealBroker$$' .); \
 	echo "== real kafka: broker faults"; (cd services/exhook-producer && $(GOTEST) -timeout 30m -run '^TestBrokerFaults$$' ./internal/app/)
 
 .PHONY: kafka-down

@@ -250,25 +250,36 @@ func TestKubectlValidateRejects(t *testing.T) {
 	cases := []struct {
 		name string
 		obj  object
+		want string // in kubectl-validate's message
 	}{
 		{"KafkaTopic partitions as a string", object{"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaTopic",
-			"metadata": map[string]any{"name": "t", "namespace": "n"}, "spec": map[string]any{"partitions": "six"}}},
+			"metadata": map[string]any{"name": "t", "namespace": "n"}, "spec": map[string]any{"partitions": "six"}}, "spec.partitions"},
 		{"Certificate dnsNames as a string", object{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
 			"metadata": map[string]any{"name": "c", "namespace": "n"}, "spec": map[string]any{"secretName": "s",
-				"dnsNames": "a.example", "issuerRef": map[string]any{"name": "ca"}}}},
+				"dnsNames": "a.example", "issuerRef": map[string]any{"name": "ca"}}}, "spec.dnsNames"},
+		{"KafkaUser ACL with an unknown operation", object{"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaUser",
+			"metadata": map[string]any{"name": "u", "namespace": "n"}, "spec": map[string]any{
+				"authentication": map[string]any{"type": "scram-sha-512"},
+				"authorization": map[string]any{"type": "simple", "acls": []any{map[string]any{
+					"resource": map[string]any{"type": "topic", "name": "t"}, "operations": []any{"Produce"}}}}}}, `Unsupported value: "Produce"`},
+		{"Kafka listener with an unknown authentication", object{"apiVersion": "kafka.strimzi.io/v1", "kind": "Kafka",
+			"metadata": map[string]any{"name": "k", "namespace": "n"}, "spec": map[string]any{"kafka": map[string]any{
+				"listeners": []any{map[string]any{"name": "tls", "port": 9093, "type": "internal", "tls": true,
+					"authentication": map[string]any{"type": "scram-sha-256"}}}}}}, `Unsupported value: "scram-sha-256"`},
 		{"Deployment replicas as a string", object{"apiVersion": "apps/v1", "kind": "Deployment",
 			"metadata": map[string]any{"name": "d"}, "spec": map[string]any{"replicas": "two",
 				"selector": map[string]any{"matchLabels": map[string]any{"a": "b"}},
 				"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"a": "b"}},
-					"spec": map[string]any{"containers": []any{map[string]any{"name": "c", "image": "i"}}}}}}},
+					"spec": map[string]any{"containers": []any{map[string]any{"name": "c", "image": "i"}}}}}}, "replicas"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := filepath.Join(t.TempDir(), "o.yaml")
 			writeObjects(t, f, []object{c.obj})
 			out, _ := exec.Command(bin, f, "--version", kvVersion, "-o", "json", "--local-crds", crds).Output()
-			if len(kvProblems(out)) == 0 {
-				t.Errorf("kubectl-validate accepted it: %s", out)
+			problems := strings.Join(kvProblems(out), "\n")
+			if !strings.Contains(problems, c.want) {
+				t.Errorf("kubectl-validate did not refuse it for %q: %s", c.want, out)
 			}
 		})
 	}

@@ -52,7 +52,7 @@ func toInt(v any) int {
 func strimziProblems(objs []object) []string {
 	var errs []string
 	kafkas := map[string]object{}
-	var pools, topics []object
+	var pools, topics, users []object
 	for _, o := range objs {
 		if !strings.HasPrefix(o.apiVersion(), "kafka.strimzi.io/") {
 			continue
@@ -70,10 +70,12 @@ func strimziProblems(objs []object) []string {
 			pools = append(pools, o)
 		case "KafkaTopic":
 			topics = append(topics, o)
+		case "KafkaUser":
+			users = append(users, o)
 		}
 	}
 	cluster := func(o object) string { s, _ := o.labels()["strimzi.io/cluster"].(string); return s }
-	for _, o := range append(slices.Clone(pools), topics...) {
+	for _, o := range append(append(slices.Clone(pools), topics...), users...) {
 		if _, ok := kafkas[cluster(o)]; len(kafkas) > 0 && !ok {
 			errs = append(errs, fmt.Sprintf("%s %s: strimzi.io/cluster=%q matches no rendered Kafka %v", o.kind(), o.name(), cluster(o), sortedKeys(kafkas)))
 		}
@@ -112,15 +114,39 @@ func strimziProblems(objs []object) []string {
 		if path(k, "spec", "zookeeper") != nil {
 			errs = append(errs, fmt.Sprintf("Kafka %s: spec.zookeeper is not supported (KRaft only)", name))
 		}
-		plain := false
-		ls, _ := path(k, "spec", "kafka", "listeners").([]any)
-		for _, l := range ls {
-			if toInt(path(l, "port")) == 9092 && path(l, "tls") == false && path(l, "type") == "internal" {
-				plain = true
+		// The services use the plain listener on 9092 unless they authenticate as KafkaUsers,
+		// then the internal TLS listener on 9093 with the users' authentication type.
+		var own []object
+		for _, u := range users {
+			if cluster(u) == name {
+				own = append(own, u)
 			}
 		}
-		if !plain {
-			errs = append(errs, fmt.Sprintf("Kafka %s: the services need the internal plain listener on 9092", name))
+		ls, _ := path(k, "spec", "kafka", "listeners").([]any)
+		if len(own) == 0 {
+			plain := false
+			for _, l := range ls {
+				if toInt(path(l, "port")) == 9092 && path(l, "tls") == false && path(l, "type") == "internal" {
+					plain = true
+				}
+			}
+			if !plain {
+				errs = append(errs, fmt.Sprintf("Kafka %s: the services need the internal plain listener on 9092", name))
+			}
+		}
+		var tlsAuth any
+		for _, l := range ls {
+			if toInt(path(l, "port")) == 9093 && path(l, "tls") == true && path(l, "type") == "internal" {
+				tlsAuth = path(l, "authentication", "type")
+			}
+		}
+		for _, u := range own {
+			if a := path(u, "spec", "authentication", "type"); a != tlsAuth {
+				errs = append(errs, fmt.Sprintf("KafkaUser %s: authentication %v, but the internal TLS listener on 9093 of Kafka %s authenticates with %v", u.name(), a, name, tlsAuth))
+			}
+			if path(u, "spec", "authorization") != nil && path(k, "spec", "kafka", "authorization", "type") != "simple" {
+				errs = append(errs, fmt.Sprintf("KafkaUser %s: has ACLs, but Kafka %s has no simple authorization", u.name(), name))
+			}
 		}
 		for _, tp := range topics {
 			if r := path(tp, "spec", "replicas"); cluster(tp) == name && r != nil && toInt(r) > brok {
@@ -157,6 +183,28 @@ func TestStrimziConsistency(t *testing.T) {
 	}
 }
 
+// secure is a spec.kafka with only the TLS listener on 9093 with the given authentication,
+// and simple authorization when authz.
+func secure(auth string, authz bool) map[string]any {
+	k := map[string]any{"listeners": []any{map[string]any{"name": "tls", "port": 9093, "tls": true, "type": "internal",
+		"authentication": map[string]any{"type": auth}}}}
+	if authz {
+		k["authorization"] = map[string]any{"type": "simple"}
+	}
+	return k
+}
+
+// user is a KafkaUser of cluster k with the given authentication, with an ACL when acls.
+func user(auth string, acls bool) object {
+	spec := map[string]any{"authentication": map[string]any{"type": auth}}
+	if acls {
+		spec["authorization"] = map[string]any{"type": "simple", "acls": []any{map[string]any{
+			"resource": map[string]any{"type": "topic", "name": "t"}, "operations": []any{"Write"}}}}
+	}
+	return object{"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaUser",
+		"metadata": map[string]any{"name": "u", "namespace": "n", "labels": map[string]any{"strimzi.io/cluster": "k"}}, "spec": spec}
+}
+
 // TestStrimziProblemsDetected proves the checks above can fail.
 func TestStrimziProblemsDetected(t *testing.T) {
 	base := func() []object {
@@ -167,10 +215,17 @@ func TestStrimziProblemsDetected(t *testing.T) {
 				"spec": map[string]any{"replicas": 3, "roles": []any{"controller", "broker"}, "storage": map[string]any{"type": "ephemeral"}}},
 			{"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaTopic", "metadata": map[string]any{"name": "t", "namespace": "n", "labels": map[string]any{"strimzi.io/cluster": "k"}},
 				"spec": map[string]any{"replicas": 3}},
+			{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "placeholder", "namespace": "n"}},
 		}
 	}
 	if errs := strimziProblems(base()); len(errs) > 0 {
 		t.Fatalf("consistent set reported: %v", errs)
+	}
+	secured := base()
+	secured[0]["spec"].(map[string]any)["kafka"] = secure("scram-sha-512", true)
+	secured[3] = user("scram-sha-512", true)
+	if errs := strimziProblems(secured); len(errs) > 0 {
+		t.Fatalf("consistent secured set reported: %v", errs)
 	}
 	cases := []struct {
 		name    string
@@ -184,6 +239,16 @@ func TestStrimziProblemsDetected(t *testing.T) {
 		{"zookeeper", func(o []object) { o[0]["spec"].(map[string]any)["zookeeper"] = map[string]any{} }, "KRaft only"},
 		{"no plain listener", func(o []object) { o[0]["spec"].(map[string]any)["kafka"] = map[string]any{} }, "plain listener on 9092"},
 		{"replicas", func(o []object) { o[2]["spec"].(map[string]any)["replicas"] = 4 }, "replicas 4 > 3 brokers"},
+		{"user without TLS listener", func(o []object) { o[3] = user("scram-sha-512", false) }, "authenticates with <nil>"},
+		{"user of another authentication", func(o []object) {
+			o[0]["spec"].(map[string]any)["kafka"] = secure("tls", true)
+			o[3] = user("scram-sha-512", false)
+		}, "authentication scram-sha-512, but"},
+		{"ACLs without authorization", func(o []object) {
+			o[0]["spec"].(map[string]any)["kafka"] = secure("scram-sha-512", false)
+			o[3] = user("scram-sha-512", true)
+		}, "has no simple authorization"},
+		{"users without plain listener", func(o []object) { o[0]["spec"].(map[string]any)["kafka"] = secure("scram-sha-512", true) }, "plain listener on 9092"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -36,7 +36,9 @@ const usage = `usage: schemactl [flags] list | check | register
   check     ask the registry whether every new local version is compatible; exit 1 if one is refused
   register  set each subject's compatibility level, then check and register its new versions
 
-Registry credentials come from REGISTRY_USERNAME / REGISTRY_PASSWORD.
+Registry credentials come from REGISTRY_USERNAME / REGISTRY_PASSWORD, or from the files
+registry.usernameFile / passwordFile of the config; registry.caFile is the CA of an https
+registry.
 
 flags:
 `
@@ -73,7 +75,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if cfg.Registry.URL == "" {
 			return errors.New("no registry: set registry.url in the config or pass --registry")
 		}
-		reg := evolve.NewRegistry(cfg.Registry)
+		reg, err := evolve.NewRegistry(cfg.Registry)
+		if err != nil {
+			return err
+		}
 		if cmd == "check" {
 			return evolve.CheckAll(ctx, out, reg, subjects)
 		}

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"flag"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -11,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/iov-platform/iov/tools/devkit/testpki"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -116,4 +121,62 @@ func mustAbs(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return abs
+}
+
+// TestRegisterOverTLSWithCredentialFiles: the schema Job's way in (the chart mounts the
+// registry CA and the credentials Secret): an https registry checked against
+// registry.caFile, basic auth from usernameFile / passwordFile. A wrong password is refused.
+func TestRegisterOverTLSWithCredentialFiles(t *testing.T) {
+	ca, err := testpki.NewCA("registry CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.IssueValid("127.0.0.1", testpki.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := srfake.New()
+	defer fake.Close()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "schemas" || p != "registry-pw" {
+			http.Error(w, `{"error_code":401,"message":"Unauthorized"}`, http.StatusUnauthorized)
+			return
+		}
+		fake.Handler().ServeHTTP(w, r)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	defer srv.Close()
+
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	schemasDir, err := filepath.Abs("../../schemas/avro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := func(password string) string {
+		return write("subjects.yaml", fmt.Sprintf(`registry: {url: %q, caFile: %q, usernameFile: %q, passwordFile: %q}
+schemas: %q
+subjects:
+  - {name: iov.vehicle.status-value, schema: client_event}
+`, srv.URL, write("ca.crt", string(ca.PEM)), write("username", "schemas\n"), write("password", password+"\n"), schemasDir))
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--config", config("registry-pw"), "register"}, &out); err != nil {
+		t.Fatalf("register over https with credential files: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "added    iov.vehicle.status-value: client_event v1 as version 1") {
+		t.Fatalf("register output:\n%s", out.String())
+	}
+	out.Reset()
+	err = run(context.Background(), []string{"--config", config("wrong"), "check"}, &out)
+	if err == nil || !strings.Contains(err.Error()+out.String(), "401") {
+		t.Fatalf("a wrong password was not refused with 401: %v\n%s", err, out.String())
+	}
 }

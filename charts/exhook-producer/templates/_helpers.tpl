@@ -101,12 +101,13 @@ Port number of a Go listen address such as ":9000" or "0.0.0.0:9000".
 {{/*
 Kafka bootstrap servers: explicit config > global override > in-chart Strimzi
 cluster (<kafkaClusterName or release>-kafka-bootstrap:9092, the plain listener
-created by the iov-platform umbrella chart).
+created by the iov-platform umbrella chart, or :9093, its TLS listener, with kafkaAuth).
 */}}
 {{- define "exhook-producer.kafkaBootstrapServers" -}}
 {{- $g := (.Values.global).iov | default dict -}}
 {{- $cluster := $g.kafkaClusterName | default .Release.Name -}}
-{{- coalesce .Values.config.kafka.bootstrapServers $g.kafkaBootstrapServers (printf "%s-kafka-bootstrap:9092" $cluster) -}}
+{{- $port := ternary 9093 9092 (ne (include "exhook-producer.kafkaAuthType" .) "") -}}
+{{- coalesce .Values.config.kafka.bootstrapServers $g.kafkaBootstrapServers (printf "%s-kafka-bootstrap:%d" $cluster $port) -}}
 {{- end }}
 
 {{/*
@@ -266,6 +267,10 @@ The effective service configuration (config.yaml).
 {{- if and (.Values.persistence).enabled (not (.Values.config.spool).dir) }}{{ fail "exhook-producer: config.spool.dir is required with persistence.enabled (the spool PVC is mounted there)" }}{{ end -}}
 {{- $cfg := deepCopy .Values.config -}}
 {{- $_ := set $cfg.kafka "bootstrapServers" (include "exhook-producer.kafkaBootstrapServers" .) -}}
+{{- $auth := include "exhook-producer.kafkaAuthConfig" . | fromYaml -}}
+{{- with $auth.properties }}{{ $_ := set $cfg.kafka "properties" (merge ($cfg.kafka.properties | default dict) .) }}{{ end -}}
+{{- with $auth.propertyFiles }}{{ $_ := set $cfg.kafka "propertyFiles" (merge ($cfg.kafka.propertyFiles | default dict) .) }}{{ end -}}
+{{- if include "exhook-producer.registryCASecret" . }}{{ $_ := set $cfg.registry "caFile" (printf "/etc/registry-ca/%s" .Values.registryAuth.caKey) }}{{ end -}}
 {{- $_ := set $cfg.registry "url" (include "exhook-producer.registryUrl" .) -}}
 {{- if include "exhook-producer.grpcTLS" . -}}
 {{- $tls := deepCopy ($cfg.grpc.tls | default dict) -}}
@@ -311,6 +316,91 @@ true
 {{- end }}
 
 {{/*
+Kafka authentication with the Secrets Strimzi generates: kafkaAuth.type, default
+global.iov.kafkaAuthentication (the umbrella's switch): "" (none, plaintext), scram-sha-512
+or tls (mutual TLS).
+*/}}
+{{- define "exhook-producer.kafkaAuthType" -}}
+{{- (.Values.kafkaAuth).type | default (((.Values.global).iov).kafkaAuthentication) | default "" -}}
+{{- end }}
+
+{{/*
+The KafkaUser this service authenticates as, and the name of the Secret Strimzi's User
+Operator writes for it: kafkaAuth.user, default <release>-exhook-producer (the umbrella's KafkaUser).
+*/}}
+{{- define "exhook-producer.kafkaUser" -}}
+{{- (.Values.kafkaAuth).user | default (printf "%s-exhook-producer" .Release.Name) -}}
+{{- end }}
+
+{{/*
+librdkafka settings for kafkaAuth, as {properties, propertyFiles}: TLS trusting the cluster
+CA (Secret <cluster>-cluster-ca-cert, key ca.crt, mounted at /etc/kafka-cluster-ca), and
+SASL SCRAM-SHA-512 with the password file of the user's Secret (key password) or the user's
+certificate and key (keys user.crt, user.key), mounted at /etc/kafka-user. Empty without.
+*/}}
+{{- define "exhook-producer.kafkaAuthConfig" -}}
+{{- $type := include "exhook-producer.kafkaAuthType" . -}}
+{{- $props := dict -}}
+{{- $files := dict -}}
+{{- if eq $type "scram-sha-512" -}}
+{{- $props = dict "security.protocol" "SASL_SSL" "sasl.mechanisms" "SCRAM-SHA-512" "sasl.username" (include "exhook-producer.kafkaUser" .) "ssl.ca.location" "/etc/kafka-cluster-ca/ca.crt" -}}
+{{- $files = dict "sasl.password" "/etc/kafka-user/password" -}}
+{{- else if eq $type "tls" -}}
+{{- $props = dict "security.protocol" "SSL" "ssl.ca.location" "/etc/kafka-cluster-ca/ca.crt" "ssl.certificate.location" "/etc/kafka-user/user.crt" "ssl.key.location" "/etc/kafka-user/user.key" -}}
+{{- end -}}
+{{- toYaml (dict "properties" $props "propertyFiles" $files) -}}
+{{- end }}
+
+{{/*
+Volume mounts (no subPath, so rotated Secrets reach the pod) and volumes of kafkaAuth and
+of the registry CA.
+*/}}
+{{- define "exhook-producer.secretVolumeMounts" -}}
+{{- if include "exhook-producer.kafkaAuthType" . }}
+- name: kafka-cluster-ca
+  mountPath: /etc/kafka-cluster-ca
+  readOnly: true
+- name: kafka-user
+  mountPath: /etc/kafka-user
+  readOnly: true
+{{- end }}
+{{- if include "exhook-producer.registryCASecret" . }}
+- name: registry-ca
+  mountPath: /etc/registry-ca
+  readOnly: true
+{{- end -}}
+{{- end }}
+
+{{- define "exhook-producer.secretVolumes" -}}
+{{- $type := include "exhook-producer.kafkaAuthType" . -}}
+{{- if $type -}}
+{{- $g := (.Values.global).iov | default dict -}}
+- name: kafka-cluster-ca
+  secret:
+    secretName: {{ (.Values.kafkaAuth).caSecret | default (printf "%s-cluster-ca-cert" ($g.kafkaClusterName | default .Release.Name)) }}
+    items:
+      - {key: ca.crt, path: ca.crt}
+- name: kafka-user
+  secret:
+    secretName: {{ include "exhook-producer.kafkaUser" . }}
+    items:
+      {{- if eq $type "tls" }}
+      - {key: user.crt, path: user.crt}
+      - {key: user.key, path: user.key}
+      {{- else }}
+      - {key: password, path: password}
+      {{- end }}
+{{- end }}
+{{- with include "exhook-producer.registryCASecret" . }}
+- name: registry-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - {key: {{ $.Values.registryAuth.caKey }}, path: {{ $.Values.registryAuth.caKey }}}
+{{- end -}}
+{{- end }}
+
+{{/*
 Secret holding the gRPC server certificate (tls.crt, tls.key, ca.crt).
 */}}
 {{- define "exhook-producer.grpcTLSSecret" -}}
@@ -342,4 +432,13 @@ StatefulSet) as <svc>, <svc>.<ns>, <svc>.<ns>.svc and <svc>.<ns>.svc.<clusterDom
 {{- $names = concat $names (list $svc (printf "%s.%s" $svc $.Release.Namespace) (printf "%s.%s.svc" $svc $.Release.Namespace) (printf "%s.%s.svc.%s" $svc $.Release.Namespace $cm.clusterDomain)) -}}
 {{- end -}}
 {{- toYaml (concat $names ($cm.extraDnsNames | default list) | uniq) -}}
+{{- end }}
+
+{{/*
+Secret with the CA certificate of an https schema registry: registryAuth.caSecret, default
+global.iov.schemaRegistryCASecret. Mounted at /etc/registry-ca (no subPath); the config's
+registry.caFile points at its key registryAuth.caKey.
+*/}}
+{{- define "exhook-producer.registryCASecret" -}}
+{{- (.Values.registryAuth).caSecret | default (((.Values.global).iov).schemaRegistryCASecret) | default "" -}}
 {{- end }}

@@ -125,6 +125,9 @@ spec:
           readOnly: true
         {{- end }}
         {{- end }}
+        {{- with include "exhook-producer.secretVolumeMounts" . | trim }}
+        {{- . | nindent 8 }}
+        {{- end }}
         {{- with .Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -150,6 +153,9 @@ spec:
         items:
           - {key: ca.crt, path: ca.crt}
     {{- end }}
+    {{- end }}
+    {{- with include "exhook-producer.secretVolumes" . | trim }}
+    {{- . | nindent 4 }}
     {{- end }}
     {{- with .Values.extraVolumes }}
     {{- toYaml . | nindent 4 }}

@@ -112,10 +112,12 @@ Strimzi Kafka cluster name (global.iov.kafkaClusterName or the release name).
 {{- end }}
 
 {{/*
-Bootstrap servers of the platform Kafka (global override or the in-chart cluster).
+Bootstrap servers of the platform Kafka (global override or the in-chart cluster: its TLS
+listener on 9093 with global.iov.kafkaAuthentication, else the plain one on 9092).
 */}}
 {{- define "iov-platform.kafkaBootstrapServers" -}}
-{{- ((.Values.global).iov).kafkaBootstrapServers | default (printf "%s-kafka-bootstrap:9092" (include "iov-platform.kafkaClusterName" .)) -}}
+{{- $port := ternary 9093 9092 (ne (include "iov-platform.kafkaAuthentication" .) "") -}}
+{{- ((.Values.global).iov).kafkaBootstrapServers | default (printf "%s-kafka-bootstrap:%d" (include "iov-platform.kafkaClusterName" .) $port) -}}
 {{- end }}
 
 {{- define "iov-platform.schemaRegistryName" -}}

@@ -112,3 +112,115 @@ type: jbod
 volumes:
   {{- toYaml (list $vol) | nindent 2 }}
 {{- end }}
+
+{{/*
+How the services authenticate to the in-chart Kafka (global.iov.kafkaAuthentication):
+"" (the plain listener on 9092, no authentication), "scram-sha-512" or "tls" (mutual TLS).
+With a type, the Kafka gets a TLS listener on 9093 with that authentication, every enabled
+service gets a KafkaUser of that type, and the service charts mount the Secrets Strimzi
+generates for it (the same global value switches them).
+*/}}
+{{- define "iov-platform.kafkaAuthentication" -}}
+{{- ((.Values.global).iov).kafkaAuthentication | default "" -}}
+{{- end }}
+
+{{/*
+KafkaUser (and Secret) name of a service: <service>.kafkaAuth.user, default
+<release>-<service>; the service chart computes the same default.
+Usage: include "iov-platform.kafkaUserName" (list . "exhook-producer")
+*/}}
+{{- define "iov-platform.kafkaUserName" -}}
+{{- $root := index . 0 -}}
+{{- $svc := index . 1 -}}
+{{- ((index $root.Values $svc | default dict).kafkaAuth | default dict).user | default (printf "%s-%s" $root.Release.Name $svc) -}}
+{{- end }}
+
+{{/*
+One ACL rule of a KafkaUser: resource type, name (ignored for the cluster), pattern type and
+operations. Usage: include "iov-platform.acl" (list "topic" "iov.deadletter" "literal" (list "Write" "Describe"))
+*/}}
+{{- define "iov-platform.acl" -}}
+{{- $res := dict "type" (index . 0) -}}
+{{- if ne (index . 0) "cluster" }}{{ $_ := set $res "name" (index . 1) }}{{ $_ := set $res "patternType" (index . 2) }}{{ end -}}
+{{- toYaml (list (dict "type" "allow" "resource" $res "operations" (index . 3))) -}}
+{{- end }}
+
+{{/*
+The KafkaUsers of the enabled services, each with the ACLs of exactly what it does, derived
+from the same values that name its topics and group (so they cannot drift):
+  exhook-producer: Write, Describe, DescribeConfigs on every route topic, topics.status,
+                   topics.deadLetter and commands.statusTopic (with commands.enabled);
+                   IdempotentWrite on the cluster
+  sample-consumer: Read, Describe on config.kafka.topics; Read on config.kafka.groupId;
+                   Write, Describe on config.kafka.deadLetterTopic (when set)
+  downlink:        Read, Describe on kafka.commandsTopic; Read on kafka.groupId;
+                   Write, Describe on kafka.statusTopic and kafka.deadLetterTopic
+  schema registry: Read, Write, Describe, DescribeConfigs on schemaRegistry.kafkastoreTopic;
+                   Read, Describe on the groups prefixed with its group id (leader election
+                   and the store reader, schemaRegistry's groupId and <groupId>-reader)
+Returns a YAML list of {component, name, acls}; empty without kafkaAuthentication.
+*/}}
+{{- define "iov-platform.kafkaUsers" -}}
+{{- $users := list -}}
+{{- if include "iov-platform.kafkaAuthentication" . -}}
+{{- $producer := index .Values "exhook-producer" | default dict -}}
+{{- if $producer.enabled -}}
+{{- $cfg := $producer.config | default dict -}}
+{{- $topics := list -}}
+{{- range ($cfg.routes | default list) }}{{ $topics = append $topics .kafkaTopic }}{{ end -}}
+{{- with $cfg.topics }}{{ $topics = append (append $topics .status) .deadLetter }}{{ end -}}
+{{- with $cfg.commands }}{{ if .enabled }}{{ $topics = append $topics (.statusTopic | default "iov.vehicle.command-status") }}{{ end }}{{ end -}}
+{{- $acls := list -}}
+{{- range $topics | compact | uniq | sortAlpha -}}
+{{- $acls = concat $acls (include "iov-platform.acl" (list "topic" . "literal" (list "Write" "Describe" "DescribeConfigs")) | fromYamlArray) -}}
+{{- end -}}
+{{- $acls = concat $acls (include "iov-platform.acl" (list "cluster" "" "" (list "IdempotentWrite")) | fromYamlArray) -}}
+{{- $users = append $users (dict "component" "exhook-producer" "name" (include "iov-platform.kafkaUserName" (list . "exhook-producer")) "acls" $acls) -}}
+{{- end -}}
+{{- $consumer := index .Values "sample-consumer" | default dict -}}
+{{- if $consumer.enabled -}}
+{{- $k := ($consumer.config | default dict).kafka | default dict -}}
+{{- $acls := list -}}
+{{- range ($k.topics | default list | uniq | sortAlpha) -}}
+{{- $acls = concat $acls (include "iov-platform.acl" (list "topic" . "literal" (list "Read" "Describe")) | fromYamlArray) -}}
+{{- end -}}
+{{- with $k.deadLetterTopic -}}
+{{- $acls = concat $acls (include "iov-platform.acl" (list "topic" . "literal" (list "Write" "Describe")) | fromYamlArray) -}}
+{{- end -}}
+{{- $acls = concat $acls (include "iov-platform.acl" (list "group" ($k.groupId | default "iov-sample-consumer") "literal" (list "Read")) | fromYamlArray) -}}
+{{- $users = append $users (dict "component" "sample-consumer" "name" (include "iov-platform.kafkaUserName" (list . "sample-consumer")) "acls" $acls) -}}
+{{- end -}}
+{{- $downlink := .Values.downlink | default dict -}}
+{{- if $downlink.enabled -}}
+{{- $k := ($downlink.config | default dict).kafka | default dict -}}
+{{- $acls := include "iov-platform.acl" (list "topic" ($k.commandsTopic | default "iov.vehicle.commands") "literal" (list "Read" "Describe")) | fromYamlArray -}}
+{{- range (list ($k.statusTopic | default "iov.vehicle.command-status") ($k.deadLetterTopic | default "iov.deadletter") | uniq | sortAlpha) -}}
+{{- $acls = concat $acls (include "iov-platform.acl" (list "topic" . "literal" (list "Write" "Describe")) | fromYamlArray) -}}
+{{- end -}}
+{{- $acls = concat $acls (include "iov-platform.acl" (list "group" ($k.groupId | default "iov-downlink") "literal" (list "Read")) | fromYamlArray) -}}
+{{- $users = append $users (dict "component" "downlink" "name" (include "iov-platform.kafkaUserName" (list . "downlink")) "acls" $acls) -}}
+{{- end -}}
+{{- if .Values.schemaRegistry.enabled -}}
+{{- $sr := .Values.schemaRegistry -}}
+{{- $acls := include "iov-platform.acl" (list "topic" $sr.kafkastoreTopic "literal" (list "Read" "Write" "Describe" "DescribeConfigs")) | fromYamlArray -}}
+{{- $acls = concat $acls (include "iov-platform.acl" (list "group" (include "iov-platform.schemaRegistryGroupId" .) "prefix" (list "Read" "Describe")) | fromYamlArray) -}}
+{{- $users = append $users (dict "component" "schema-registry" "name" (include "iov-platform.schemaRegistryKafkaUser" .) "acls" $acls) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $users -}}
+{{- end }}
+
+{{/*
+Consumer group id of the schema registry's leader election; its store reader uses
+<groupId>-reader.
+*/}}
+{{- define "iov-platform.schemaRegistryGroupId" -}}
+{{- .Values.schemaRegistry.groupId | default (include "iov-platform.schemaRegistryName" .) -}}
+{{- end }}
+
+{{/*
+KafkaUser (and Secret) of the in-chart schema registry: <release>-schema-registry.
+*/}}
+{{- define "iov-platform.schemaRegistryKafkaUser" -}}
+{{- include "iov-platform.schemaRegistryName" . -}}
+{{- end }}

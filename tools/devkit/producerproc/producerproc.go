@@ -24,29 +24,40 @@ import (
 // printed when the test failed.
 func Start(t testing.TB, src, bootstrap, registryURL, more string) string {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "exhook-producer")
+	bin := filepath.Join(t.TempDir(), "exhook-producer")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	build.Dir = src
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build exhook-producer: %v\n%s", err, out)
 	}
-	grpcAddr, err := readiness.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpAddr, err := readiness.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "producer.yaml")
-	config := fmt.Sprintf(`grpc: {listenAddress: %q}
+	grpcAddr, _ := Run(t, bin, func(grpcAddr, httpAddr string) string {
+		return fmt.Sprintf(`grpc: {listenAddress: %q}
 http: {listenAddress: %q}
 log: {level: info, format: text}
 kafka: {bootstrapServers: %q, properties: {linger.ms: "1"}}
 registry: {url: %q}
 `, grpcAddr, httpAddr, bootstrap, registryURL) + more
-	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
+	})
+	return grpcAddr
+}
+
+// Run runs the service binary bin (the producer, or any of our services: --config FILE,
+// /ready on its HTTP address) on free loopback ports with the YAML config that config
+// returns for them (it must listen on httpAddr, and on grpcAddr if it serves gRPC), waits
+// until it is ready and returns both addresses. At cleanup it sends SIGTERM and waits; the
+// service's log is printed when the test failed.
+func Run(t testing.TB, bin string, config func(grpcAddr, httpAddr string) string) (grpcAddr, httpAddr string) {
+	t.Helper()
+	grpcAddr, err := readiness.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr, err = readiness.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "producer.yaml")
+	if err := os.WriteFile(cfg, []byte(config(grpcAddr, httpAddr)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "--config", cfg)
@@ -75,12 +86,12 @@ registry: {url: %q}
 		_ = cmd.Wait()
 		if t.Failed() {
 			mu.Lock()
-			t.Logf("exhook-producer log:\n%s", strings.Join(logs, "\n"))
+			t.Logf("%s log:\n%s", filepath.Base(bin), strings.Join(logs, "\n"))
 			mu.Unlock()
 		}
 	})
 	if err := readiness.Wait(context.Background(), httpAddr, exited); err != nil {
-		t.Fatalf("exhook-producer: %v", err)
+		t.Fatalf("%s: %v", filepath.Base(bin), err)
 	}
-	return grpcAddr
+	return grpcAddr, httpAddr
 }

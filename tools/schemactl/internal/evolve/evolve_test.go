@@ -70,8 +70,13 @@ func subject(texts ...string) Subject {
 	return Subject{Name: "iov.test-value", Compatibility: srclient.Backward, Versions: defs(texts...), Dir: "schemas/avro"}
 }
 
-func client(url string) *srclient.SchemaRegistryClient {
-	return NewRegistry(svcconfig.Registry{URL: url})
+func client(t testing.TB, url string) *srclient.SchemaRegistryClient {
+	t.Helper()
+	c, err := NewRegistry(svcconfig.Registry{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // registries are the stand-ins every evolution test runs against: srfake as it is (accepts
@@ -89,7 +94,7 @@ func registries(t *testing.T) map[string]string {
 func TestRegisterAllRegistersInOrderThenIsUpToDate(t *testing.T) {
 	for name, url := range registries(t) {
 		t.Run(name, func(t *testing.T) {
-			reg := client(url)
+			reg := client(t, url)
 			var out bytes.Buffer
 			if err := RegisterAll(context.Background(), &out, reg, []Subject{subject(v1, v2)}); err != nil {
 				t.Fatalf("%v\n%s", err, out.String())
@@ -141,7 +146,7 @@ func TestCheckNewVersion(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStrictRegistry(t, tt.strict)
-			reg := client(s.url)
+			reg := client(t, s.url)
 			seed := tt.local[:len(tt.local)-1]
 			if err := RegisterAll(context.Background(), &bytes.Buffer{}, reg, []Subject{subject(seed...)}); err != nil {
 				t.Fatal(err)
@@ -170,7 +175,7 @@ func TestRegisterRefused(t *testing.T) {
 	for _, check := range []bool{true, false} {
 		t.Run(map[bool]string{true: "by the check", false: "by registration (409)"}[check], func(t *testing.T) {
 			s := newStrictRegistry(t, check)
-			reg := client(s.url)
+			reg := client(t, s.url)
 			if err := RegisterAll(context.Background(), &bytes.Buffer{}, reg, []Subject{subject(v1)}); err != nil {
 				t.Fatal(err)
 			}
@@ -210,7 +215,7 @@ func TestInspect(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			st, err := Inspect(client(s.url), subject(tt.local...))
+			st, err := Inspect(client(t, s.url), subject(tt.local...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -227,7 +232,7 @@ func TestInspect(t *testing.T) {
 
 func TestCompatibilityLevelIsSetPerSubject(t *testing.T) {
 	s := newStrictRegistry(t, true)
-	reg := client(s.url)
+	reg := client(t, s.url)
 	if err := RegisterAll(context.Background(), &bytes.Buffer{}, reg, []Subject{subject(v1)}); err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +268,7 @@ func TestPlatformSchemasRegisterCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newStrictRegistry(t, true)
-	reg := client(s.url)
+	reg := client(t, s.url)
 	var subjects []Subject
 	for _, name := range names {
 		vs, err := schemas.VersionsIn(os.DirFS(dir), name)
@@ -335,7 +340,7 @@ func golden(t *testing.T, name string, got []byte) {
 // will pin, whatever the registry's global default (here NONE, Apicurio's default).
 func TestCheckUnknownSubjectChecksTheChainAtTheConfiguredLevel(t *testing.T) {
 	s := newStrictRegistry(t, true)
-	reg := client(s.url)
+	reg := client(t, s.url)
 	req := httptest.NewRequest("PUT", "/config", strings.NewReader(`{"compatibility":"NONE"}`))
 	rec := httptest.NewRecorder()
 	s.fake.Handler().ServeHTTP(rec, req)

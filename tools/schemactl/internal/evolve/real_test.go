@@ -28,7 +28,7 @@ func TestRealRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	c := client(reg.URL())
+	c := client(t, reg.URL())
 	ctx := context.Background()
 
 	t.Run("platform schemas register cleanly", func(t *testing.T) {

@@ -16,15 +16,21 @@ import (
 )
 
 // NewRegistry returns an srclient client for r without caching: schemactl reads a subject's
-// latest version again after each registration.
-func NewRegistry(r svcconfig.Registry) *srclient.SchemaRegistryClient {
-	c := srclient.NewSchemaRegistryClient(strings.TrimSuffix(r.URL, "/"))
+// latest version again after each registration. It reaches the registry as the services do
+// (svcconfig.Registry.HTTPClient): an https registry checked against registry.caFile, basic
+// auth from usernameFile/passwordFile or REGISTRY_USERNAME/REGISTRY_PASSWORD.
+func NewRegistry(r svcconfig.Registry) (*srclient.SchemaRegistryClient, error) {
+	hc, err := r.HTTPClient()
+	if err != nil {
+		return nil, err
+	}
+	c := srclient.NewSchemaRegistryClient(strings.TrimSuffix(r.URL, "/"), srclient.WithClient(hc))
 	c.CodecCreationEnabled(false)
 	c.CachingEnabled(false)
 	if r.Username != "" {
 		c.SetCredentials(r.Username, r.Password)
 	}
-	return c
+	return c, nil
 }
 
 // LoadSubjects reads the local versions of every configured subject's family from the
