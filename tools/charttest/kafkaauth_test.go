@@ -55,7 +55,7 @@ func serviceBins(t *testing.T) string {
 	return serviceBinsDir
 }
 
-// strimziSecrets models the Secrets Strimzi generates for the render: the cluster CA
+// strimziSecrets models the Secrets Strimzi (and cert-manager) generate for the render: the cluster CA
 // Secret <cluster>-cluster-ca-cert (ca.crt, ca.p12, ca.password) and one Secret per
 // KafkaUser, named after it (scram-sha-512: password, sasl.jaas.config; tls: ca.crt,
 // user.crt, user.key, user.p12, user.password). Values are usable test material: PEM
@@ -77,6 +77,17 @@ func strimziSecrets(t *testing.T, objs []object) (cluster string, secrets map[st
 	}
 	secrets = map[string]map[string]string{
 		cluster + "-cluster-ca-cert": {"ca.crt": string(ca.PEM), "ca.p12": "binary", "ca.password": "p12-password"},
+	}
+	// cert-manager writes each Certificate's Secret (the hook's TLS): tls.crt, tls.key, ca.crt.
+	for _, c := range objs {
+		if c.kind() != "Certificate" {
+			continue
+		}
+		leaf, err := ca.IssueValid(c.name(), testpki.Server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets[fmt.Sprint(path(c, "spec", "secretName"))] = map[string]string{"tls.crt": string(leaf.CertPEM), "tls.key": string(leaf.KeyPEM), "ca.crt": string(ca.PEM)}
 	}
 	for _, u := range objs {
 		if u.kind() != "KafkaUser" {
@@ -163,7 +174,7 @@ func checkServiceKafkaAuth(t *testing.T, objs []object, auth, cluster string, se
 		sv := secretVol{secret: fmt.Sprint(path(s, "secretName")), items: map[string]string{}}
 		data, ok := secrets[sv.secret]
 		if !ok {
-			t.Fatalf("volume %v mounts Secret %s, which Strimzi does not generate for this render (it generates %v)", path(v, "name"), sv.secret, sortedKeys(secrets))
+			t.Fatalf("volume %v mounts Secret %s, which neither Strimzi nor cert-manager generates for this render (they generate %v)", path(v, "name"), sv.secret, sortedKeys(secrets))
 		}
 		if items, _ := path(s, "items").([]any); len(items) > 0 {
 			for _, it := range items {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/iov-platform/iov/tools/devkit/testpki"
 )
 
 var (
@@ -66,13 +68,18 @@ func TestProducerConfigFromChart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f := filepath.Join(t.TempDir(), "config.yaml")
-			if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
+			// The loader reads the files the config names (Kafka password, registry CA): lay
+			// every mounted Secret file out under root, as the pod would see it.
+			mounted := producerSecretFiles(t, objs)
+			root := t.TempDir()
+			moved := layOutSecretFiles(t, root, mounted, cfg)
+			f := filepath.Join(root, "config.yaml")
+			if err := os.WriteFile(f, []byte(moved), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			out, err := exec.Command(bin, "--check-config", "--config", f).CombinedOutput()
 			if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "config ok") {
-				t.Fatalf("the producer refuses the rendered config.yaml (%v):\n%s\nconfig.yaml:\n%s", err, out, cfg)
+				t.Fatalf("the producer refuses the rendered config.yaml (%v):\n%s\nconfig.yaml:\n%s", err, out, moved)
 			}
 			var eff struct {
 				GRPC struct {
@@ -87,7 +94,10 @@ func TestProducerConfigFromChart(t *testing.T) {
 			if err := yaml.Unmarshal([]byte(body), &eff); err != nil {
 				t.Fatalf("effective config: %v\n%s", err, out)
 			}
-			files := map[string]string{"certFile": eff.GRPC.TLS.CertFile, "keyFile": eff.GRPC.TLS.KeyFile, "clientCAFile": eff.GRPC.TLS.ClientCAFile}
+			files := map[string]string{}
+			for k, f := range map[string]string{"certFile": eff.GRPC.TLS.CertFile, "keyFile": eff.GRPC.TLS.KeyFile, "clientCAFile": eff.GRPC.TLS.ClientCAFile} {
+				files[k] = strings.TrimPrefix(f, root)
+			}
 			if files["certFile"] == "" {
 				for k, f := range files {
 					if f != "" {
@@ -97,7 +107,6 @@ func TestProducerConfigFromChart(t *testing.T) {
 				return
 			}
 			tlsVariants++
-			mounted := producerSecretFiles(t, objs)
 			for k, f := range files {
 				if f == "" {
 					t.Errorf("grpc.tls.%s is empty; the chart's TLS variants run mutual TLS", k)
@@ -174,4 +183,39 @@ func producerSecretFiles(t *testing.T, objs []object) map[string]string {
 		}
 	}
 	return out
+}
+
+// layOutSecretFiles writes test material for every mounted Secret file under root (a
+// password for a key named password, a private key for *.key, a CA certificate for anything
+// else) and returns cfg with each of those paths moved under root.
+func layOutSecretFiles(t *testing.T, root string, mounted map[string]string, cfg string) string {
+	t.Helper()
+	ca, err := testpki.NewCA("charttest-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.IssueValid("charttest", testpki.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range sortedKeys(mounted) {
+		content := ca.PEM
+		switch {
+		case filepath.Base(f) == "password":
+			content = []byte("test-password")
+		case strings.HasSuffix(f, ".key"):
+			content = leaf.KeyPEM
+		case filepath.Base(f) == "tls.crt" || filepath.Base(f) == "user.crt":
+			content = leaf.CertPEM
+		}
+		dst := filepath.Join(root, f)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg = strings.ReplaceAll(cfg, f, dst)
+	}
+	return cfg
 }
