@@ -198,7 +198,8 @@ func TestKafkaACLsOnRealBroker(t *testing.T) {
 	// The registry is not what this test is about: the producer registers its schemas.
 	prodCfg["registry"] = map[string]any{"url": reg.URL(), "autoRegister": true}
 	grpcAddr, _ := producerproc.Run(t, filepath.Join(serviceBins(t), "exhook-producer"), func(grpcAddr, httpAddr string) string {
-		prodCfg["grpc"].(map[string]any)["listenAddress"] = grpcAddr
+		// Nor is the hook's TLS (TestProducerConfigFromChart checks its files): plaintext gRPC.
+		prodCfg["grpc"] = map[string]any{"listenAddress": grpcAddr}
 		prodCfg["http"] = map[string]any{"listenAddress": httpAddr}
 		b, err := yaml.Marshal(prodCfg)
 		if err != nil {
