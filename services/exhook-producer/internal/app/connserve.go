@@ -88,7 +88,13 @@ func (s *connServers) Serve(ln net.Listener) error {
 		s.conns[cs] = true
 		s.mu.Unlock()
 		s.wg.Go(func() {
-			_ = cs.srv.Serve(newOneConn(c))
+			l := newOneConn(c)
+			_ = cs.srv.Serve(l)
+			if l.connClosed.Load() {
+				// The connection ended (EMQX closed it, or its handshake failed), not a
+				// Drain or Stop: stop its server too, or its stream workers stay forever.
+				cs.srv.Stop()
+			}
 			s.mu.Lock()
 			delete(s.conns, cs)
 			s.mu.Unlock()
@@ -146,18 +152,33 @@ func (s *connServers) Stop() {
 	s.wg.Wait()
 }
 
-// oneConn is a listener that yields one connection, then blocks until closed.
+// oneConn is a listener that yields one connection, then blocks until closed; it closes
+// when the connection does, so that the server's Serve returns.
 type oneConn struct {
-	c      chan net.Conn
-	addr   net.Addr
-	closed chan struct{}
-	once   sync.Once
+	c          chan *closingConn
+	addr       net.Addr
+	closed     chan struct{}
+	once       sync.Once
+	connClosed atomic.Bool
 }
 
 func newOneConn(c net.Conn) *oneConn {
-	l := &oneConn{c: make(chan net.Conn, 1), addr: c.LocalAddr(), closed: make(chan struct{})}
-	l.c <- c
+	l := &oneConn{c: make(chan *closingConn, 1), addr: c.LocalAddr(), closed: make(chan struct{})}
+	l.c <- &closingConn{Conn: c, l: l}
 	return l
+}
+
+// closingConn closes its oneConn listener when it is closed.
+type closingConn struct {
+	net.Conn
+	l *oneConn
+}
+
+func (c *closingConn) Close() error {
+	err := c.Conn.Close()
+	c.l.connClosed.Store(true)
+	_ = c.l.Close()
+	return err
 }
 
 func (l *oneConn) Accept() (net.Conn, error) {
@@ -174,7 +195,7 @@ func (l *oneConn) Close() error {
 		close(l.closed)
 		select {
 		case c := <-l.c: // never served
-			_ = c.Close()
+			_ = c.Conn.Close()
 		default:
 		}
 	})

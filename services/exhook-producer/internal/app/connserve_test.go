@@ -93,3 +93,60 @@ func TestDrainWaitsForIdleConnection(t *testing.T) {
 		})
 	}
 }
+
+// A connection that ends (EMQX closes it, or it never completes its handshake) takes its
+// grpc.Server and the server's stream workers with it; before, each one stayed forever.
+func TestConnectionEndStopsItsServer(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		connect func(t *testing.T, addr string)
+	}{
+		{"closed after a call", func(t *testing.T, addr string) {
+			sim, err := emqxsim.Dial(emqxsim.Options{Addr: addr, PoolSize: 1, RequestTimeout: 3 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sim.Publish(context.Background(), sim.NewMessage("A", "t", 1, nil)); err != nil {
+				t.Fatal(err)
+			}
+			sim.Close()
+		}},
+		{"handshake never completed", func(t *testing.T, addr string) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = c.Write([]byte("not HTTP/2\r\n\r\n"))
+			_ = c.Close()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var started atomic.Int64
+			cs := newConnServers(func(n *atomic.Int64) *grpc.Server {
+				started.Add(1)
+				srv := grpc.NewServer(countInflight(n), grpc.NumStreamWorkers(4), grpc.ConnectionTimeout(time.Second))
+				exhookv2.RegisterHookProviderServer(srv, slowHooks{})
+				return srv
+			})
+			served := make(chan error, 1)
+			go func() { served <- cs.Serve(ln) }()
+			tc.connect(t, ln.Addr().String())
+			for deadline := time.Now().Add(10 * time.Second); started.Load() == 0 || len(cs.servers0()) > 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d servers started, %d still serving after their connection ended", started.Load(), len(cs.servers0()))
+				}
+			}
+			_ = ln.Close()
+			if !cs.Drain(time.Now(), time.Now().Add(5*time.Second)) {
+				t.Fatal("drain timed out")
+			}
+			if err := <-served; err != nil {
+				t.Fatalf("Serve: %v", err)
+			}
+		})
+	}
+}
