@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/iov-platform/iov/kit/calltime"
 	"github.com/iov-platform/iov/kit/kafkasink"
 	"github.com/iov-platform/iov/kit/ops"
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
@@ -196,6 +197,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		a.closeSinks()
 		return nil, err
 	}
+	serverOpts = append(serverOpts, calltime.New(reg).ServerOptions()...) // grpc_server_call_seconds
 	newServer := func(inflight *atomic.Int64) *grpc.Server {
 		srv := grpc.NewServer(append(slices.Clip(serverOpts),
 			countInflight(inflight),

@@ -3,6 +3,9 @@
 // message.publish for every topic on OnProviderLoaded and answers IGNORE to each
 // message.publish, without looking at it. Every other hook is left unimplemented. make
 // bench measures our producer against it.
+//
+// With --metrics-listen it also measures each call's time in the server (kit/calltime, the
+// same measurement as our producer's) and serves it at /metrics; make bench reads it there.
 package main
 
 import (
@@ -12,13 +15,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
+	"github.com/iov-platform/iov/kit/calltime"
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 	exhookv3 "github.com/iov-platform/iov/proto/emqx/exhook/v3"
 )
@@ -36,6 +43,7 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
 	addr := fs.String("listen", "127.0.0.1:0", "gRPC listen address (loopback; port 0 picks a free port)")
+	metricsAddr := fs.String("metrics-listen", "", "serve the calls' time in the server at /metrics on this address (\"\": not measured)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,14 +54,29 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var opts []grpc.ServerOption
+	if *metricsAddr != "" {
+		mlis, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("listen metrics: %w", err)
+		}
+		reg := prometheus.NewRegistry()
+		opts = calltime.New(reg).ServerOptions()
+		msrv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = msrv.Serve(mlis) }()
+		defer msrv.Close()
+		fmt.Printf("METRICS %s\n", mlis.Addr())
+	}
 	// The address line is how a parent (bench) learns the port.
 	fmt.Printf("LISTEN %s\n", lis.Addr())
-	return serve(ctx, lis, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	return serve(ctx, lis, log, opts...)
 }
 
 // serve answers ExHook calls on lis until ctx ends, then drains them for at most 5 s.
-func serve(ctx context.Context, lis net.Listener, log *slog.Logger) error {
-	srv := grpc.NewServer()
+func serve(ctx context.Context, lis net.Listener, log *slog.Logger, opts ...grpc.ServerOption) error {
+	srv := grpc.NewServer(opts...)
 	exhookv2.RegisterHookProviderServer(srv, v2{})
 	exhookv3.RegisterHookProviderServer(srv, v3{})
 	served := make(chan error, 1)
