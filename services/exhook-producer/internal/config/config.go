@@ -82,7 +82,9 @@ type GRPC struct {
 	// reaches the handler and an oversize one takes the oversize path.
 	MaxPacketBytes int `yaml:"maxPacketBytes"`
 	// MaxConcurrentStreams bounds the hook calls in flight on one connection
-	// (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); a client waits for a free stream.
+	// (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). The server refuses a stream over it
+	// (REFUSED_STREAM): grpc-go clients wait for a free stream, but EMQX's gun (1.3 and 2.x)
+	// ignores the limit, so for EMQX a refused stream is a failed hook call.
 	MaxConcurrentStreams int `yaml:"maxConcurrentStreams"`
 	// MaxConnections bounds the open connections; further ones wait to be accepted.
 	MaxConnections int `yaml:"maxConnections"`
