@@ -91,7 +91,7 @@ func parse(args []string) (config, error) {
 	var c config
 	fs.StringVar(&c.producer, "producer", "bin/exhook-producer", "exhook-producer binary")
 	fs.StringVar(&c.floor, "floor", "bin/floor", "the do-nothing ExHook server binary")
-	fs.StringVar(&c.profileDir, "profile-dir", "", "write our producer's pprof CPU and allocation profiles per mode here (<mode>.cpu.pprof, <mode>.allocs.pprof)")
+	fs.StringVar(&c.profileDir, "profile-dir", "", "write our producer's pprof CPU and allocation profiles per mode here (<mode>.cpu.pprof, <mode>.allocs.pprof), and each server's memory at its resident peak (<mode or floor>.mempeak/peak.txt, heap.pprof)")
 	fs.StringVar(&c.serverCPUs, "server-cpus", "1", "taskset -c list the server runs on (\"\": not pinned)")
 	fs.IntVar(&c.vehicles, "vehicles", 500, "simulated vehicles (each publishes in sequence, all in parallel)")
 	fs.IntVar(&c.messages, "messages", 20, "messages per vehicle per run")
@@ -478,7 +478,11 @@ func (s *child) stop(timeout time.Duration) string {
 // startFloor starts the floor server on a free loopback port and reads the port from its
 // LISTEN line.
 func startFloor(ctx context.Context, c config) (*child, error) {
-	s := &child{cmd: command(c, c.floor, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")}
+	args := []string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}
+	if c.profileDir != "" {
+		args = append(args, "--mem-peak-dir", filepath.Join(c.profileDir, floorName+".mempeak"))
+	}
+	s := &child{cmd: command(c, c.floor, args...)}
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -535,7 +539,8 @@ func startProducer(ctx context.Context, c config, st *stack.Stack, mode string) 
 	if c.profileDir != "" { // the producer writes them when it stops (services/exhook-producer/profile.go)
 		s.cmd.Env = append(os.Environ(),
 			"EXHOOK_CPUPROFILE="+filepath.Join(c.profileDir, mode+".cpu.pprof"),
-			"EXHOOK_ALLOCPROFILE="+filepath.Join(c.profileDir, mode+".allocs.pprof"))
+			"EXHOOK_ALLOCPROFILE="+filepath.Join(c.profileDir, mode+".allocs.pprof"),
+			"EXHOOK_MEMPEAK="+filepath.Join(c.profileDir, mode+".mempeak"))
 	}
 	if err := s.start(); err != nil {
 		os.RemoveAll(dir)

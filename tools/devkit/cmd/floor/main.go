@@ -6,6 +6,7 @@
 //
 // With --metrics-listen it also measures each call's time in the server (kit/calltime, the
 // same measurement as our producer's) and serves it at /metrics; make bench reads it there.
+// --mem-peak-dir writes its memory at the resident peak, as EXHOOK_MEMPEAK does ours.
 package main
 
 import (
@@ -26,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/iov-platform/iov/kit/calltime"
+	"github.com/iov-platform/iov/kit/mempeak"
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 	exhookv3 "github.com/iov-platform/iov/proto/emqx/exhook/v3"
 )
@@ -44,6 +46,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
 	addr := fs.String("listen", "127.0.0.1:0", "gRPC listen address (loopback; port 0 picks a free port)")
 	metricsAddr := fs.String("metrics-listen", "", "serve the calls' time in the server at /metrics on this address (\"\": not measured)")
+	memPeak := fs.String("mem-peak-dir", "", "write the memory at its resident peak here (kit/mempeak: peak.txt, heap.pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,6 +58,12 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *memPeak != "" {
+		if err := mempeak.Watch(ctx, *memPeak, 10*time.Millisecond); err != nil {
+			lis.Close()
+			return err
+		}
+	}
 	var opts []grpc.ServerOption
 	if *metricsAddr != "" {
 		mlis, err := net.Listen("tcp", *metricsAddr)
