@@ -69,8 +69,9 @@ kafka:
   properties: {linger.ms: "5"}
 registry: {url: %q}
 spool: {dir: %q}
+memory: {limitBytes: %d}
 routes:
-  - {name: %[6]s, filter: "bench/+/%[6]s", kafkaTopic: bench.%[6]s, key: {from: topic-segment, segment: 1}, payload: json, delivery: %[6]s}
+  - {name: %[7]s, filter: "bench/+/%[7]s", kafkaTopic: bench.%[7]s, key: {from: topic-segment, segment: 1}, payload: json, delivery: %[7]s}
 `
 
 const floorName = "floor"
@@ -81,6 +82,7 @@ type config struct {
 	vehicles, messages, pool     int
 	warmup, payload              int
 	burstVehicles, burstMessages int
+	memoryLimit                  int64
 	rateFraction                 float64
 	requestTimeout               time.Duration
 	modes, burstModes            []string
@@ -100,6 +102,7 @@ func parse(args []string) (config, error) {
 	fs.IntVar(&c.payload, "payload-bytes", 200, "approximate JSON payload size")
 	fs.IntVar(&c.burstVehicles, "burst-vehicles", 10000, "vehicles publishing at once in the last run per server, for the peak RSS with that many calls in flight (0: no burst)")
 	fs.IntVar(&c.burstMessages, "burst-messages", 2, "messages per vehicle in the burst")
+	fs.Int64Var(&c.memoryLimit, "memory-limit-bytes", 0, "our producer's memory.limitBytes (Go's memory limit; 0: none, as outside a container)")
 	fs.Float64Var(&c.rateFraction, "rate-fraction", 0.5, "fixed-rate run: this fraction of the closed loop's msg/s (0: no fixed-rate run)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 5*time.Second, "per-call deadline, like EMQX request_timeout")
 	modes := fs.String("modes", "async,sync,spool", "producer delivery modes to measure after the floor, in order")
@@ -113,6 +116,9 @@ func parse(args []string) (config, error) {
 	var problems []error
 	if c.vehicles <= 0 || c.messages <= 0 || c.pool <= 0 || c.warmup < 0 {
 		problems = append(problems, errors.New("-vehicles, -messages and -pool must be positive, -warmup not negative"))
+	}
+	if c.memoryLimit < 0 {
+		problems = append(problems, errors.New("-memory-limit-bytes must not be negative"))
 	}
 	if c.burstVehicles < 0 || c.burstMessages <= 0 {
 		problems = append(problems, errors.New("-burst-vehicles must not be negative, -burst-messages must be positive"))
@@ -152,8 +158,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer st.Close()
 
-	fmt.Fprintf(out, "bench: %d vehicles x %d messages per run over %d connections, payload ~%dB, %d warm-up messages per vehicle; server on CPUs %q, fixed rate %.0f%% of the closed loop's; burst %d vehicles x %d messages\n",
-		c.vehicles, c.messages, c.pool, c.payload, c.warmup, c.serverCPUs, 100*c.rateFraction, c.burstVehicles, c.burstMessages)
+	fmt.Fprintf(out, "bench: %d vehicles x %d messages per run over %d connections, payload ~%dB, %d warm-up messages per vehicle; server on CPUs %q, fixed rate %.0f%% of the closed loop's; burst %d vehicles x %d messages; producer memory.limitBytes %d\n",
+		c.vehicles, c.messages, c.pool, c.payload, c.warmup, c.serverCPUs, 100*c.rateFraction, c.burstVehicles, c.burstMessages, c.memoryLimit)
 	fmt.Fprintf(os.Stderr, "bench: %s ...\n", floorName)
 	floor, err := startFloor(ctx, c)
 	if err != nil {
@@ -529,7 +535,7 @@ func startProducer(ctx context.Context, c config, st *stack.Stack, mode string) 
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "producer.yaml")
-	body := fmt.Appendf(nil, producerConfig, grpcAddr, httpAddr, st.KafkaBootstrap(), st.RegistryURL(), filepath.Join(dir, "spool"), mode)
+	body := fmt.Appendf(nil, producerConfig, grpcAddr, httpAddr, st.KafkaBootstrap(), st.RegistryURL(), filepath.Join(dir, "spool"), c.memoryLimit, mode)
 	if err := os.WriteFile(cfg, body, 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -29,11 +29,11 @@ func TestParse(t *testing.T) {
 		t.Fatalf("defaults %+v", c)
 	}
 	// Every problem at once.
-	_, err = parse([]string{"--vehicles", "0", "--rate-fraction", "1", "--modes", "async,bogus", "--burst-modes", "spool", "--burst-vehicles", "-1"})
+	_, err = parse([]string{"--vehicles", "0", "--rate-fraction", "1", "--modes", "async,bogus", "--burst-modes", "spool", "--burst-vehicles", "-1", "--memory-limit-bytes", "-5"})
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{"-vehicles", "-rate-fraction 1", `unknown "bogus"`, `-burst-modes: "spool" is not among`, "-burst-vehicles"} {
+	for _, want := range []string{"-vehicles", "-rate-fraction 1", `unknown "bogus"`, `-burst-modes: "spool" is not among`, "-burst-vehicles", "-memory-limit-bytes"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
