@@ -399,11 +399,11 @@ func printTable(out io.Writer, results []result) {
 			dup = fmt.Sprint(r.closed.Duplicates + r.open.Duplicates + r.burst.Duplicates)
 			order = fmt.Sprint(r.closed.OutOfOrder + r.open.OutOfOrder + r.burst.OutOfOrder)
 		}
-		burstRSS := "-"
+		burstRSS, burstRate := "-", "-"
 		if r.burstRSS > 0 {
-			burstRSS = mib(r.burstRSS)
+			burstRSS, burstRate = mib(r.burstRSS), fmt.Sprintf("%.0f", r.burst.Rate())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t| %s\t%s\t%s\t%d\t\n", r.name, mib(r.peakRSS), burstRSS, r.burst.Rate(),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t| %s\t%s\t%s\t%d\t\n", r.name, mib(r.peakRSS), burstRSS, burstRate,
 			lost, dup, order, r.closed.Errors+r.open.Errors+r.burst.Errors)
 	}
 	tw.Flush()
