@@ -1,11 +1,13 @@
-// Package calltime measures how long a gRPC server holds each call: from the moment its
-// transport parsed the call's headers (before a goroutine is found for it) to its status
-// queued for writing. That is the latency the server adds, free of whatever delays the
-// client's own process adds on its side; make bench reads it from our producer and from
-// the do-nothing floor server to compare them at a fixed offered rate.
+// Package calltime measures how long a gRPC server holds each unary call: from the moment
+// its transport parsed the call's headers (before a goroutine is found for it) to its
+// handler's answer, past every interceptor. That is the latency the server adds, free of
+// whatever delays the client's own process adds on its side; make bench reads it from our
+// producer and from the do-nothing floor server to compare them at a fixed offered rate.
 //
 // It misses what happens outside those two points: bytes waiting in the socket before the
-// transport's reader reads them, and the status waiting for the transport's writer.
+// transport's reader reads them, and the answer's encoding and wait for the transport's
+// writer. No stats handler: with one, grpc-go builds seven stats events per call (15-17% of
+// the producer's CPU per message); this costs one allocation and two clock reads.
 package calltime
 
 import (
@@ -14,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/tap"
 )
 
@@ -34,38 +35,45 @@ type Recorder struct {
 func New(reg prometheus.Registerer) *Recorder {
 	r := &Recorder{hist: prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    MetricName,
-		Help:    "Time a gRPC call spends in the server: from its headers parsed by the transport to its status queued for writing.",
+		Help:    "Time a unary gRPC call spends in the server: from its headers parsed by the transport to its handler's answer.",
 		Buckets: Buckets,
 	})}
 	reg.MustRegister(r.hist)
 	return r
 }
 
-// ServerOptions are the options that measure a server's calls. The tap handle takes the
-// server's only grpc.InTapHandle slot.
+// ServerOptions are the options that measure a server's unary calls: the tap handle (it
+// takes the server's only grpc.InTapHandle slot) and an interceptor, which goes outside the
+// server's other interceptors when these options come first.
 func (r *Recorder) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.InTapHandle(arrived), grpc.StatsHandler(ended{r.hist})}
+	return []grpc.ServerOption{grpc.InTapHandle(arrived), grpc.ChainUnaryInterceptor(r.answered)}
 }
 
 type arrivalKey struct{}
 
-// arrived runs on the transport's reader goroutine, as the call's headers are parsed.
-func arrived(ctx context.Context, _ *tap.Info) (context.Context, error) {
-	return context.WithValue(ctx, arrivalKey{}, time.Now()), nil
+// arrival is the call's context with its arrival time: one allocation, where
+// context.WithValue would take two (the value boxed besides the context).
+type arrival struct {
+	context.Context
+	at time.Time
 }
 
-type ended struct{ hist prometheus.Histogram }
-
-func (ended) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
-func (ended) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-func (ended) HandleConn(context.Context, stats.ConnStats)                       {}
-
-func (e ended) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	end, ok := s.(*stats.End)
-	if !ok {
-		return
+func (a *arrival) Value(key any) any {
+	if key == (arrivalKey{}) {
+		return a
 	}
-	if t0, ok := ctx.Value(arrivalKey{}).(time.Time); ok {
-		e.hist.Observe(end.EndTime.Sub(t0).Seconds())
+	return a.Context.Value(key)
+}
+
+// arrived runs on the transport's reader goroutine, as the call's headers are parsed.
+func arrived(ctx context.Context, _ *tap.Info) (context.Context, error) {
+	return &arrival{Context: ctx, at: time.Now()}, nil
+}
+
+func (r *Recorder) answered(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if a, ok := ctx.Value(arrivalKey{}).(*arrival); ok {
+		r.hist.Observe(time.Since(a.at).Seconds())
 	}
+	return resp, err
 }

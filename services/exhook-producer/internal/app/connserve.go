@@ -92,7 +92,8 @@ func (s *connServers) Serve(ln net.Listener) error {
 			_ = cs.srv.Serve(l)
 			if l.connClosed.Load() {
 				// The connection ended (EMQX closed it, or its handshake failed), not a
-				// Drain or Stop: stop its server too, or its stream workers stay forever.
+				// Drain or Stop: stop its server too, or it (and any stream workers it
+				// has) stays forever.
 				cs.srv.Stop()
 			}
 			s.mu.Lock()

@@ -11,7 +11,7 @@
 //  3. a fixed-rate run (load.Options.Rate, open loop) at --rate-fraction (default 50%) of
 //     the rate the closed loop reached, so the latency is the server's, not queueing. The
 //     latency that counts is the server's own measure of each call (kit/calltime: from its
-//     headers read to its status queued, read from the server's /metrics before and after
+//     headers read to its handler's answer, read from the server's /metrics before and after
 //     the run): the load tool and the in-process Kafka share one core, and what they add
 //     on the client side (also shown: the load's send lag and its latency from the actual
 //     send) would swamp a millisecond;
@@ -412,7 +412,7 @@ func printTable(out io.Writer, results []result) {
 	}
 	fmt.Fprintln(out, "bench: CPU/msg is the server's utime+stime from the first call to the last answer / acknowledged messages; msg/s per core = 1 s / CPU/msg")
 	fmt.Fprintln(out, "bench: x floor: CPU/msg over the floor's in a run of the same kind right after the mode's")
-	fmt.Fprintln(out, "bench: in-server: the server's own measure of each call (grpc_server_call_seconds: headers read to status queued; within 15%); the floor is run at each mode's rate right after it, added p99 = in-server p99 - the floor's")
+	fmt.Fprintln(out, "bench: in-server: the server's own measure of each call (grpc_server_call_seconds: headers read to the handler's answer; within 15%); the floor is run at each mode's rate right after it, added p99 = in-server p99 - the floor's")
 	fmt.Fprintln(out, "bench: client side (load tool and Kafka share a core): p99 from the actual send, how late the sends left (send lag), and p99 from the scheduled send")
 	fmt.Fprintln(out, "bench: peak RSS: VmHWM after the closed-loop and fixed-rate runs; burst: after the burst of vehicles publishing at once")
 }
