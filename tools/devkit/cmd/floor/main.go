@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,7 +35,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	err := run(ctx, os.Args[1:])
+	err := run(ctx, os.Args[1:], os.Stdout)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) { // --help printed the usage: exit 0
 		fmt.Fprintln(os.Stderr, "floor:", err)
@@ -42,7 +43,8 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string) error {
+// run serves until ctx ends; the LISTEN (and METRICS) address lines go to out.
+func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
 	addr := fs.String("listen", "127.0.0.1:0", "gRPC listen address (loopback; port 0 picks a free port)")
 	metricsAddr := fs.String("metrics-listen", "", "serve the calls' time in the server at /metrics on this address (\"\": not measured)")
@@ -76,10 +78,10 @@ func run(ctx context.Context, args []string) error {
 		msrv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = msrv.Serve(mlis) }()
 		defer msrv.Close()
-		fmt.Printf("METRICS %s\n", mlis.Addr())
+		fmt.Fprintf(out, "METRICS %s\n", mlis.Addr())
 	}
 	// The address line is how a parent (bench) learns the port.
-	fmt.Printf("LISTEN %s\n", lis.Addr())
+	fmt.Fprintf(out, "LISTEN %s\n", lis.Addr())
 	return serve(ctx, lis, log, opts...)
 }
 
