@@ -106,7 +106,7 @@ func parse(args []string) (config, error) {
 	fs.Float64Var(&c.rateFraction, "rate-fraction", 0.5, "fixed-rate run: this fraction of the closed loop's msg/s (0: no fixed-rate run)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 5*time.Second, "per-call deadline, like EMQX request_timeout")
 	modes := fs.String("modes", "async,sync,spool", "producer delivery modes to measure after the floor, in order")
-	burstModes := fs.String("burst-modes", "async,sync", "the modes that get the burst too (the floor gets it whenever -burst-vehicles is set)")
+	burstModes := fs.String("burst-modes", "async,sync", "the modes that get the burst too, among -modes (the floor gets it whenever -burst-vehicles is set)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -132,12 +132,15 @@ func parse(args []string) (config, error) {
 		}
 		c.modes = append(c.modes, m)
 	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "burst-modes" })
 	for m := range strings.SplitSeq(*burstModes, ",") {
-		if m != "" && !slices.Contains(c.modes, m) {
-			problems = append(problems, fmt.Errorf("-burst-modes: %q is not among -modes", m))
-		}
-		if m != "" {
+		switch {
+		case m == "":
+		case slices.Contains(c.modes, m):
 			c.burstModes = append(c.burstModes, m)
+		case explicit: // the default names the modes it wants only if they are measured
+			problems = append(problems, fmt.Errorf("-burst-modes: %q is not among -modes", m))
 		}
 	}
 	return c, errors.Join(problems...)

@@ -28,6 +28,9 @@ func TestParse(t *testing.T) {
 		strings.Join(c.modes, ",") != "async,sync,spool" || strings.Join(c.burstModes, ",") != "async,sync" || c.burstVehicles != 10000 {
 		t.Fatalf("defaults %+v", c)
 	}
+	if c, err := parse([]string{"--modes", "spool,async"}); err != nil || strings.Join(c.burstModes, ",") != "async" {
+		t.Fatalf("the default burst modes among -modes spool,async: %v, %v", c.burstModes, err)
+	}
 	// Every problem at once.
 	_, err = parse([]string{"--vehicles", "0", "--rate-fraction", "1", "--modes", "async,bogus", "--burst-modes", "spool", "--burst-vehicles", "-1", "--memory-limit-bytes", "-5"})
 	if err == nil {
