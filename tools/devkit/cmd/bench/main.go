@@ -82,6 +82,7 @@ type config struct {
 	vehicles, messages, pool     int
 	warmup, payload              int
 	burstVehicles, burstMessages int
+	rateMessages                 int
 	memoryLimit                  int64
 	rateFraction                 float64
 	requestTimeout               time.Duration
@@ -104,6 +105,7 @@ func parse(args []string) (config, error) {
 	fs.IntVar(&c.burstMessages, "burst-messages", 2, "messages per vehicle in the burst")
 	fs.Int64Var(&c.memoryLimit, "memory-limit-bytes", 0, "our producer's memory.limitBytes (Go's memory limit; 0: none, as outside a container)")
 	fs.Float64Var(&c.rateFraction, "rate-fraction", 0.5, "fixed-rate run: this fraction of the closed loop's msg/s (0: no fixed-rate run)")
+	fs.IntVar(&c.rateMessages, "rate-messages", 60, "messages per vehicle in the fixed-rate run (a few seconds, so that one hiccup of the shared machine is not the p99)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 5*time.Second, "per-call deadline, like EMQX request_timeout")
 	modes := fs.String("modes", "async,sync,spool", "producer delivery modes to measure after the floor, in order")
 	burstModes := fs.String("burst-modes", "async,sync", "the modes that get the burst too, among -modes (the floor gets it whenever -burst-vehicles is set)")
@@ -114,8 +116,8 @@ func parse(args []string) (config, error) {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	var problems []error
-	if c.vehicles <= 0 || c.messages <= 0 || c.pool <= 0 || c.warmup < 0 {
-		problems = append(problems, errors.New("-vehicles, -messages and -pool must be positive, -warmup not negative"))
+	if c.vehicles <= 0 || c.messages <= 0 || c.rateMessages <= 0 || c.pool <= 0 || c.warmup < 0 {
+		problems = append(problems, errors.New("-vehicles, -messages, -rate-messages and -pool must be positive, -warmup not negative"))
 	}
 	if c.memoryLimit < 0 {
 		problems = append(problems, errors.New("-memory-limit-bytes must not be negative"))
@@ -161,8 +163,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer st.Close()
 
-	fmt.Fprintf(out, "bench: %d vehicles x %d messages per run over %d connections, payload ~%dB, %d warm-up messages per vehicle; server on CPUs %q, fixed rate %.0f%% of the closed loop's; burst %d vehicles x %d messages; producer memory.limitBytes %d\n",
-		c.vehicles, c.messages, c.pool, c.payload, c.warmup, c.serverCPUs, 100*c.rateFraction, c.burstVehicles, c.burstMessages, c.memoryLimit)
+	fmt.Fprintf(out, "bench: %d vehicles x %d messages per run over %d connections, payload ~%dB, %d warm-up messages per vehicle; server on CPUs %q, fixed rate %.0f%% of the closed loop's, %d messages per vehicle; burst %d vehicles x %d messages; producer memory.limitBytes %d\n",
+		c.vehicles, c.messages, c.pool, c.payload, c.warmup, c.serverCPUs, 100*c.rateFraction, c.rateMessages, c.burstVehicles, c.burstMessages, c.memoryLimit)
 	fmt.Fprintf(os.Stderr, "bench: %s ...\n", floorName)
 	floor, err := startFloor(ctx, c)
 	if err != nil {
@@ -266,7 +268,7 @@ func measure(ctx context.Context, st *stack.Stack, c config, name string, srv, f
 		}
 	}
 	if rate := res.closed.Rate() * c.rateFraction; rate > 0 {
-		opts.Rate, res.offered = rate, rate
+		opts.Rate, opts.Messages, res.offered = rate, c.rateMessages, rate
 		if res.open, res.cpuOpen, res.inServer, err = measuredInServer(ctx, srv, opts); err != nil {
 			return res, fmt.Errorf("fixed rate: %w", err)
 		}

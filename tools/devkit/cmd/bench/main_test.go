@@ -24,7 +24,7 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.vehicles != 500 || c.messages != 20 || c.pool != 8 || c.rateFraction != 0.5 || c.serverCPUs != "1" ||
+	if c.vehicles != 500 || c.messages != 20 || c.rateMessages != 60 || c.pool != 8 || c.rateFraction != 0.5 || c.serverCPUs != "1" ||
 		strings.Join(c.modes, ",") != "async,sync,spool" || strings.Join(c.burstModes, ",") != "async,sync" || c.burstVehicles != 10000 {
 		t.Fatalf("defaults %+v", c)
 	}
