@@ -23,7 +23,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -197,8 +196,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 	newServer := func(inflight *atomic.Int64) *grpc.Server {
-		srv := grpc.NewServer(append(slices.Clip(serverOpts),
-			countInflight(inflight),
+		srv := grpc.NewServer(append(connServerOptions(serverOpts, inflight),
 			grpc.ChainUnaryInterceptor(
 				srvMetrics.UnaryServerInterceptor(),
 				recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(func(p any) error {
@@ -207,14 +205,6 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 					return status.Error(codes.Internal, "internal error")
 				})),
 			),
-			// EMQX keeps a pool of long-lived HTTP/2 connections; allow its keepalive pings.
-			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-			grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-			// Hook calls run on a fixed set of goroutines whose stacks have already grown, instead
-			// of a new goroutine per call (stack growth was 8% of the CPU under load: see the
-			// README's profile); a call finding every worker busy still gets its own goroutine.
-			// A fixed count, so that a pod on a large node does not keep thousands idle.
-			grpc.NumStreamWorkers(streamWorkers),
 		)...)
 		exhookv2.RegisterHookProviderServer(srv, hooks)      // EMQX 5.0-5.8
 		exhookv3.RegisterHookProviderServer(srv, hooks.V3()) // EMQX 5.9+
@@ -228,9 +218,6 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	a.grpc = newConnServers(newServer)
 	return a, nil
 }
-
-// streamWorkers is the number of goroutines that run gRPC calls (grpc.NumStreamWorkers).
-const streamWorkers = 64
 
 // openSpool opens the durable spool and its shipper. The shipper has its own producer that
 // retries transient failures forever (message.timeout.ms=0): the spool, not a timeout,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
@@ -92,4 +93,40 @@ func TestDrainWaitsForIdleConnection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkConnServerPublish is one message.publish call through a per-connection server
+// with the options every EMQX connection gets (connServerOptions) and a handler that only
+// answers, client side included: what serving costs besides the hook (allocs/op shows a
+// regression in the server options).
+func BenchmarkConnServerPublish(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cs := newConnServers(func(n *atomic.Int64) *grpc.Server {
+		srv := grpc.NewServer(connServerOptions(nil, n)...)
+		exhookv2.RegisterHookProviderServer(srv, slowHooks{})
+		return srv
+	})
+	go func() { _ = cs.Serve(ln) }()
+	defer func() { _ = ln.Close(); cs.Stop() }()
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	client := exhookv2.NewHookProviderClient(conn)
+	req := &exhookv2.MessagePublishRequest{Message: &exhookv2.Message{Node: "emqx@127.0.0.1", Id: "0006", Qos: 1,
+		From: "WVW1234567890", Topic: "vehicles/WVW1234567890/telemetry", Payload: []byte(`{"speed":88,"soc":0.71}`),
+		Timestamp: uint64(time.Now().UnixMilli()), Headers: map[string]string{"username": "fleet", "peerhost": "10.0.0.7", "protocol": "mqtt"}}}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := client.OnMessagePublish(context.Background(), req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
