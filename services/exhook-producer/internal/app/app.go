@@ -11,7 +11,6 @@ import (
 	"net"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -33,6 +32,7 @@ import (
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/config"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/h2streams"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/hook"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/hooktls"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
@@ -190,13 +190,13 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	reg.MustRegister(srvMetrics)
 	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "exhook_grpc_panics_total", Help: "Recovered panics in gRPC handlers."})
 	reg.MustRegister(panics)
-	serverOpts, err := a.hookServerOptions()
+	serverOpts, creds, err := a.hookServerOptions()
 	if err != nil {
 		a.closeSinks()
 		return nil, err
 	}
-	newServer := func(inflight *atomic.Int64) *grpc.Server {
-		srv := grpc.NewServer(append(connServerOptions(serverOpts, inflight),
+	newServer := func(count *h2streams.Counter) *grpc.Server {
+		srv := grpc.NewServer(append(connServerOptions(serverOpts, creds, count),
 			grpc.ChainUnaryInterceptor(
 				srvMetrics.UnaryServerInterceptor(),
 				recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(func(p any) error {
@@ -212,7 +212,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		reflection.Register(srv)
 		return srv
 	}
-	proto := newServer(new(atomic.Int64)) // never serves: names the methods for the metrics
+	proto := newServer(new(h2streams.Counter)) // never serves: names the methods for the metrics
 	srvMetrics.InitializeMetrics(proto)
 	proto.Stop()
 	a.grpc = newConnServers(newServer)

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/h2streams"
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 )
 
@@ -42,8 +42,8 @@ func TestDrainWaitsForIdleConnection(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cs := newConnServers(func(n *atomic.Int64) *grpc.Server {
-				srv := grpc.NewServer(countInflight(n))
+			cs := newConnServers(func(n *h2streams.Counter) *grpc.Server {
+				srv := grpc.NewServer(connServerOptions(nil, insecure.NewCredentials(), n)...)
 				exhookv2.RegisterHookProviderServer(srv, slowHooks{delay: 300 * time.Millisecond})
 				return srv
 			})
@@ -65,7 +65,7 @@ func TestDrainWaitsForIdleConnection(t *testing.T) {
 			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 				var n int64
 				for _, c := range cs.servers0() {
-					n += c.inflight.Load()
+					n += c.count.Open()
 				}
 				if n == calls {
 					break
@@ -104,8 +104,8 @@ func BenchmarkConnServerPublish(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cs := newConnServers(func(n *atomic.Int64) *grpc.Server {
-		srv := grpc.NewServer(connServerOptions(nil, n)...)
+	cs := newConnServers(func(n *h2streams.Counter) *grpc.Server {
+		srv := grpc.NewServer(connServerOptions(nil, insecure.NewCredentials(), n)...)
 		exhookv2.RegisterHookProviderServer(srv, slowHooks{})
 		return srv
 	})
