@@ -95,6 +95,55 @@ func TestDrainWaitsForIdleConnection(t *testing.T) {
 	}
 }
 
+// A connection that died with a call in flight has nothing in flight any more: the drain
+// does not wait for it until idleBy.
+func TestDrainSkipsDeadConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := newConnServers(func(n *h2streams.Counter) *grpc.Server {
+		srv := grpc.NewServer(connServerOptions(nil, insecure.NewCredentials(), n)...)
+		exhookv2.RegisterHookProviderServer(srv, slowHooks{delay: time.Second})
+		return srv
+	})
+	served := make(chan error, 1)
+	go func() { served <- cs.Serve(ln) }()
+	sim, err := emqxsim.Dial(emqxsim.Options{Addr: ln.Addr().String(), PoolSize: 1, RequestTimeout: 3 * time.Second, RetryInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = sim.Publish(context.Background(), sim.NewMessage("A", "t", 1, nil)) }()
+	open := func() (n int64) {
+		for _, c := range cs.servers0() {
+			n += c.count.Open()
+		}
+		return n
+	}
+	for deadline := time.Now().Add(5 * time.Second); open() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls in flight, want 1", open())
+		}
+	}
+	sim.Close() // the connection ends while the call is in flight
+	for deadline := time.Now().Add(5 * time.Second); open() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls in flight on a closed connection", open())
+		}
+	}
+	_ = ln.Close()
+	start := time.Now()
+	if !cs.Drain(start.Add(time.Minute), start.Add(2*time.Minute)) {
+		t.Fatal("drain timed out")
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("drain took %s: it waited for the dead connection", took)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+}
+
 // BenchmarkConnServerPublish is one message.publish call through a per-connection server
 // with the options every EMQX connection gets (connServerOptions) and a handler that only
 // answers, client side included: what serving costs besides the hook (allocs/op shows a

@@ -5,8 +5,9 @@
 //
 // A stream opens when the client's HEADERS frame for a new stream id has been read from the
 // connection, and closes once the server's HEADERS frame with END_STREAM (the gRPC status)
-// has been written to it, or a RST_STREAM passed either way. So a GOAWAY written while the
-// count is 0 reaches the client after every answer of the streams it has sent.
+// has been written to it, or a RST_STREAM passed either way, or the connection is closed.
+// So a GOAWAY written while the count is 0 reaches the client after every answer of the
+// streams it has sent.
 package h2streams
 
 import (
@@ -56,6 +57,14 @@ func (c *Counter) frame(inbound bool, typ http2.FrameType, flags http2.Flags, id
 		}
 		c.mu.Unlock()
 	}
+}
+
+// closeAll closes every stream: the connection is closed, nothing is in flight on it.
+func (c *Counter) closeAll() {
+	c.mu.Lock()
+	clear(c.open)
+	c.n.Store(0)
+	c.mu.Unlock()
 }
 
 // scanner follows the frame boundaries of one direction of a connection.
@@ -112,6 +121,14 @@ func (c *conn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.out.scan(p[:n], c.c, false)
 	return n, err
+}
+
+// Close closes the connection and every stream on it (a connection that died with calls in
+// flight does not keep a drain waiting).
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.c.closeAll()
+	return err
 }
 
 // Credentials wraps creds (TLS, or insecure for plaintext) so that the connection each

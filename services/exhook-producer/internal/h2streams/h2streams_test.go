@@ -60,6 +60,8 @@ func (p *pipeConn) Read(b []byte) (int, error) {
 	return p.in.Read(b)
 }
 
+func (p *pipeConn) Close() error { return nil }
+
 func (p *pipeConn) Write(b []byte) (int, error) {
 	if p.chunk > 0 && len(b) > p.chunk {
 		return p.chunk, nil // a short write: the caller writes the rest again
@@ -131,6 +133,28 @@ func TestCounter(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A connection closed with calls in flight has none open any more.
+func TestCloseEndsStreams(t *testing.T) {
+	c := &Counter{}
+	p := &pipeConn{}
+	nc := Conn(p, c)
+	p.in.WriteString(http2.ClientPreface)
+	p.in.Write(frames(t, headers(1, false)))
+	p.in.Write(frames(t, headers(3, false)))
+	if _, err := io.ReadAll(nc); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Open(); got != 2 {
+		t.Fatalf("%d open, want 2", got)
+	}
+	if err := nc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Open(); got != 0 {
+		t.Fatalf("%d open after Close, want 0", got)
 	}
 }
 
