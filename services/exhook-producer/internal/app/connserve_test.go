@@ -25,6 +25,24 @@ func (h slowHooks) OnMessagePublish(context.Context, *exhookv2.MessagePublishReq
 	return &exhookv2.ValuedResponse{Type: exhookv2.ValuedResponse_IGNORE}, nil
 }
 
+// serveSlowHooks serves slowHooks{delay} on a loopback listener, one server per connection
+// with the options every EMQX connection gets; served receives Serve's result.
+func serveSlowHooks(tb testing.TB, delay time.Duration) (cs *connServers, ln net.Listener, served <-chan error) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cs = newConnServers(func(n *h2streams.Counter) *grpc.Server {
+		srv := grpc.NewServer(connServerOptions(nil, insecure.NewCredentials(), n)...)
+		exhookv2.RegisterHookProviderServer(srv, slowHooks{delay: delay})
+		return srv
+	})
+	errc := make(chan error, 1)
+	go func() { errc <- cs.Serve(ln) }()
+	return cs, ln, errc
+}
+
 // Drain sends a connection its GOAWAY only once nothing is in flight on it, so EMQX <= 5.8.8
 // (gun 1.3, which fails every call in flight at a GOAWAY; emqxsim ModeGun1) gets every
 // answer; a connection still busy at idleBy gets its GOAWAY then.
@@ -38,17 +56,7 @@ func TestDrainWaitsForIdleConnection(t *testing.T) {
 		{"GOAWAY at idleBy while busy", 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			cs := newConnServers(func(n *h2streams.Counter) *grpc.Server {
-				srv := grpc.NewServer(connServerOptions(nil, insecure.NewCredentials(), n)...)
-				exhookv2.RegisterHookProviderServer(srv, slowHooks{delay: 300 * time.Millisecond})
-				return srv
-			})
-			served := make(chan error, 1)
-			go func() { served <- cs.Serve(ln) }()
+			cs, ln, served := serveSlowHooks(t, 300*time.Millisecond)
 			sim, err := emqxsim.Dial(emqxsim.Options{Addr: ln.Addr().String(), PoolSize: 2, RequestTimeout: 3 * time.Second, Mode: emqxsim.ModeGun1, RetryInterval: time.Hour})
 			if err != nil {
 				t.Fatal(err)
@@ -98,17 +106,7 @@ func TestDrainWaitsForIdleConnection(t *testing.T) {
 // A connection that died with a call in flight has nothing in flight any more: the drain
 // does not wait for it until idleBy.
 func TestDrainSkipsDeadConnection(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := newConnServers(func(n *h2streams.Counter) *grpc.Server {
-		srv := grpc.NewServer(connServerOptions(nil, insecure.NewCredentials(), n)...)
-		exhookv2.RegisterHookProviderServer(srv, slowHooks{delay: time.Second})
-		return srv
-	})
-	served := make(chan error, 1)
-	go func() { served <- cs.Serve(ln) }()
+	cs, ln, served := serveSlowHooks(t, time.Second)
 	sim, err := emqxsim.Dial(emqxsim.Options{Addr: ln.Addr().String(), PoolSize: 1, RequestTimeout: 3 * time.Second, RetryInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -149,16 +147,7 @@ func TestDrainSkipsDeadConnection(t *testing.T) {
 // answers, client side included: what serving costs besides the hook (allocs/op shows a
 // regression in the server options).
 func BenchmarkConnServerPublish(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	cs := newConnServers(func(n *h2streams.Counter) *grpc.Server {
-		srv := grpc.NewServer(connServerOptions(nil, insecure.NewCredentials(), n)...)
-		exhookv2.RegisterHookProviderServer(srv, slowHooks{})
-		return srv
-	})
-	go func() { _ = cs.Serve(ln) }()
+	cs, ln, _ := serveSlowHooks(b, 0)
 	defer func() { _ = ln.Close(); cs.Stop() }()
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
