@@ -72,6 +72,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s)
 		"services/downlink/internal/command FuzzTemplate" \
 		"tools/schemactl/internal/config FuzzParse" \
 		"services/exhook-producer/internal/route FuzzCovers" \
+		"services/exhook-producer/internal/h2streams FuzzScan" \
 		"tools/devkit/emqxsim FuzzScan"; do \
 		set -- $$spec; \
 		echo "== fuzz $$2 ($$1)"; \
