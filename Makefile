@@ -37,7 +37,7 @@ cli-check: build ## Every binary's --help, --check-config (secrets masked) and o
 	@tools/cli-check.sh
 
 .PHONY: bench
-bench: build ## Server CPU per message of the floor (do-nothing ExHook server) and our producer per mode, server pinned to CPU 1, load + Kafka on CPU 0; ratios to the floor
+bench: build ## Floor (do-nothing ExHook server) vs our producer per mode, server pinned to CPU 1: CPU/msg ratios, fixed-rate in-server latency, peak RSS with 10k vehicles in flight
 	@taskset -c 0 $(BIN)/bench --producer $(BIN)/exhook-producer --floor $(BIN)/floor --server-cpus 1
 	@cd services/exhook-producer && $(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
@@ -74,6 +74,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s)
 		"services/downlink/internal/command FuzzTemplate" \
 		"tools/schemactl/internal/config FuzzParse" \
 		"services/exhook-producer/internal/route FuzzCovers" \
+		"services/exhook-producer/internal/h2streams FuzzScan" \
 		"tools/devkit/emqxsim FuzzScan" \
 		"services/exhook-producer/internal/emqxapi FuzzParseBootstrap"; do \
 		set -- $$spec; \

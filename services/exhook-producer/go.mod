@@ -10,6 +10,7 @@ replace (
 )
 
 require (
+	github.com/KimMachineGun/automemlimit v1.0.2
 	github.com/confluentinc/confluent-kafka-go/v2 v2.11.1
 	github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus v1.1.1
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.4
@@ -26,6 +27,7 @@ require (
 require (
 	github.com/eclipse/paho.golang v0.23.0 // indirect
 	github.com/go-jose/go-jose/v4 v4.1.4 // indirect
+	github.com/pbnjay/memory v0.0.0-20210728143218-7b4eea64cf58 // indirect
 	github.com/spiffe/go-spiffe/v2 v2.8.1 // indirect
 	github.com/twmb/franz-go/pkg/kadm v1.18.0 // indirect
 	golang.org/x/crypto v0.57.0 // indirect

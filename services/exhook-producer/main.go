@@ -10,10 +10,13 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
+
 	"github.com/iov-platform/iov/kit/logging"
 	"github.com/iov-platform/iov/kit/svcconfig"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/app"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/config"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/memory"
 )
 
 func main() {
@@ -38,6 +41,11 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
+	limit, err := memory.SetLimit(cfg.Memory, memlimit.FromCgroup)
+	if err != nil {
+		return err
+	}
+	log.Info("go memory limit", "bytes", limit.Bytes, "source", limit.Source)
 	stopProfiles, err := startProfiles()
 	if err != nil {
 		return err

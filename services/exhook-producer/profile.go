@@ -1,19 +1,25 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"time"
+
+	"github.com/iov-platform/iov/kit/mempeak"
 )
 
 // Profiling for performance work, off unless asked for: EXHOOK_CPUPROFILE=file writes a pprof
 // CPU profile of the whole run, EXHOOK_ALLOCPROFILE=file the allocations (pprof "allocs":
-// alloc_space/alloc_objects since start, inuse_* at exit), both when the process stops.
+// alloc_space/alloc_objects since start, inuse_* at exit), both when the process stops;
+// EXHOOK_MEMPEAK=dir the memory at its resident peak (kit/mempeak: peak.txt, heap.pprof).
 // make bench --profile-dir sets them; read them with `go tool pprof`.
 const (
 	envCPUProfile   = "EXHOOK_CPUPROFILE"
 	envAllocProfile = "EXHOOK_ALLOCPROFILE"
+	envMemPeak      = "EXHOOK_MEMPEAK"
 )
 
 // startProfiles starts what the environment asks for and returns the function that writes
@@ -29,8 +35,22 @@ func startProfiles() (stop func() error, err error) {
 			return nil, fmt.Errorf("%s: %w", envCPUProfile, err)
 		}
 	}
+	stopPeak := func() {}
+	if dir := os.Getenv(envMemPeak); dir != "" {
+		var ctx context.Context
+		ctx, stopPeak = context.WithCancel(context.Background())
+		if err := mempeak.Watch(ctx, dir, 10*time.Millisecond); err != nil {
+			stopPeak()
+			if cpu != nil {
+				pprof.StopCPUProfile()
+				cpu.Close()
+			}
+			return nil, fmt.Errorf("%s: %w", envMemPeak, err)
+		}
+	}
 	allocs := os.Getenv(envAllocProfile)
 	return func() error {
+		stopPeak()
 		var errs []error
 		if cpu != nil {
 			pprof.StopCPUProfile()

@@ -3,15 +3,20 @@ module github.com/iov-platform/iov/tools/devkit
 go 1.26.8
 
 replace (
+	github.com/iov-platform/iov/kit => ../../kit
 	github.com/iov-platform/iov/proto => ../../proto
 	github.com/iov-platform/iov/schemas => ../../schemas
 )
 
 require (
 	github.com/eclipse/paho.golang v0.23.0
+	github.com/iov-platform/iov/kit v0.0.0-00010101000000-000000000000
 	github.com/iov-platform/iov/proto v0.0.0-00010101000000-000000000000
 	github.com/iov-platform/iov/schemas v0.0.0-00010101000000-000000000000
 	github.com/mochi-mqtt/server/v2 v2.7.9
+	github.com/prometheus/client_golang v1.25.0
+	github.com/prometheus/client_model v0.6.3
+	github.com/prometheus/common v0.72.0
 	github.com/riferrei/srclient v0.7.4
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.18.0
@@ -19,6 +24,13 @@ require (
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 	github.com/twmb/franz-go/pkg/sr v1.8.0
 	google.golang.org/grpc v1.85.0
+)
+
+require (
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/prometheus/procfs v0.22.0 // indirect
 )
 
 require (

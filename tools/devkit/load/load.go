@@ -44,7 +44,9 @@ type Options struct {
 	// Rate, when positive, is a fixed offered rate in msg/s over all vehicles (open loop):
 	// vehicle v sends message n at start + v/Rate + n*Vehicles/Rate, at once when it is
 	// late, and a latency counts from that scheduled time, so a slow answer cannot hide the
-	// wait it causes. Interval is then ignored.
+	// wait it causes. Interval is then ignored. The report also gives the latency from the
+	// actual send and how late the sends were (SentP50, SentP99, SendLagP99): what the load
+	// tool's own process added on the way out.
 	Rate float64
 	// Answered, when set, is called once every message was answered, before the Kafka
 	// verification (a measuring tool reads the server's CPU there).
@@ -80,6 +82,10 @@ type Report struct {
 	Duplicates int
 	OutOfOrder int
 	FirstError string
+
+	// Open loop (Options.Rate) only: latency from each message's actual send instead of its
+	// scheduled time, and the 99th percentile of how late the sends were.
+	SentP50, SentP99, SendLagP99 time.Duration
 }
 
 // Rate is acknowledged messages per second.
@@ -162,6 +168,8 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	run := fmt.Sprintf("%x", rand.Uint64())
 	pad := strings.Repeat("x", max(0, o.PayloadBytes-60))
 	latencies := make([][]time.Duration, o.Vehicles)
+	fromSend := make([][]time.Duration, o.Vehicles) // open loop: from the actual send
+	lags := make([][]time.Duration, o.Vehicles)     // open loop: actual send - scheduled
 	stalls := make([]time.Duration, o.Vehicles)
 	acked := make([][]int, o.Vehicles) // seqs acknowledged per vehicle
 	sent := make([][]int, o.Vehicles)  // seqs sent per vehicle, acknowledged or not
@@ -174,6 +182,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			vin := vehicleID(v)
 			topic := fmt.Sprintf(o.TopicTemplate, vin)
 			lat := make([]time.Duration, 0, o.Messages)
+			var sentLat, lag []time.Duration
 			lastAck := start
 			for seq := range o.Messages {
 				if ctx.Err() != nil {
@@ -193,22 +202,29 @@ func Run(ctx context.Context, o Options) (Report, error) {
 				if n := len(o.PerStream); n > 0 {
 					via = o.PerStream[seq%n]
 				}
+				sentAt := time.Now()
 				if o.Rate <= 0 {
-					t0 = time.Now()
+					t0 = sentAt
 				}
 				_, err := via.Publish(ctx, via.NewMessage(vin, topic, o.QoS, body))
-				d := time.Since(t0)
+				d, ds := time.Since(t0), time.Since(sentAt)
+				if o.Rate > 0 {
+					lag = append(lag, sentAt.Sub(t0))
+				}
 				if err != nil {
 					errCount.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
 					continue
 				}
 				lat = append(lat, d)
+				if o.Rate > 0 {
+					sentLat = append(sentLat, ds)
+				}
 				acked[v] = append(acked[v], seq)
 				stalls[v] = max(stalls[v], time.Since(lastAck))
 				lastAck = time.Now()
 			}
-			latencies[v] = lat
+			latencies[v], fromSend[v], lags[v] = lat, sentLat, lag
 		})
 	}
 	wg.Wait()
@@ -220,17 +236,34 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		rep.FirstError = s
 	}
 	all := slices.Concat(latencies...)
-	slices.Sort(all)
 	rep.Acked = len(all)
 	rep.Sent = rep.Acked + rep.Errors
 	if len(all) > 0 {
-		pct := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
-		rep.P50, rep.P90, rep.P99, rep.Max = pct(.50), pct(.90), pct(.99), all[len(all)-1]
+		q := percentiles(all, .50, .90, .99, 1)
+		rep.P50, rep.P90, rep.P99, rep.Max = q[0], q[1], q[2], q[3]
+	}
+	if sent := slices.Concat(fromSend...); len(sent) > 0 {
+		q := percentiles(sent, .50, .99)
+		rep.SentP50, rep.SentP99 = q[0], q[1]
+	}
+	if l := slices.Concat(lags...); len(l) > 0 {
+		rep.SendLagP99 = percentiles(l, .99)[0]
 	}
 	if o.Bootstrap == "" {
 		return rep, nil
 	}
 	return rep, verify(ctx, o, run, acked, sent, &rep)
+}
+
+// percentiles sorts ds (not empty) and returns the value at each fraction of ps (1: the
+// largest).
+func percentiles(ds []time.Duration, ps ...float64) []time.Duration {
+	slices.Sort(ds)
+	out := make([]time.Duration, len(ps))
+	for i, p := range ps {
+		out[i] = ds[min(len(ds)-1, int(p*float64(len(ds))))]
+	}
+	return out
 }
 
 func vehicleID(i int) string { return fmt.Sprintf("SIMVIN%07d", i) }

@@ -41,6 +41,9 @@ func TestIntervalAndLongestStall(t *testing.T) {
 	if rep.LongestStall < stall+interval || rep.LongestStall > rep.Elapsed {
 		t.Fatalf("longest stall %s, want between %s and the run's %s", rep.LongestStall, stall+interval, rep.Elapsed)
 	}
+	if rep.SentP99 != 0 || rep.SendLagP99 != 0 {
+		t.Fatalf("closed loop: from-send p99 %s, send lag p99 %s; want them only at a fixed rate", rep.SentP99, rep.SendLagP99)
+	}
 }
 
 // TestRateIsOpenLoop: with Rate the messages follow a fixed schedule over all vehicles, and a
@@ -68,5 +71,13 @@ func TestRateIsOpenLoop(t *testing.T) {
 	// scheduled at most 100ms after it) all wait more than half the stall.
 	if rep.Max < stall || rep.P90 < stall/2 {
 		t.Fatalf("max %s, p90 %s: want max >= %s and p90 >= %s (latency from the schedule)", rep.Max, rep.P90, stall, stall/2)
+	}
+	// Counted from the actual send instead, most answers are quick again, and the late sends
+	// show as the load's send lag.
+	if rep.SendLagP99 < stall/2 || rep.SentP50 >= stall/4 || rep.SentP99 < stall {
+		t.Fatalf("send lag p99 %s, from-send p50 %s and p99 %s: want >= %s, < %s and >= %s", rep.SendLagP99, rep.SentP50, rep.SentP99, stall/2, stall/4, stall)
+	}
+	if paced.SentP50 <= 0 || paced.SentP99 < paced.SentP50 {
+		t.Fatalf("paced run: from-send p50 %s, p99 %s", paced.SentP50, paced.SentP99)
 	}
 }

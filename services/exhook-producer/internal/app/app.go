@@ -11,7 +11,6 @@ import (
 	"net"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -23,10 +22,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/iov-platform/iov/kit/calltime"
 	"github.com/iov-platform/iov/kit/kafkasink"
 	"github.com/iov-platform/iov/kit/ops"
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
@@ -34,6 +33,7 @@ import (
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/config"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/h2streams"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/hook"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/hooktls"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
@@ -191,14 +191,14 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	reg.MustRegister(srvMetrics)
 	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "exhook_grpc_panics_total", Help: "Recovered panics in gRPC handlers."})
 	reg.MustRegister(panics)
-	serverOpts, err := a.hookServerOptions()
+	serverOpts, creds, err := a.hookServerOptions()
 	if err != nil {
 		a.closeSinks()
 		return nil, err
 	}
-	newServer := func(inflight *atomic.Int64) *grpc.Server {
-		srv := grpc.NewServer(append(slices.Clip(serverOpts),
-			countInflight(inflight),
+	serverOpts = append(serverOpts, calltime.New(reg).ServerOptions()...) // grpc_server_call_seconds
+	newServer := func(count *h2streams.Counter) *grpc.Server {
+		srv := grpc.NewServer(append(connServerOptions(serverOpts, creds, count),
 			grpc.ChainUnaryInterceptor(
 				srvMetrics.UnaryServerInterceptor(),
 				recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(func(p any) error {
@@ -207,14 +207,6 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 					return status.Error(codes.Internal, "internal error")
 				})),
 			),
-			// EMQX keeps a pool of long-lived HTTP/2 connections; allow its keepalive pings.
-			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-			grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-			// Hook calls run on a fixed set of goroutines whose stacks have already grown, instead
-			// of a new goroutine per call (stack growth was 8% of the CPU under load: see the
-			// README's profile); a call finding every worker busy still gets its own goroutine.
-			// A fixed count, so that a pod on a large node does not keep thousands idle.
-			grpc.NumStreamWorkers(streamWorkers),
 		)...)
 		exhookv2.RegisterHookProviderServer(srv, hooks)      // EMQX 5.0-5.8
 		exhookv3.RegisterHookProviderServer(srv, hooks.V3()) // EMQX 5.9+
@@ -222,15 +214,12 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		reflection.Register(srv)
 		return srv
 	}
-	proto := newServer(new(atomic.Int64)) // never serves: names the methods for the metrics
+	proto := newServer(new(h2streams.Counter)) // never serves: names the methods for the metrics
 	srvMetrics.InitializeMetrics(proto)
 	proto.Stop()
 	a.grpc = newConnServers(newServer)
 	return a, nil
 }
-
-// streamWorkers is the number of goroutines that run gRPC calls (grpc.NumStreamWorkers).
-const streamWorkers = 64
 
 // openSpool opens the durable spool and its shipper. The shipper has its own producer that
 // retries transient failures forever (message.timeout.ms=0): the spool, not a timeout,

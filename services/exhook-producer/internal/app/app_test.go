@@ -284,6 +284,7 @@ func everyMessageArrivesOnceInOrder(t *testing.T, b e2e.Backend) {
 		`exhook_messages_total{outcome="produced",route="events"}`,
 		`exhook_hook_duration_seconds_bucket{hook="message.publish",mode="sync"`,
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="OnMessagePublish"`,
+		`grpc_server_call_seconds_count `,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -13,7 +13,6 @@ package app
 // deadline gets its GOAWAY anyway.
 
 import (
-	"context"
 	"errors"
 	"net"
 	"sync"
@@ -21,12 +20,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/stats"
+
+	"github.com/iov-platform/iov/services/exhook-producer/internal/h2streams"
 )
 
 // connServers serves each accepted connection with its own grpc.Server from newServer.
 type connServers struct {
-	newServer func(inflight *atomic.Int64) *grpc.Server
+	newServer func(count *h2streams.Counter) *grpc.Server
 
 	mu      sync.Mutex
 	conns   map[*connServer]bool
@@ -34,34 +34,18 @@ type connServers struct {
 	wg      sync.WaitGroup
 }
 
+// connServer is one connection's server. Its calls in flight are its HTTP/2 streams open,
+// counted from the request's headers read to the status written (h2streams, through the
+// server's credentials: connServerOptions), so that a GOAWAY sent when none is open reaches
+// EMQX after every answer. A grpc.StatsHandler could count them too, but with one grpc-go
+// builds seven stats events per call: 15-17% of the CPU per message (README).
 type connServer struct {
-	srv      *grpc.Server
-	inflight atomic.Int64 // calls being handled on this connection
+	srv   *grpc.Server
+	count h2streams.Counter
 }
 
-func newConnServers(newServer func(inflight *atomic.Int64) *grpc.Server) *connServers {
+func newConnServers(newServer func(count *h2streams.Counter) *grpc.Server) *connServers {
 	return &connServers{newServer: newServer, conns: map[*connServer]bool{}}
-}
-
-// countInflight keeps a connection's in-flight count, from the call's headers to its
-// status queued for writing: a GOAWAY queued after that reaches EMQX after the answer.
-func countInflight(n *atomic.Int64) grpc.ServerOption {
-	return grpc.StatsHandler(inflightStats{n})
-}
-
-type inflightStats struct{ n *atomic.Int64 }
-
-func (inflightStats) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
-func (inflightStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-func (inflightStats) HandleConn(context.Context, stats.ConnStats)                       {}
-
-func (h inflightStats) HandleRPC(_ context.Context, s stats.RPCStats) {
-	switch s.(type) {
-	case *stats.Begin:
-		h.n.Add(1)
-	case *stats.End:
-		h.n.Add(-1)
-	}
 }
 
 // Serve accepts connections until ln is closed (by Drain or Stop: then it returns nil).
@@ -78,7 +62,7 @@ func (s *connServers) Serve(ln net.Listener) error {
 			return err
 		}
 		cs := &connServer{}
-		cs.srv = s.newServer(&cs.inflight)
+		cs.srv = s.newServer(&cs.count)
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
@@ -88,7 +72,14 @@ func (s *connServers) Serve(ln net.Listener) error {
 		s.conns[cs] = true
 		s.mu.Unlock()
 		s.wg.Go(func() {
-			_ = cs.srv.Serve(newOneConn(c))
+			l := newOneConn(c)
+			_ = cs.srv.Serve(l)
+			if l.connClosed.Load() {
+				// The connection ended (EMQX closed it, or its handshake failed), not a
+				// Drain or Stop: stop its server too, or it (and any stream workers it
+				// has) stays forever.
+				cs.srv.Stop()
+			}
 			s.mu.Lock()
 			delete(s.conns, cs)
 			s.mu.Unlock()
@@ -122,7 +113,7 @@ func (s *connServers) Drain(idleBy, deadline time.Time) bool {
 	var wg sync.WaitGroup
 	for _, cs := range s.servers() {
 		wg.Go(func() {
-			for cs.inflight.Load() > 0 && time.Now().Before(idleBy) {
+			for cs.count.Open() > 0 && time.Now().Before(idleBy) {
 				time.Sleep(200 * time.Microsecond)
 			}
 			cs.srv.GracefulStop()
@@ -146,18 +137,33 @@ func (s *connServers) Stop() {
 	s.wg.Wait()
 }
 
-// oneConn is a listener that yields one connection, then blocks until closed.
+// oneConn is a listener that yields one connection, then blocks until closed; it closes
+// when the connection does, so that the server's Serve returns.
 type oneConn struct {
-	c      chan net.Conn
-	addr   net.Addr
-	closed chan struct{}
-	once   sync.Once
+	c          chan *closingConn
+	addr       net.Addr
+	closed     chan struct{}
+	once       sync.Once
+	connClosed atomic.Bool
 }
 
 func newOneConn(c net.Conn) *oneConn {
-	l := &oneConn{c: make(chan net.Conn, 1), addr: c.LocalAddr(), closed: make(chan struct{})}
-	l.c <- c
+	l := &oneConn{c: make(chan *closingConn, 1), addr: c.LocalAddr(), closed: make(chan struct{})}
+	l.c <- &closingConn{Conn: c, l: l}
 	return l
+}
+
+// closingConn closes its oneConn listener when it is closed.
+type closingConn struct {
+	net.Conn
+	l *oneConn
+}
+
+func (c *closingConn) Close() error {
+	err := c.Conn.Close()
+	c.l.connClosed.Store(true)
+	_ = c.l.Close()
+	return err
 }
 
 func (l *oneConn) Accept() (net.Conn, error) {
@@ -174,7 +180,7 @@ func (l *oneConn) Close() error {
 		close(l.closed)
 		select {
 		case c := <-l.c: // never served
-			_ = c.Close()
+			_ = c.Conn.Close()
 		default:
 		}
 	})

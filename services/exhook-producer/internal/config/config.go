@@ -32,7 +32,35 @@ type Config struct {
 	Spool    Spool              `yaml:"spool"`
 	Commands Commands           `yaml:"commands"`
 	Hooks    Hooks              `yaml:"hooks"`
+	Memory   Memory             `yaml:"memory"`
 	Routes   []route.Config     `yaml:"routes"`
+}
+
+// Memory bounds the Go runtime's memory (runtime/debug.SetMemoryLimit): near the limit the
+// GC runs more often instead of letting the heap grow to twice its live data (GOGC). It
+// is a soft limit on Go's memory alone; librdkafka's C memory and the binary come on top.
+// GOMEMLIMIT in the environment takes precedence over both settings.
+type Memory struct {
+	// LimitBytes is the limit; 0: LimitRatio of the container's (cgroup) memory limit.
+	LimitBytes int64 `yaml:"limitBytes"`
+	// LimitRatio is the share of the container's memory limit given to Go when LimitBytes
+	// is 0; 0, or no container limit: no limit.
+	LimitRatio float64 `yaml:"limitRatio"`
+}
+
+// MinMemoryLimit is the smallest memory.limitBytes accepted: below it the GC would run
+// without pause.
+const MinMemoryLimit = 32 << 20
+
+func (m Memory) validate() error {
+	var errs []error
+	if m.LimitBytes != 0 && m.LimitBytes < MinMemoryLimit {
+		errs = append(errs, fmt.Errorf("memory.limitBytes %d: want 0 (from the container limit) or at least %d", m.LimitBytes, MinMemoryLimit))
+	}
+	if m.LimitRatio < 0 || m.LimitRatio > 1 {
+		errs = append(errs, fmt.Errorf("memory.limitRatio %v: want 0 (none) to 1", m.LimitRatio))
+	}
+	return errors.Join(errs...)
 }
 
 // Hooks is what the producer registers with EMQX in OnProviderLoaded.
@@ -54,7 +82,9 @@ type GRPC struct {
 	// reaches the handler and an oversize one takes the oversize path.
 	MaxPacketBytes int `yaml:"maxPacketBytes"`
 	// MaxConcurrentStreams bounds the hook calls in flight on one connection
-	// (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); a client waits for a free stream.
+	// (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). The server refuses a stream over it
+	// (REFUSED_STREAM): grpc-go clients wait for a free stream, but EMQX's gun (1.3 and 2.x)
+	// ignores the limit, so for EMQX a refused stream is a failed hook call.
 	MaxConcurrentStreams int `yaml:"maxConcurrentStreams"`
 	// MaxConnections bounds the open connections; further ones wait to be accepted.
 	MaxConnections int `yaml:"maxConnections"`
@@ -222,6 +252,7 @@ func defaults() *Config {
 		Shutdown: svcconfig.Shutdown{DrainTimeout: 20 * time.Second},
 		Topics:   Topics{Status: "iov.vehicle.status", DeadLetter: "iov.deadletter"},
 		Spool:    Spool{MaxBytes: 1 << 30, WhenFull: "reject"},
+		Memory:   Memory{LimitRatio: 0.8},
 		Commands: Commands{
 			TopicFilter: "vehicles/+/commands/+", ResponseFilter: "vehicles/+/commands/+/response",
 			VehicleSegment: 1, CommandSegment: 3, StatusTopic: "iov.vehicle.command-status",
@@ -283,7 +314,7 @@ func (c *Config) Validate() error {
 	if c.Kafka.UnreachableAfter <= 0 {
 		add("kafka.unreachableAfter must be positive")
 	}
-	errs = append(errs, properties.Check(c.Kafka.Properties), c.Registry.Validate(), c.Shutdown.Validate())
+	errs = append(errs, properties.Check(c.Kafka.Properties), c.Registry.Validate(), c.Shutdown.Validate(), c.Memory.validate())
 	if c.Topics.Status == "" {
 		add("topics.status is required")
 	}

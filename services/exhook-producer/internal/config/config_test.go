@@ -54,7 +54,8 @@ func TestDefaultsApplied(t *testing.T) {
 	if r.Key.From != "clientid" || r.Payload != "bytes" || r.Delivery != "async" {
 		t.Fatalf("route defaults not applied: %+v", r)
 	}
-	if cfg.GRPC.ListenAddress != ":9000" || cfg.Topics.DeadLetter != "iov.deadletter" || !cfg.Registry.AutoRegister {
+	if cfg.GRPC.ListenAddress != ":9000" || cfg.Topics.DeadLetter != "iov.deadletter" || !cfg.Registry.AutoRegister ||
+		cfg.Memory.LimitRatio != 0.8 || cfg.Memory.LimitBytes != 0 {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 }
@@ -89,6 +90,8 @@ func TestInvalidConfigs(t *testing.T) {
 		{"route outside hook scope", minimal + "hooks: {scope: [\"vehicles/#\"]}\n", `routes[0] (t): filter "v/+/t" is outside hooks.scope`},
 		{"response filter outside hook scope", minimal + "hooks: {scope: [\"v/#\"]}\ncommands: {enabled: true}\n", "commands.responseFilter \"vehicles/+/commands/+/response\" is outside hooks.scope"},
 		{"bad hook scope", minimal + "hooks: {scope: [\"v/#/x\"]}\n", "hooks.scope[0]"},
+		{"memory limit too small", minimal + "memory: {limitBytes: 1000000}\n", "memory.limitBytes 1000000"},
+		{"memory ratio above 1", minimal + "memory: {limitRatio: 1.5}\n", "memory.limitRatio 1.5"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

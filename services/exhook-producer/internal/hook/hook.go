@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -103,7 +105,28 @@ type Options struct {
 // Server is the HookProvider.
 type Server struct {
 	exhookv2.UnimplementedHookProviderServer
-	o Options
+	o      Options
+	series map[*route.Route]*routeSeries
+}
+
+// routeSeries are the series every forwarded message of a route touches, each resolved at
+// its first use: it appears in /metrics when it first counts, as with WithLabelValues on
+// every call, and the message path skips the label hashing and look-up.
+type routeSeries struct {
+	queued, produced, spooled func() prometheus.Counter
+	duration                  func() prometheus.Observer
+}
+
+func newRouteSeries(m *metrics.Metrics, r *route.Route) *routeSeries {
+	counter := func(outcome string) func() prometheus.Counter {
+		return sync.OnceValue(func() prometheus.Counter { return m.Messages.WithLabelValues(r.Name, outcome) })
+	}
+	return &routeSeries{
+		queued: counter(metrics.OutcomeQueued), produced: counter(metrics.OutcomeProduced), spooled: counter(metrics.OutcomeSpooled),
+		duration: sync.OnceValue(func() prometheus.Observer {
+			return m.HookDuration.WithLabelValues(HookMessagePublish, string(r.Delivery))
+		}),
+	}
 }
 
 // New checks that every route has an encoder.
@@ -119,7 +142,11 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Server{o: o}, nil
+	series := map[*route.Route]*routeSeries{}
+	for _, r := range o.Router.Routes() {
+		series[r] = newRouteSeries(o.Metrics, r)
+	}
+	return &Server{o: o, series: series}, nil
 }
 
 // OnProviderLoaded tells EMQX which hooks to call: message.publish for the hook scope (a
@@ -190,9 +217,8 @@ func (s *Server) OnMessagePublish(ctx context.Context, req *exhookv2.MessagePubl
 		s.o.Metrics.Messages.WithLabelValues("", metrics.OutcomeUnrouted).Inc()
 		return ignore, nil
 	}
-	defer func() {
-		s.o.Metrics.HookDuration.WithLabelValues(HookMessagePublish, string(r.Delivery)).Observe(time.Since(start).Seconds())
-	}()
+	series := s.series[r]
+	defer func() { series.duration().Observe(time.Since(start).Seconds()) }()
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
 
@@ -223,13 +249,13 @@ func (s *Server) OnMessagePublish(ctx context.Context, req *exhookv2.MessagePubl
 	if err := s.fits(rec); err != nil {
 		return s.oversize(ctx, r, msg, vehicle, err)
 	}
-	outcome := metrics.OutcomeProduced
+	outcome := series.produced
 	switch r.Delivery {
 	case route.Async:
-		outcome = metrics.OutcomeQueued
+		outcome = series.queued
 		err = s.o.Producer.ProduceCallback(ctx, rec, s.asyncReport(r, msg, vehicle))
 	case route.Spool:
-		outcome = metrics.OutcomeSpooled
+		outcome = series.spooled
 		err = s.deliver(ctx, r.Delivery, rec)
 	default:
 		err = s.deliver(ctx, r.Delivery, rec)
@@ -239,17 +265,17 @@ func (s *Server) OnMessagePublish(ctx context.Context, req *exhookv2.MessagePubl
 		s.o.Log.Warn("message not forwarded", "route", r.Name, "vehicle", clip(vehicle), "mqtt_topic", clip(msg.GetTopic()), "message_id", clip(msg.GetId()), "err", clipErr(err))
 		return nil, toStatus(err)
 	}
-	s.o.Metrics.Messages.WithLabelValues(r.Name, outcome).Inc()
+	outcome().Inc()
 	return ignore, nil
 }
 
 // asyncReport counts an async message produced or lost when Kafka settles it: EMQX was
 // answered when it was queued.
 func (s *Server) asyncReport(r *route.Route, msg *exhookv2.Message, vehicle string) func(error) {
-	id, topic := msg.GetId(), msg.GetTopic()
+	id, topic, produced := msg.GetId(), msg.GetTopic(), s.series[r].produced
 	return func(err error) {
 		if err == nil {
-			s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeProduced).Inc()
+			produced().Inc()
 			return
 		}
 		s.o.Metrics.Messages.WithLabelValues(r.Name, metrics.OutcomeLost).Inc()

@@ -376,3 +376,26 @@ func BenchmarkOnMessagePublish(b *testing.B) {
 		}
 	}
 }
+
+// A route's message series are resolved once, at their first use: none is in /metrics
+// before the route's first message, and the same series counts every message after it.
+func TestRouteSeriesAppearAtFirstUse(t *testing.T) {
+	f := newFixture(t)
+	if n := testutil.CollectAndCount(f.metrics.Messages) + testutil.CollectAndCount(f.metrics.HookDuration); n != 0 {
+		t.Fatalf("%d series before the first message", n)
+	}
+	for range 3 {
+		if _, err := f.srv.OnMessagePublish(context.Background(), publish("vehicles/V1/telemetry", "V1", []byte(`{"a":1}`))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := testutil.CollectAndCount(f.metrics.Messages); n != 1 {
+		t.Fatalf("%d message series after one route's messages, want 1 (tel queued)", n)
+	}
+	if n := testutil.CollectAndCount(f.metrics.HookDuration); n != 1 {
+		t.Fatalf("%d duration series, want 1", n)
+	}
+	if got := testutil.ToFloat64(f.metrics.Messages.WithLabelValues("tel", metrics.OutcomeQueued)); got != 3 {
+		t.Fatalf("tel queued %v, want 3", got)
+	}
+}

@@ -52,7 +52,6 @@ func ConfigMap(cfg Config) kafka.ConfigMap {
 	cm["client.id"] = cfg.ClientID
 	cm["partitioner"] = "murmur2_random"
 	cm["delivery.report.only.error"] = false
-	cm["go.delivery.report.fields"] = "key"
 	return cm
 }
 

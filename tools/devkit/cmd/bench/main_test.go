@@ -1,10 +1,21 @@
 package main
 
 import (
+	"context"
+	"net"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/iov-platform/iov/kit/calltime"
 	"github.com/iov-platform/iov/tools/devkit/load"
 )
 
@@ -13,47 +24,172 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.vehicles != 500 || c.messages != 20 || c.pool != 8 || c.rateFraction != 0.5 || c.serverCPUs != "1" ||
-		strings.Join(c.modes, ",") != "async,sync,spool" {
+	if c.vehicles != 500 || c.messages != 20 || c.rateMessages != 60 || c.pool != 8 || c.rateFraction != 0.5 || c.serverCPUs != "1" ||
+		strings.Join(c.modes, ",") != "async,sync,spool" || strings.Join(c.burstModes, ",") != "async,sync" || c.burstVehicles != 10000 {
 		t.Fatalf("defaults %+v", c)
 	}
+	if c, err := parse([]string{"--modes", "spool,async"}); err != nil || strings.Join(c.burstModes, ",") != "async" {
+		t.Fatalf("the default burst modes among -modes spool,async: %v, %v", c.burstModes, err)
+	}
 	// Every problem at once.
-	_, err = parse([]string{"--vehicles", "0", "--rate-fraction", "1", "--modes", "async,bogus"})
+	_, err = parse([]string{"--vehicles", "0", "--rate-fraction", "1", "--modes", "async,bogus", "--burst-modes", "spool", "--burst-vehicles", "-1", "--memory-limit-bytes", "-5"})
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{"-vehicles", "-rate-fraction 1", `unknown "bogus"`} {
+	for _, want := range []string{"-vehicles", "-rate-fraction 1", `unknown "bogus"`, `-burst-modes: "spool" is not among`, "-burst-vehicles", "-memory-limit-bytes"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
 	}
 }
 
+// hist is a call-time histogram with n calls at each of the given bucket indexes.
+func hist(at map[int]uint64) callTimes {
+	ct := callTimes{bounds: calltime.Buckets, cum: make([]uint64, len(calltime.Buckets))}
+	for i := range ct.bounds {
+		if i > 0 {
+			ct.cum[i] = ct.cum[i-1]
+		}
+		ct.cum[i] += at[i]
+		ct.count += at[i]
+	}
+	return ct
+}
+
 func TestTableRatiosAgainstTheFloorRunAfter(t *testing.T) {
 	rep := func(acked int, p99 time.Duration) load.Report {
-		return load.Report{Acked: acked, Sent: acked, P99: p99, Elapsed: time.Second, Verified: true}
+		return load.Report{Acked: acked, Sent: acked, P99: p99, SentP99: p99 / 2, Elapsed: time.Second, Verified: true}
 	}
+	// calltime.Buckets[20] is 327µs, [40] 5.36ms
 	results := []result{
-		{name: floorName, closed: rep(1000, time.Millisecond), cpuClosed: 20 * time.Millisecond},
+		{name: floorName, closed: rep(1000, time.Millisecond), cpuClosed: 20 * time.Millisecond, peakRSS: 20 << 20, burstRSS: 150 << 20},
 		{
 			name: "async", closed: rep(1000, 0), cpuClosed: 30 * time.Millisecond,
 			open: rep(500, 5*time.Millisecond), cpuOpen: 30 * time.Millisecond,
 			floorClosed: rep(1000, 0), floorCPUClosed: 25 * time.Millisecond, // not the first floor run's 20ms
 			floorOpen: rep(500, 2*time.Millisecond), floorCPUOpen: 20 * time.Millisecond,
+			inServer:      hist(map[int]uint64{0: 990, 40: 10}),
+			floorInServer: hist(map[int]uint64{0: 990, 20: 10}),
+			peakRSS:       45 << 20, burstRSS: 170 << 20, burst: load.Report{Lost: 2, Verified: true},
 		},
 	}
 	var b strings.Builder
 	printTable(&b, results)
-	var row string
+	var rows []string
 	for line := range strings.SplitSeq(b.String(), "\n") {
 		if strings.HasPrefix(strings.TrimSpace(line), "async") {
-			row = line
+			rows = append(rows, line)
 		}
 	}
-	// 30µs against 25µs closed, 60µs against 40µs at the fixed rate; p99 5ms against 2ms.
-	for _, want := range []string{"30µs", "1.20x", "33333", "60µs", "1.50x", "2000µs", "3000µs"} {
-		if !strings.Contains(row, want) {
-			t.Errorf("async row %q lacks %q", row, want)
+	if len(rows) != 3 {
+		t.Fatalf("%d async rows, want 3:\n%s", len(rows), b.String())
+	}
+	for i, wants := range [][]string{
+		{"30µs", "1.20x", "33333"}, // 30µs against 25µs closed
+		// 60µs against 40µs at the fixed rate; in-server p99 (the 990th of 1000 calls: the
+		// top of bucket 0) 20µs against the floor's 20µs, client p99 from send 2.5ms
+		// against the floor's 1ms, from the schedule 5ms
+		{"60µs", "1.50x", "2500µs", "1000µs", "5000µs"},
+		{"45.0 MiB", "170.0 MiB", "| 2"},
+	} {
+		for _, want := range wants {
+			if !strings.Contains(rows[i], want) {
+				t.Errorf("async row %q lacks %q", rows[i], want)
+			}
 		}
+	}
+}
+
+func TestCallTimeQuantiles(t *testing.T) {
+	b := calltime.Buckets
+	for _, tc := range []struct {
+		name   string
+		at     map[int]uint64
+		q      float64
+		want   time.Duration
+		wantOK bool
+	}{
+		{"none", nil, .99, 0, false},
+		{"all in the first bucket: from 0", map[int]uint64{0: 100}, .50, seconds(b[0] / 2), true},
+		{"interpolated in the bucket", map[int]uint64{0: 50, 10: 50}, .75, seconds(b[9] + (b[10]-b[9])/2), true},
+		{"p99 in the tail bucket", map[int]uint64{0: 98, 40: 2}, .99, seconds(b[39] + (b[40]-b[39])/2), true},
+		{"above the last bound", map[int]uint64{0: 1}, 1, seconds(b[0]), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := hist(tc.at).quantile(tc.q)
+			if ok != tc.wantOK || (got-tc.want).Abs() > time.Microsecond/10 {
+				t.Fatalf("quantile(%v) = %s, %v; want %s, %v", tc.q, got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+	over := hist(map[int]uint64{0: 1})
+	over.count++ // one call above the last bound
+	if _, ok := over.quantile(1); ok {
+		t.Fatal("a quantile above the last bound reported as known")
+	}
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// A run's calls are the second scrape's minus the first's.
+func TestCallTimesSince(t *testing.T) {
+	before := hist(map[int]uint64{3: 5})
+	after := hist(map[int]uint64{3: 5, 30: 7})
+	d, err := after.since(before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.count != 7 || d.cum[29] != 0 || d.cum[30] != 7 {
+		t.Fatalf("since: count %d, cum[29] %d, cum[30] %d", d.count, d.cum[29], d.cum[30])
+	}
+	if _, err := before.since(after); err == nil {
+		t.Fatal("a histogram that went back (a restarted server) was accepted")
+	}
+}
+
+// The histogram the bench reads is the one the servers serve (kit/calltime over promhttp).
+func TestScrapeCallTimes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	rec := calltime.New(reg)
+	srv := grpc.NewServer(rec.ServerOptions()...)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Stop()
+	hs := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer hs.Close()
+	before, err := scrapeCallTimes(context.Background(), hs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	const calls = 4
+	for range calls {
+		if _, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var d callTimes
+	for deadline := time.Now().Add(5 * time.Second); d.count < calls && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		after, err := scrapeCallTimes(context.Background(), hs.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, err = after.since(before); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d.count != calls || len(d.bounds) != len(calltime.Buckets) {
+		t.Fatalf("%d calls in %d buckets, want %d in %d", d.count, len(d.bounds), calls, len(calltime.Buckets))
+	}
+	if p, ok := d.quantile(.5); !ok || p <= 0 {
+		t.Fatalf("p50 %s, %v", p, ok)
 	}
 }

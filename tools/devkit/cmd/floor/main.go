@@ -3,6 +3,10 @@
 // message.publish for every topic on OnProviderLoaded and answers IGNORE to each
 // message.publish, without looking at it. Every other hook is left unimplemented. make
 // bench measures our producer against it.
+//
+// With --metrics-listen it also measures each call's time in the server (kit/calltime, the
+// same measurement as our producer's) and serves it at /metrics; make bench reads it there.
+// --mem-peak-dir writes its memory at the resident peak, as EXHOOK_MEMPEAK does ours.
 package main
 
 import (
@@ -10,22 +14,28 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
+	"github.com/iov-platform/iov/kit/calltime"
+	"github.com/iov-platform/iov/kit/mempeak"
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 	exhookv3 "github.com/iov-platform/iov/proto/emqx/exhook/v3"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	err := run(ctx, os.Args[1:])
+	err := run(ctx, os.Args[1:], os.Stdout)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) { // --help printed the usage: exit 0
 		fmt.Fprintln(os.Stderr, "floor:", err)
@@ -33,9 +43,12 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string) error {
+// run serves until ctx ends; the LISTEN (and METRICS) address lines go to out.
+func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
 	addr := fs.String("listen", "127.0.0.1:0", "gRPC listen address (loopback; port 0 picks a free port)")
+	metricsAddr := fs.String("metrics-listen", "", "serve the calls' time in the server at /metrics on this address (\"\": not measured)")
+	memPeak := fs.String("mem-peak-dir", "", "write the memory at its resident peak here (kit/mempeak: peak.txt, heap.pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,14 +59,35 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *memPeak != "" {
+		if err := mempeak.Watch(ctx, *memPeak, 10*time.Millisecond); err != nil {
+			lis.Close()
+			return err
+		}
+	}
+	var opts []grpc.ServerOption
+	if *metricsAddr != "" {
+		mlis, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("listen metrics: %w", err)
+		}
+		reg := prometheus.NewRegistry()
+		opts = calltime.New(reg).ServerOptions()
+		msrv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = msrv.Serve(mlis) }()
+		defer msrv.Close()
+		fmt.Fprintf(out, "METRICS %s\n", mlis.Addr())
+	}
 	// The address line is how a parent (bench) learns the port.
-	fmt.Printf("LISTEN %s\n", lis.Addr())
-	return serve(ctx, lis, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	fmt.Fprintf(out, "LISTEN %s\n", lis.Addr())
+	return serve(ctx, lis, log, opts...)
 }
 
 // serve answers ExHook calls on lis until ctx ends, then drains them for at most 5 s.
-func serve(ctx context.Context, lis net.Listener, log *slog.Logger) error {
-	srv := grpc.NewServer()
+func serve(ctx context.Context, lis net.Listener, log *slog.Logger, opts ...grpc.ServerOption) error {
+	srv := grpc.NewServer(opts...)
 	exhookv2.RegisterHookProviderServer(srv, v2{})
 	exhookv3.RegisterHookProviderServer(srv, v3{})
 	served := make(chan error, 1)
