@@ -3,6 +3,7 @@ module github.com/iov-platform/iov/tools/charttest
 go 1.26.8
 
 replace (
+	github.com/iov-platform/iov/kit => ../../kit
 	github.com/iov-platform/iov/proto => ../../proto
 	github.com/iov-platform/iov/schemas => ../../schemas
 	github.com/iov-platform/iov/tools/devkit => ../devkit
@@ -14,7 +15,7 @@ require (
 	github.com/iov-platform/iov/tools/devkit v0.0.0-00010101000000-000000000000
 	github.com/moby/buildkit v0.14.1
 	github.com/pires/go-proxyproto v0.15.0
-	github.com/prometheus/common v0.70.0
+	github.com/prometheus/common v0.72.0
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 	github.com/twmb/franz-go/pkg/sr v1.8.0
@@ -103,7 +104,7 @@ require (
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/pmezard/go-difflib v1.0.1-0.20181226105442-5d4384ee4fb2 // indirect
-	github.com/prometheus/client_model v0.6.2 // indirect
+	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/riferrei/srclient v0.7.4 // indirect
 	github.com/rs/xid v1.4.0 // indirect
 	github.com/rubenv/sql-migrate v1.8.1 // indirect
@@ -119,7 +120,7 @@ require (
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
-	golang.org/x/oauth2 v0.36.0 // indirect
+	golang.org/x/oauth2 v0.37.0 // indirect
 	golang.org/x/sync v0.23.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/term v0.46.0 // indirect
