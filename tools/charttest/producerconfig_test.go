@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -13,36 +12,10 @@ import (
 	"github.com/iov-platform/iov/tools/devkit/testpki"
 )
 
-var (
-	producerOnce sync.Once
-	producerBin  string
-	producerErr  error
-)
-
-// producerBinary builds services/exhook-producer once per test binary, inside the
-// repository's go.work (this module runs with GOWORK=off).
+// producerBinary is the producer built by serviceBins (once per test binary).
 func producerBinary(t *testing.T) string {
 	t.Helper()
-	producerOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "charttest-producer-")
-		if err != nil {
-			producerErr = err
-			return
-		}
-		scratchDirs = append(scratchDirs, dir)
-		producerBin = filepath.Join(dir, "exhook-producer")
-		cmd := exec.Command("go", "build", "-o", producerBin, ".")
-		cmd.Dir = filepath.Join(repoRoot(t), "services", "exhook-producer")
-		cmd.Env = append(os.Environ(), "GOWORK="+filepath.Join(repoRoot(t), "go.work"))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			producerErr = err
-			t.Logf("go build services/exhook-producer:\n%s", out)
-		}
-	})
-	if producerErr != nil {
-		t.Fatalf("build the producer: %v", producerErr)
-	}
-	return producerBin
+	return filepath.Join(serviceBins(t), "exhook-producer")
 }
 
 // TestProducerConfigFromChart ties the chart to the service: the producer's config.yaml from
