@@ -191,7 +191,8 @@ func ReadAll(ctx context.Context, bootstrap string, want int, idle time.Duration
 			return out, errors.New("read client closed")
 		}
 		for _, fe := range fs.Errors() {
-			if !errors.Is(fe.Err, context.DeadlineExceeded) {
+			// A broker not listening yet (a node restarting) is retried by the client.
+			if !errors.Is(fe.Err, context.DeadlineExceeded) && !kgo.IsRetryableBrokerErr(fe.Err) {
 				return out, fmt.Errorf("fetch %s/%d: %w", fe.Topic, fe.Partition, fe.Err)
 			}
 		}
@@ -227,7 +228,8 @@ func reached(read, ends map[string]map[int32]int64) bool {
 
 // endOffsets lists the end offset (the high watermark) of every non-empty partition of
 // topics, retrying while the cluster answers with a retriable error (a leader being
-// elected). A topic that does not exist has none.
+// elected) or a broker cannot be reached yet (a node restarting). A topic that does not
+// exist has none.
 func endOffsets(ctx context.Context, cl *kgo.Client, topics []string) (map[string]map[int32]int64, error) {
 	for {
 		listed, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
@@ -244,7 +246,7 @@ func endOffsets(ctx context.Context, cl *kgo.Client, topics []string) (map[strin
 				ends[o.Topic][o.Partition] = o.Offset
 			}
 		})
-		if err == nil || !kerr.IsRetriable(err) {
+		if err == nil || !kerr.IsRetriable(err) && !kgo.IsRetryableBrokerErr(err) {
 			return ends, err
 		}
 		select {
