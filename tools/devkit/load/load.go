@@ -322,6 +322,12 @@ func verify(ctx context.Context, o Options, run string, acked, sent [][]int, rep
 		recs, err := stack.ReadAll(rctx, o.Bootstrap, 0, 2*time.Second, o.KafkaTopic)
 		cancel()
 		if err != nil {
+			// A failed read is never taken for the topic's content: read again while the
+			// wait allows (a broker still restarting), else fail.
+			if time.Now().Before(deadline) && ctx.Err() == nil {
+				time.Sleep(500 * time.Millisecond)
+				continue
+			}
 			return fmt.Errorf("verify: read %s: %w", o.KafkaTopic, err)
 		}
 		clear(found)
