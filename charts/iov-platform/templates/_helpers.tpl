@@ -125,10 +125,50 @@ listener on 9093 with global.iov.kafkaAuthentication, else the plain one on 9092
 {{- end }}
 
 {{/*
-Schema registry URL (global override or the in-chart registry).
+Schema registry URL (global override or the in-chart registry, https with
+global.iov.schemaRegistryTLS).
 */}}
 {{- define "iov-platform.schemaRegistryUrl" -}}
-{{- ((.Values.global).iov).schemaRegistryUrl | default (printf "http://%s:%v" (include "iov-platform.schemaRegistryName" .) .Values.schemaRegistry.service.port) -}}
+{{- $scheme := ternary "https" "http" (eq (include "iov-platform.schemaRegistryTLS" .) "true") -}}
+{{- ((.Values.global).iov).schemaRegistryUrl | default (printf "%s://%s:%v" $scheme (include "iov-platform.schemaRegistryName" .) .Values.schemaRegistry.service.port) -}}
+{{- end }}
+
+{{/*
+"true" when the in-chart registry serves HTTPS (schemaRegistry.enabled and
+global.iov.schemaRegistryTLS), else "".
+*/}}
+{{- define "iov-platform.schemaRegistryTLS" -}}
+{{- if and .Values.schemaRegistry.enabled ((.Values.global).iov).schemaRegistryTLS }}true{{ end -}}
+{{- end }}
+
+{{/*
+Headless Service of the registry's StatefulSet (TLS): the pods' DNS names <pod>.<this>.
+*/}}
+{{- define "iov-platform.schemaRegistryHeadlessName" -}}
+{{- printf "%s-headless" (include "iov-platform.schemaRegistryName" . | trunc 54 | trimSuffix "-") -}}
+{{- end }}
+
+{{/*
+Secret with the registry's keystore.p12, truststore.p12 and ca.crt: schemaRegistry.tls.existingSecret
+or the one cert-manager writes, <name>-tls.
+*/}}
+{{- define "iov-platform.schemaRegistryTLSSecret" -}}
+{{- .Values.schemaRegistry.tls.existingSecret | default (printf "%s-tls" (include "iov-platform.schemaRegistryName" . | trunc 59 | trimSuffix "-")) -}}
+{{- end }}
+
+{{/*
+Every DNS name the registry is reached by: its Service as <svc>, <svc>.<ns>, <svc>.<ns>.svc
+and <svc>.<ns>.svc.<clusterDomain> (the services, the schema Job, helm test), and each pod
+under the headless Service, *.<headless>.<ns>.svc.<clusterDomain> (host.name: a follower
+forwards writes to the leader by that name). YAML list.
+*/}}
+{{- define "iov-platform.schemaRegistryDNSNames" -}}
+{{- $cm := .Values.schemaRegistry.tls.certManager -}}
+{{- $svc := include "iov-platform.schemaRegistryName" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns $cm.clusterDomain) -}}
+{{- $names = append $names (printf "*.%s.%s.svc.%s" (include "iov-platform.schemaRegistryHeadlessName" .) $ns $cm.clusterDomain) -}}
+{{- toYaml (concat $names ($cm.extraDnsNames | default list) | uniq) -}}
 {{- end }}
 
 {{/*

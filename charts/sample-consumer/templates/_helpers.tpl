@@ -101,11 +101,13 @@ created by the iov-platform umbrella chart, or :9093, its TLS listener, with kaf
 {{- end }}
 
 {{/*
-Schema registry URL: explicit config > global override > in-chart registry.
+Schema registry URL: explicit config > global override > in-chart registry (https with
+global.iov.schemaRegistryTLS).
 */}}
 {{- define "sample-consumer.registryUrl" -}}
 {{- $g := (.Values.global).iov | default dict -}}
-{{- coalesce .Values.config.registry.url $g.schemaRegistryUrl (printf "http://%s-schema-registry:8081" .Release.Name) -}}
+{{- $scheme := "http" }}{{ if $g.schemaRegistryTLS }}{{ $scheme = "https" }}{{ end -}}
+{{- coalesce .Values.config.registry.url $g.schemaRegistryUrl (printf "%s://%s-schema-registry:8081" $scheme .Release.Name) -}}
 {{- end }}
 
 {{/*
@@ -272,9 +274,14 @@ of the registry CA.
 
 {{/*
 Secret with the CA certificate of an https schema registry: registryAuth.caSecret, default
-global.iov.schemaRegistryCASecret. Mounted at /etc/registry-ca (no subPath); the config's
-registry.caFile points at its key registryAuth.caKey.
+global.iov.schemaRegistryCASecret, else, with global.iov.schemaRegistryTLS and the umbrella's
+in-chart registry, that registry's certificate Secret <release>-schema-registry-tls (its
+ca.crt). Mounted at /etc/registry-ca (no subPath); the config's registry.caFile points at
+its key registryAuth.caKey.
 */}}
 {{- define "sample-consumer.registryCASecret" -}}
-{{- (.Values.registryAuth).caSecret | default (((.Values.global).iov).schemaRegistryCASecret) | default "" -}}
+{{- $g := (.Values.global).iov | default dict -}}
+{{- $inChart := "" -}}
+{{- if and $g.schemaRegistryTLS (not (or .Values.config.registry.url $g.schemaRegistryUrl)) }}{{ $inChart = printf "%s-schema-registry-tls" .Release.Name }}{{ end -}}
+{{- (.Values.registryAuth).caSecret | default $g.schemaRegistryCASecret | default $inChart -}}
 {{- end }}
