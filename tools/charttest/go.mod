@@ -11,15 +11,17 @@ replace (
 
 require (
 	github.com/eclipse/paho.golang v0.23.0
+	github.com/iov-platform/iov/kit v0.0.0-00010101000000-000000000000
 	github.com/iov-platform/iov/schemas v0.0.0-00010101000000-000000000000
 	github.com/iov-platform/iov/tools/devkit v0.0.0-00010101000000-000000000000
 	github.com/moby/buildkit v0.14.1
 	github.com/pires/go-proxyproto v0.15.0
 	github.com/prometheus/common v0.72.0
+	github.com/riferrei/srclient v0.7.4
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 	github.com/twmb/franz-go/pkg/sr v1.8.0
-	go.yaml.in/yaml/v3 v3.0.5
+	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/mod v0.41.0
 	helm.sh/helm/v3 v3.22.0
 )
@@ -105,7 +107,6 @@ require (
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/pmezard/go-difflib v1.0.1-0.20181226105442-5d4384ee4fb2 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
-	github.com/riferrei/srclient v0.7.4 // indirect
 	github.com/rs/xid v1.4.0 // indirect
 	github.com/rubenv/sql-migrate v1.8.1 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect

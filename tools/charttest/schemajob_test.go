@@ -1,27 +1,34 @@
 package charttest
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/iov-platform/iov/tools/devkit/compatsr"
+	"github.com/iov-platform/iov/tools/devkit/testpki"
 )
 
 // TestSchemaJobRegisters runs the schema Job of the production render as its Pod would: the
 // rendered command line, the rendered subjects.yaml mounted over the image's /schemas tree
 // (here the repository's schemas/avro, which the producer's Dockerfile copies there), against
 // a registry that refuses incompatible versions as Confluent's does (compatsr over srfake).
+// The registry serves https as the in-chart one does in production: a certificate for the
+// names of the rendered Certificate, from the CA the Job's mounted ca.crt holds, reached at
+// the rendered URL (through a CONNECT proxy, since the Service name does not resolve here).
 // Afterwards every subject the rendered producer config writes is registered with every
 // local version of its schema, and nothing else is.
 func TestSchemaJobRegisters(t *testing.T) {
@@ -104,6 +111,35 @@ func TestSchemaJobRegisters(t *testing.T) {
 	if err := os.Symlink(filepath.Join(root, "schemas", "avro"), filepath.Join(schemasDir, "avro")); err != nil {
 		t.Fatal(err)
 	}
+	// The registry's CA where the Job mounts it (ca.crt of the registry's certificate Secret).
+	reg := checkRegistryTLSRender(t, objs)
+	podSpec := path(job, "spec", "template", "spec")
+	files := laySecretMounts(t, podSpec, c, map[string]map[string]string{reg.secret: {"ca.crt": ""}}, true)
+	var caFile string
+	for f, src := range files {
+		if src == [2]string{reg.secret, "ca.crt"} {
+			caFile = f
+		}
+	}
+	if caFile == "" || !strings.Contains(subjectsYAML, "caFile: "+caFile+"}") {
+		t.Fatalf("the Job mounts the registry's CA at %q; subjects.yaml must name it as registry.caFile:\n%s", caFile, subjectsYAML)
+	}
+	ca, err := testpki.NewCA("registry issuer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.IssueValid(reg.dnsNames[0], testpki.Server, reg.dnsNames[1:]...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPath := filepath.Join(dir, caFile)
+	if err := os.MkdirAll(filepath.Dir(caPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(caPath, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	subjectsYAML = strings.Replace(subjectsYAML, "caFile: "+caFile, "caFile: "+caPath, 1)
 	if err := os.WriteFile(filepath.Join(schemasDir, "subjects.yaml"), []byte(subjectsYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -115,12 +151,22 @@ func TestSchemaJobRegisters(t *testing.T) {
 		t.Fatalf("build schemactl: %v\n%s", err, out)
 	}
 
-	srv := httptest.NewServer(compatsr.New(srfake.New()))
+	registry := compatsr.New(srfake.New())
+	tlsSrv := httptest.NewUnstartedServer(registry)
+	tlsSrv.TLS = &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, MinVersion: tls.VersionTLS12}
+	tlsSrv.StartTLS()
+	defer tlsSrv.Close()
+	srv := httptest.NewServer(registry) // the same registry, to inspect it afterwards
 	defer srv.Close()
+	u, err := url.Parse(args[3])
+	if err != nil || u.Scheme != "https" {
+		t.Fatalf("the Job's registry URL %q is not https", args[3])
+	}
 	runArgs := append([]string{}, args...)
 	runArgs[1] = filepath.Join(schemasDir, "subjects.yaml")
-	runArgs[3] = srv.URL
-	out, err := exec.Command(bin, runArgs...).CombinedOutput()
+	run := exec.Command(bin, runArgs...)
+	run.Env = append(os.Environ(), "HTTPS_PROXY="+connectProxy(t, u.Host, tlsSrv.Listener.Addr().String()), "NO_PROXY=")
+	out, err := run.CombinedOutput()
 	if err != nil {
 		t.Fatalf("schemactl %v: %v\n%s", runArgs, err, out)
 	}
