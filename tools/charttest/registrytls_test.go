@@ -50,7 +50,7 @@ type registryTLS struct {
 // and is refused by one whose certificate comes from another CA and by one whose
 // certificate, from the right CA, names another host. The stand-in models the registry's
 // REST API behind Go's TLS; the Confluent image itself (Jetty reading the PKCS12 keystore)
-// does not run here: charts/README.md, "Schema registry TLS", says what was checked instead.
+// does not run here: charts/README.md, "Schema registry security", says what was checked instead.
 func TestRegistryTLSFromChart(t *testing.T) {
 	objs := mustObjects(t, renderVariant(t, variantNamed(t, "production")))
 	reg := checkRegistryTLSRender(t, objs)
