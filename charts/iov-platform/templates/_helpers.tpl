@@ -166,8 +166,8 @@ forwards writes to the leader by that name). YAML list.
 {{- $cm := .Values.schemaRegistry.tls.certManager -}}
 {{- $svc := include "iov-platform.schemaRegistryName" . -}}
 {{- $ns := .Release.Namespace -}}
-{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns $cm.clusterDomain) -}}
-{{- $names = append $names (printf "*.%s.%s.svc.%s" (include "iov-platform.schemaRegistryHeadlessName" .) $ns $cm.clusterDomain) -}}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.schemaRegistry.tls.clusterDomain) -}}
+{{- $names = append $names (printf "*.%s.%s.svc.%s" (include "iov-platform.schemaRegistryHeadlessName" .) $ns .Values.schemaRegistry.tls.clusterDomain) -}}
 {{- toYaml (concat $names ($cm.extraDnsNames | default list) | uniq) -}}
 {{- end }}
 
