@@ -116,7 +116,7 @@ func TestRunRejectsBadOptions(t *testing.T) {
 // other runs are ignored, a repeated record is a duplicate, a lower seq after a higher one is
 // out of order, and an acknowledged message that is absent is lost.
 func TestVerifyCounts(t *testing.T) {
-	st, err := stack.Start(stack.Options{Partitions: 1, Topics: []string{"counts"}})
+	st, err := stack.Start(stack.Options{Partitions: 1, Topics: []string{"counts"}, DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,5 +161,25 @@ func TestVerifyCounts(t *testing.T) {
 	o.Extract = func(_, _ []byte) ([]byte, error) { return nil, errors.New("not an envelope") }
 	if err := verify(context.Background(), o, "r", acked, sent, &rep); err == nil || !strings.Contains(err.Error(), "counts/0@") {
 		t.Fatalf("verify with a failing Extract = %v", err)
+	}
+	// Kafka still restarting when the verification starts (its port refuses connections, as
+	// after TestBrokerFaults/restart-all): the read waits for it and counts the same.
+	o.Extract, o.VerifyWait = RawPayload, time.Second
+	st.StopKafka()
+	restarted := make(chan error, 1)
+	go func() {
+		time.Sleep(time.Second)
+		restarted <- st.StartKafka()
+	}()
+	rep = Report{}
+	err = verify(context.Background(), o, "r", acked, sent, &rep)
+	if rerr := <-restarted; rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err != nil {
+		t.Fatalf("verify while Kafka restarts: %v", err)
+	}
+	if !rep.Verified || rep.Consumed != 4 || rep.Lost != 1 || rep.RoutedLost != 2 || rep.Duplicates != 1 || rep.OutOfOrder != 1 {
+		t.Fatalf("verify while Kafka restarts: report %+v, want consumed 4, lost 1, routed lost 2, duplicates 1, out of order 1", rep)
 	}
 }
