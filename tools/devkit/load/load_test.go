@@ -14,6 +14,7 @@ import (
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 	"github.com/iov-platform/iov/tools/devkit/stack"
+	"github.com/iov-platform/iov/tools/devkit/stack/stacktest"
 )
 
 // rawProvider is a minimal HookProvider that writes each payload to Kafka keyed by the
@@ -51,16 +52,8 @@ func (p *rawProvider) OnMessagePublish(ctx context.Context, req *exhookv2.Messag
 func serve(t *testing.T, p exhookv2.HookProviderServer) string { return emqxsim.ServeProvider(t, p) }
 
 func TestRunVerifiesAgainstKafka(t *testing.T) {
-	st, err := stack.Start(stack.Options{Partitions: 3, Topics: []string{"raw"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(st.KafkaBootstrap()), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	st := stacktest.Start(t, stack.Options{Partitions: 3, Topics: []string{"raw"}})
+	cl := stacktest.Client(t, st, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
 
 	tests := []struct {
 		name           string
@@ -116,16 +109,8 @@ func TestRunRejectsBadOptions(t *testing.T) {
 // other runs are ignored, a repeated record is a duplicate, a lower seq after a higher one is
 // out of order, and an acknowledged message that is absent is lost.
 func TestVerifyCounts(t *testing.T) {
-	st, err := stack.Start(stack.Options{Partitions: 1, Topics: []string{"counts"}, DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(st.KafkaBootstrap()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	st := stacktest.Start(t, stack.Options{Partitions: 1, Topics: []string{"counts"}, DataDir: t.TempDir()})
+	cl := stacktest.Client(t, st)
 	rec := func(run string, v, seq int) *kgo.Record {
 		body, _ := json.Marshal(payload{Run: run, Vehicle: vehicleID(v), Seq: seq})
 		return &kgo.Record{Topic: "counts", Key: []byte(vehicleID(v)), Value: body}
@@ -172,7 +157,7 @@ func TestVerifyCounts(t *testing.T) {
 		restarted <- st.StartKafka()
 	}()
 	rep = Report{}
-	err = verify(context.Background(), o, "r", acked, sent, &rep)
+	err := verify(context.Background(), o, "r", acked, sent, &rep)
 	if rerr := <-restarted; rerr != nil {
 		t.Fatal(rerr)
 	}

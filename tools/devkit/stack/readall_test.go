@@ -1,4 +1,4 @@
-package stack
+package stack_test
 
 import (
 	"context"
@@ -12,6 +12,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/iov-platform/iov/tools/devkit/stack"
+	"github.com/iov-platform/iov/tools/devkit/stack/stacktest"
 )
 
 // TestReadAllReadsToTheEndOffsets: with want <= 0, ReadAll returns every record the topics
@@ -19,16 +22,8 @@ import (
 // end), nothing for an empty or missing topic, and an error, not a partial result, when its
 // context ends first.
 func TestReadAllReadsToTheEndOffsets(t *testing.T) {
-	st, err := Start(Options{Partitions: 3, Topics: []string{"full", "empty"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(st.KafkaBootstrap()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	st := stacktest.Start(t, stack.Options{Partitions: 3, Topics: []string{"full", "empty"}})
+	cl := stacktest.Client(t, st)
 	const n = 300
 	var recs []*kgo.Record
 	for i := range n {
@@ -52,7 +47,7 @@ func TestReadAllReadsToTheEndOffsets(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			got, err := ReadAll(ctx, st.KafkaBootstrap(), 0, tc.idle, tc.topics...)
+			got, err := stack.ReadAll(ctx, st.KafkaBootstrap(), 0, tc.idle, tc.topics...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +63,7 @@ func TestReadAllReadsToTheEndOffsets(t *testing.T) {
 	t.Run("context ends first", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if got, err := ReadAll(ctx, st.KafkaBootstrap(), 0, time.Second, "full"); !errors.Is(err, context.Canceled) {
+		if got, err := stack.ReadAll(ctx, st.KafkaBootstrap(), 0, time.Second, "full"); !errors.Is(err, context.Canceled) {
 			t.Fatalf("ReadAll with an ended context: %d records, err %v", len(got), err)
 		}
 	})
@@ -103,12 +98,12 @@ func TestReadAllWaitsForARestartingBroker(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		type result struct {
-			recs []Record
+			recs []stack.Record
 			err  error
 		}
 		done := make(chan result, 1)
 		go func() {
-			recs, err := ReadAll(ctx, bootstrap, 0, time.Second, "t")
+			recs, err := stack.ReadAll(ctx, bootstrap, 0, time.Second, "t")
 			done <- result{recs, err}
 		}()
 		select {
@@ -126,11 +121,7 @@ func TestReadAllWaitsForARestartingBroker(t *testing.T) {
 	}
 
 	t.Run("every broker down", func(t *testing.T) {
-		st, err := Start(Options{Partitions: 3, Topics: []string{"t"}, DataDir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
+		st := stacktest.Start(t, stack.Options{Partitions: 3, Topics: []string{"t"}, DataDir: t.TempDir()})
 		produce(t, st.KafkaBootstrap())
 		st.StopKafka()
 		readDuring(t, st.KafkaBootstrap(), st.StartKafka)

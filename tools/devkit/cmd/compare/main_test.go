@@ -18,6 +18,7 @@ import (
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 	"github.com/iov-platform/iov/tools/devkit/load"
 	"github.com/iov-platform/iov/tools/devkit/stack"
+	"github.com/iov-platform/iov/tools/devkit/stack/stacktest"
 )
 
 func TestRatioMedianSummary(t *testing.T) {
@@ -132,11 +133,7 @@ func TestPythonBridge(t *testing.T) {
 	python, bridge := bridgeOrSkip(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
-	st, err := stack.Start(stack.Options{Partitions: 3, Topics: []string{"py.async"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := stacktest.Start(t, stack.Options{Partitions: 3, Topics: []string{"py.async"}})
 	logw := &testLog{t: t}
 	srv, err := startPython(ctx, pythonOptions{Python: python, Bridge: bridge, Bootstrap: st.KafkaBootstrap(),
 		Topic: "py.async", Filter: mqttFilter, Workers: 4, Log: logw})
@@ -211,11 +208,7 @@ func TestPythonBridgeSyncOutage(t *testing.T) {
 	python, bridge := bridgeOrSkip(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
-	st, err := stack.Start(stack.Options{Partitions: 1, Topics: []string{"py.sync"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := stacktest.Start(t, stack.Options{Partitions: 1, Topics: []string{"py.sync"}})
 	srv, err := startPython(ctx, pythonOptions{Python: python, Bridge: bridge, Bootstrap: st.KafkaBootstrap(),
 		Topic: "py.sync", Filter: mqttFilter, Workers: 2, Sync: true, Log: &testLog{t: t},
 		ExtraArgs: []string{"--sync-timeout", "0.5"}})
