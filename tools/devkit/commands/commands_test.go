@@ -8,14 +8,11 @@ import (
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
 	"github.com/iov-platform/iov/tools/devkit/stack"
+	"github.com/iov-platform/iov/tools/devkit/stack/stacktest"
 )
 
 func TestDecodeStatuses(t *testing.T) {
-	st, err := stack.Start(stack.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st := stacktest.Start(t, stack.Options{})
 	reg := serde.NewRegistry(st.RegistryURL(), "", "")
 	enc, err := serde.NewEncoder(reg, serde.TopicSubject("status"), schemas.MustLatest(schemas.CommandStatusName), true)
 	if err != nil {

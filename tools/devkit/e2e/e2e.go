@@ -16,6 +16,7 @@ import (
 	"github.com/iov-platform/iov/tools/devkit/kafkacluster"
 	"github.com/iov-platform/iov/tools/devkit/kafkacluster/kafkatest"
 	"github.com/iov-platform/iov/tools/devkit/stack"
+	"github.com/iov-platform/iov/tools/devkit/stack/stacktest"
 )
 
 // Backend is the Kafka a test runs against.
@@ -52,7 +53,7 @@ func Start(t testing.TB, b Backend, opts stack.Options) *stack.Stack {
 		opts.Bootstrap = c.Bootstrap()
 		createTopics(t, c, opts)
 	}
-	return startStack(t, opts)
+	return stacktest.Start(t, opts)
 }
 
 // StartSecure starts one real Kafka node with a SASL_SSL (SCRAM-SHA-512) listener for users,
@@ -63,7 +64,7 @@ func StartSecure(t testing.TB, users map[string]string, opts stack.Options) (*st
 	sc := kafkatest.StartSecure(t, 1, users, partitions(&opts))
 	opts.Bootstrap = sc.Bootstrap()
 	createTopics(t, sc.Cluster, opts)
-	return startStack(t, opts), sc
+	return stacktest.Start(t, opts), sc
 }
 
 // partitions defaults opts.Partitions and returns the broker setting that gives
@@ -86,14 +87,4 @@ func createTopics(t testing.TB, c *kafkacluster.Cluster, opts stack.Options) {
 	if err := c.CreateTopics(ctx, specs...); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func startStack(t testing.TB, opts stack.Options) *stack.Stack {
-	t.Helper()
-	st, err := stack.Start(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	return st
 }

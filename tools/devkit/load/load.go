@@ -287,7 +287,8 @@ func avroEnvelope(registryURL string) (func(key, value []byte) ([]byte, error), 
 	}, nil
 }
 
-// readTimeout bounds one read of the whole topic during verification.
+// readTimeout bounds one read of the whole topic during verification, or the rest of
+// VerifyWait when that is longer.
 const readTimeout = 60 * time.Second
 
 // verify reads the Kafka topic and matches it with what was acknowledged.
@@ -315,19 +316,15 @@ func verify(ctx context.Context, o Options, run string, acked, sent [][]int, rep
 	last := map[string]int{}
 	// VerifyWait bounds how long to wait for missing records to arrive, never a read: each
 	// pass reads the whole topic as it is (stack.ReadAll up to the end offsets), so the last
-	// pass, like every other, sees every record written before it started.
+	// pass, like every other, sees every record written before it started. A broker still
+	// restarting is waited for by ReadAll itself (it retries transient errors until its
+	// context ends), for readTimeout or what is left of VerifyWait; a failed read fails.
 	deadline := time.Now().Add(o.VerifyWait)
 	for {
-		rctx, cancel := context.WithTimeout(ctx, readTimeout)
+		rctx, cancel := context.WithDeadline(ctx, later(time.Now().Add(readTimeout), deadline))
 		recs, err := stack.ReadAll(rctx, o.Bootstrap, 0, 2*time.Second, o.KafkaTopic)
 		cancel()
 		if err != nil {
-			// A failed read is never taken for the topic's content: read again while the
-			// wait allows (a broker still restarting), else fail.
-			if time.Now().Before(deadline) && ctx.Err() == nil {
-				time.Sleep(500 * time.Millisecond)
-				continue
-			}
 			return fmt.Errorf("verify: read %s: %w", o.KafkaTopic, err)
 		}
 		clear(found)
@@ -381,4 +378,11 @@ func verify(ctx context.Context, o Options, run string, acked, sent [][]int, rep
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -160,13 +160,18 @@ type Record struct {
 // the topics hold when it is called: it lists each partition's end offset first and returns
 // once it has read up to all of them (a topic that does not exist yet is empty), or when ctx
 // ends, with ctx's error. idle bounds each poll. A read cut short by ctx always returns an
-// error, so a partial result cannot pass for the topic's content.
+// error, so a partial result cannot pass for the topic's content. Transient errors (see
+// transient: a broker restarting, a leader being elected) are retried until ctx ends; this is
+// the one place that retries a read, so callers bound the wait with ctx alone.
 func ReadAll(ctx context.Context, bootstrap string, want int, idle time.Duration, topics ...string) ([]Record, error) {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(strings.Split(bootstrap, ",")...),
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(100*time.Millisecond),
+		// After a failed metadata load (every broker restarting) the consumer tries again
+		// after this, not after kgo's default 5 s.
+		kgo.MetadataMinAge(250*time.Millisecond),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("read client: %w", err)
@@ -191,8 +196,7 @@ func ReadAll(ctx context.Context, bootstrap string, want int, idle time.Duration
 			return out, errors.New("read client closed")
 		}
 		for _, fe := range fs.Errors() {
-			// A broker not listening yet (a node restarting) is retried by the client.
-			if !errors.Is(fe.Err, context.DeadlineExceeded) && !kgo.IsRetryableBrokerErr(fe.Err) {
+			if !errors.Is(fe.Err, context.DeadlineExceeded) && !transient(fe.Err) {
 				return out, fmt.Errorf("fetch %s/%d: %w", fe.Topic, fe.Partition, fe.Err)
 			}
 		}
@@ -226,9 +230,24 @@ func reached(read, ends map[string]map[int32]int64) bool {
 	return true
 }
 
+// transient is ReadAll's one retry policy: the error will likely go away by itself. That is
+// a retriable Kafka error (a leader being elected), an error kgo retries on a connection (a
+// broker closing it), and any dial error but a host that does not exist: a broker that is
+// restarting refuses connections until it listens again. kgo.IsRetryableBrokerErr leaves
+// refused dials out on purpose, and kgo does not retry them for a request pinned to a
+// partition leader (kadm's ListOffsets), so kadm returns them, bare from a metadata request
+// or inside *kadm.ShardErrors (whose Unwrap exposes each shard's error to errors.As).
+func transient(err error) bool {
+	if kerr.IsRetriable(err) || kgo.IsRetryableBrokerErr(err) {
+		return true
+	}
+	var op *net.OpError
+	var dns *net.DNSError
+	return errors.As(err, &op) && op.Op == "dial" && !(errors.As(err, &dns) && dns.IsNotFound)
+}
+
 // endOffsets lists the end offset (the high watermark) of every non-empty partition of
-// topics, retrying while the cluster answers with a retriable error (a leader being
-// elected) or a broker cannot be reached yet (a node restarting). A topic that does not
+// topics, retrying transient errors (see transient) until ctx ends. A topic that does not
 // exist has none.
 func endOffsets(ctx context.Context, cl *kgo.Client, topics []string) (map[string]map[int32]int64, error) {
 	for {
@@ -246,7 +265,7 @@ func endOffsets(ctx context.Context, cl *kgo.Client, topics []string) (map[strin
 				ends[o.Topic][o.Partition] = o.Offset
 			}
 		})
-		if err == nil || !kerr.IsRetriable(err) && !kgo.IsRetryableBrokerErr(err) {
+		if err == nil || !transient(err) {
 			return ends, err
 		}
 		select {

@@ -29,29 +29,19 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/iov-platform/iov/kit/cli"
 	"github.com/iov-platform/iov/kit/logging"
 	"github.com/iov-platform/iov/kit/ops"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/emqxapi"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "exhook-reload:", err)
-		os.Exit(1)
-	}
+	cli.Main("exhook-reload", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout, os.Stderr) })
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -71,11 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ensure := fs.Bool("ensure", false, "reload only when EMQX registered another scope than -scope, then wait until every node is connected with it")
 	serve := fs.String("serve", "", "serve /metrics, /healthz and /ready on this address until SIGTERM (status exporter)")
 	logFormat := fs.String("log-format", "text", "log format of -serve: json or text")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if modes := btoi(*statusOnly) + btoi(*ensure) + btoi(*serve != ""); modes > 1 {
 		return errors.New("-ensure, -status and -serve exclude each other")

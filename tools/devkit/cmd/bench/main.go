@@ -34,7 +34,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -42,6 +41,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/iov-platform/iov/kit/cli"
 	"github.com/iov-platform/iov/tools/devkit/load"
 	"github.com/iov-platform/iov/tools/devkit/procstat"
 	"github.com/iov-platform/iov/tools/devkit/readiness"
@@ -49,13 +49,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) { // --help printed the usage: exit 0
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	cli.Main("bench", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout) })
 }
 
 // producerConfig is our producer's config for one mode: one route, keyed by the vehicle id in
@@ -109,11 +103,8 @@ func parse(args []string) (config, error) {
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 5*time.Second, "per-call deadline, like EMQX request_timeout")
 	modes := fs.String("modes", "async,sync,spool", "producer delivery modes to measure after the floor, in order")
 	burstModes := fs.String("burst-modes", "async,sync", "the modes that get the burst too, among -modes (the floor gets it whenever -burst-vehicles is set)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	var problems []error
 	if c.vehicles <= 0 || c.messages <= 0 || c.rateMessages <= 0 || c.pool <= 0 || c.warmup < 0 {

@@ -22,26 +22,19 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/iov-platform/iov/kit/cli"
 	"github.com/iov-platform/iov/tools/devkit/load"
 	"github.com/iov-platform/iov/tools/devkit/procstat"
 	"github.com/iov-platform/iov/tools/devkit/stack"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) { // --help printed the usage: exit 0
-		fmt.Fprintln(os.Stderr, "compare:", err)
-		os.Exit(1)
-	}
+	cli.Main("compare", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout) })
 }
 
 type config struct {
@@ -86,11 +79,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 5*time.Second, "per-call deadline, like EMQX request_timeout")
 	fs.DurationVar(&c.verifyWait, "verify-wait", 30*time.Second, "how long to wait for records to show up in Kafka")
 	sync := fs.Bool("sync", false, "also compare sync delivery (our `delivery: sync` vs the bridge's --sync)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if c.vehicles <= 0 || c.messages <= 0 || c.pool <= 0 || c.rounds <= 0 || c.warmup < 0 || c.pyWorkers <= 0 {
 		return errors.New("-vehicles, -messages, -pool, -rounds and -python-workers must be positive, -warmup not negative")

@@ -18,6 +18,7 @@ import (
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 	"github.com/iov-platform/iov/tools/devkit/load"
 	"github.com/iov-platform/iov/tools/devkit/stack"
+	"github.com/iov-platform/iov/tools/devkit/stack/stacktest"
 )
 
 func TestRatioMedianSummary(t *testing.T) {
@@ -125,6 +126,18 @@ func bridgeOrSkip(t *testing.T) (python, bridge string) {
 	return python, "../../../baseline-python/exhook_bridge.py"
 }
 
+// startPythonForTest starts the bridge; it is stopped when t ends, if the test has not
+// stopped it (stop again only reports the exit).
+func startPythonForTest(ctx context.Context, t *testing.T, o pythonOptions) *server {
+	t.Helper()
+	srv, err := startPython(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.stop(10 * time.Second) })
+	return srv
+}
+
 // TestPythonBridge runs the baseline bridge against the in-process Kafka: every message of a
 // small load arrives as a well-formed envelope keyed by client id, every RPC answers, the
 // publish hook replies IGNORE, and SIGTERM stops it cleanly with its counters.
@@ -132,23 +145,10 @@ func TestPythonBridge(t *testing.T) {
 	python, bridge := bridgeOrSkip(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
-	st, err := stack.Start(stack.Options{Partitions: 3, Topics: []string{"py.async"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := stacktest.Start(t, stack.Options{Partitions: 3, Topics: []string{"py.async"}})
 	logw := &testLog{t: t}
-	srv, err := startPython(ctx, pythonOptions{Python: python, Bridge: bridge, Bootstrap: st.KafkaBootstrap(),
+	srv := startPythonForTest(ctx, t, pythonOptions{Python: python, Bridge: bridge, Bootstrap: st.KafkaBootstrap(),
 		Topic: "py.async", Filter: mqttFilter, Workers: 4, Log: logw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			srv.stop(10 * time.Second)
-		}
-	}()
 
 	rep, err := load.Run(ctx, load.Options{Addr: srv.addr, Vehicles: 5, Messages: 5, Pool: 2,
 		RequestTimeout: 5 * time.Second, TopicTemplate: mqttTopic, PayloadBytes: 100, QoS: 1,
@@ -199,7 +199,6 @@ func TestPythonBridge(t *testing.T) {
 	}
 
 	exit := srv.stop(20 * time.Second)
-	stopped = true
 	if exit != "exit 0" || srv.Stats() != "published=26 delivered=26 rejected=0 lost=0" {
 		t.Fatalf("stopped with %q, stats %q", exit, srv.Stats())
 	}
@@ -211,23 +210,10 @@ func TestPythonBridgeSyncOutage(t *testing.T) {
 	python, bridge := bridgeOrSkip(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
-	st, err := stack.Start(stack.Options{Partitions: 1, Topics: []string{"py.sync"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv, err := startPython(ctx, pythonOptions{Python: python, Bridge: bridge, Bootstrap: st.KafkaBootstrap(),
+	st := stacktest.Start(t, stack.Options{Partitions: 1, Topics: []string{"py.sync"}})
+	srv := startPythonForTest(ctx, t, pythonOptions{Python: python, Bridge: bridge, Bootstrap: st.KafkaBootstrap(),
 		Topic: "py.sync", Filter: mqttFilter, Workers: 2, Sync: true, Log: &testLog{t: t},
 		ExtraArgs: []string{"--sync-timeout", "0.5"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			srv.stop(10 * time.Second)
-		}
-	}()
 	sim, err := emqxsim.Dial(emqxsim.Options{Addr: srv.addr, PoolSize: 1, RequestTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +233,6 @@ func TestPythonBridgeSyncOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	exit := srv.stop(20 * time.Second)
-	stopped = true
 	if exit != "exit 0" || srv.Stats() != "published=1 delivered=1 rejected=1 lost=0" {
 		t.Fatalf("stopped with %q, stats %q", exit, srv.Stats())
 	}

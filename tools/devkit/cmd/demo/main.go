@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/iov-platform/iov/kit/cli"
 )
 
 func main() {
@@ -43,11 +45,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.messages, "messages", 10, "messages per vehicle and route (make demo: MESSAGES)")
 	fs.BoolVar(&o.downlink, "downlink", true, "also run the downlink round trip")
 	fs.DurationVar(&o.stopWait, "stop-wait", 5*time.Second, "how long each process may take to stop after SIGTERM before it is killed")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if o.vehicles <= 0 || o.messages <= 0 {
 		return errors.New("--vehicles and --messages must be positive")

@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,8 +18,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,19 +25,14 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/iov-platform/iov/kit/calltime"
+	"github.com/iov-platform/iov/kit/cli"
 	"github.com/iov-platform/iov/kit/mempeak"
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
 	exhookv3 "github.com/iov-platform/iov/proto/emqx/exhook/v3"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) { // --help printed the usage: exit 0
-		fmt.Fprintln(os.Stderr, "floor:", err)
-		os.Exit(1)
-	}
+	cli.Main("floor", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout) })
 }
 
 // run serves until ctx ends; the LISTEN (and METRICS) address lines go to out.
@@ -49,11 +41,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	addr := fs.String("listen", "127.0.0.1:0", "gRPC listen address (loopback; port 0 picks a free port)")
 	metricsAddr := fs.String("metrics-listen", "", "serve the calls' time in the server at /metrics on this address (\"\": not measured)")
 	memPeak := fs.String("mem-peak-dir", "", "write the memory at its resident peak here (kit/mempeak: peak.txt, heap.pprof)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
