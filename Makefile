@@ -67,6 +67,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s)
 	@set -e; for spec in \
 		"schemas/wire FuzzSplit" \
 		"schemas/serde FuzzDecode" \
+		"schemas/serde FuzzSegmentedEncodingMatchesHamba" \
 		"services/exhook-producer/internal/route FuzzMatchFilter" \
 		"services/exhook-producer/internal/hook FuzzV3Publish" \
 		"services/exhook-producer/internal/hook FuzzMessagePublishRequest" \

@@ -43,11 +43,14 @@ type Encoder struct {
 	id     int
 	schema avro.Schema
 	pool   sync.Pool
+	// segments is the record's fields cut at its map<string> fields (nil: the schema has
+	// none), and plans holds, per Go type encoded, where those maps are in it (mapfields.go).
+	segments []segment
+	plans    sync.Map // reflect.Type -> *typePlan (nil: the whole-schema path)
 }
 
 type encBuf struct {
-	buf bytes.Buffer
-	enc *avro.Encoder
+	w *avro.Writer // hamba/avro's writer on no io.Writer: the record is its buffer
 }
 
 // NewEncoder resolves def's id under subject. With register it registers the schema (a no-op
@@ -67,12 +70,20 @@ func NewEncoder(reg Registry, subject string, def schemas.Definition, register b
 	if err != nil {
 		return nil, fmt.Errorf("schema %s v%d under subject %s: %w", def.Name, def.Version, subject, err)
 	}
-	e := &Encoder{id: s.ID(), schema: schema}
-	e.pool.New = func() any {
-		b := &encBuf{}
-		b.enc = avro.NewEncoderForSchema(schema, &b.buf)
-		return b
+	e, err := newEncoder(s.ID(), schema)
+	if err != nil {
+		return nil, fmt.Errorf("schema %s v%d: %w", def.Name, def.Version, err)
 	}
+	return e, nil
+}
+
+func newEncoder(id int, schema avro.Schema) (*Encoder, error) {
+	segs, err := cutAtStringMaps(schema)
+	if err != nil {
+		return nil, err
+	}
+	e := &Encoder{id: id, schema: schema, segments: segs}
+	e.pool.New = func() any { return &encBuf{w: avro.NewWriter(nil, 512)} }
 	return e, nil
 }
 
@@ -83,16 +94,24 @@ func (e *Encoder) ID() int { return e.id }
 func (e *Encoder) Encode(v any) ([]byte, error) {
 	b := e.pool.Get().(*encBuf)
 	defer e.pool.Put(b)
-	b.buf.Reset()
-	hdr, err := wire.AppendHeader(b.buf.AvailableBuffer(), e.id)
+	w := b.w
+	w.Reset(nil)
+	w.Error = nil
+	var h [wire.HeaderSize]byte
+	hdr, err := wire.AppendHeader(h[:0], e.id)
 	if err != nil {
 		return nil, err
 	}
-	b.buf.Write(hdr)
-	if err := b.enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("avro encode: %w", err)
+	_, _ = w.Write(hdr)
+	if p := e.plan(v); p != nil {
+		p.encode(w, v)
+	} else {
+		w.WriteVal(e.schema, v)
 	}
-	return bytes.Clone(b.buf.Bytes()), nil
+	if w.Error != nil {
+		return nil, fmt.Errorf("avro encode: %w", w.Error)
+	}
+	return bytes.Clone(w.Buffer()), nil
 }
 
 // Decoder reads framed records written with any registered schema, resolving the writer's
