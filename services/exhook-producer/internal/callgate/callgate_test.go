@@ -168,9 +168,10 @@ func TestGateDoesNotWaitForCallsThatNeedTheReader(t *testing.T) {
 	}
 }
 
-// A call waiting for a slot whose deadline passes ends DEADLINE_EXCEEDED without a
-// handler and without taking a slot.
-func TestGateWaitEndsAtTheCallsDeadline(t *testing.T) {
+// A call whose deadline passes while it waits unread in the connection ends
+// DEADLINE_EXCEEDED at the client without a handler, and leaves no slot taken once the
+// server reads it (and its reset).
+func TestGateCallTimesOutWhileWaiting(t *testing.T) {
 	g := New(1)
 	h := &heldHealth{hold: make(chan struct{})}
 	_, client := serve(t, g, h, math.MaxInt32)
