@@ -46,7 +46,13 @@ func New(reg prometheus.Registerer) *Recorder {
 // takes the server's only grpc.InTapHandle slot) and an interceptor, which goes outside the
 // server's other interceptors when these options come first.
 func (r *Recorder) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.InTapHandle(arrived), grpc.ChainUnaryInterceptor(r.answered)}
+	return r.ServerOptionsWrapped(func(h tap.ServerInHandle) tap.ServerInHandle { return h })
+}
+
+// ServerOptionsWrapped is ServerOptions with the tap handle replaced by wrap(its own), so that
+// another tap (a server has one slot) can run around the arrival's.
+func (r *Recorder) ServerOptionsWrapped(wrap func(tap.ServerInHandle) tap.ServerInHandle) []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.InTapHandle(wrap(arrived)), grpc.ChainUnaryInterceptor(r.answered)}
 }
 
 type arrivalKey struct{}

@@ -32,6 +32,7 @@ import (
 	exhookv3 "github.com/iov-platform/iov/proto/emqx/exhook/v3"
 	"github.com/iov-platform/iov/schemas"
 	"github.com/iov-platform/iov/schemas/serde"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/callgate"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/config"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/h2streams"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/hook"
@@ -199,9 +200,9 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		a.closeSinks()
 		return nil, err
 	}
-	serverOpts = append(serverOpts, calltime.New(reg).ServerOptions()...) // grpc_server_call_seconds
-	newServer := func(count *h2streams.Counter) *grpc.Server {
-		srv := grpc.NewServer(append(connServerOptions(serverOpts, creds, count),
+	calls := calltime.New(reg) // grpc_server_call_seconds
+	newServer := func(count *h2streams.Counter, gate *callgate.Gate) *grpc.Server {
+		srv := grpc.NewServer(append(connServerOptions(serverOpts, creds, count, calls, gate),
 			grpc.ChainUnaryInterceptor(
 				srvMetrics.UnaryServerInterceptor(),
 				recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(func(p any) error {
@@ -217,10 +218,10 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		reflection.Register(srv)
 		return srv
 	}
-	proto := newServer(new(h2streams.Counter)) // never serves: names the methods for the metrics
+	proto := newServer(new(h2streams.Counter), nil) // never serves: names the methods for the metrics
 	srvMetrics.InitializeMetrics(proto)
 	proto.Stop()
-	a.grpc = newConnServers(newServer)
+	a.grpc = newConnServers(cfg.GRPC.MaxRunningCalls, newServer)
 	return a, nil
 }
 

@@ -21,12 +21,14 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/iov-platform/iov/services/exhook-producer/internal/callgate"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/h2streams"
 )
 
 // connServers serves each accepted connection with its own grpc.Server from newServer.
 type connServers struct {
-	newServer func(count *h2streams.Counter) *grpc.Server
+	newServer  func(count *h2streams.Counter, gate *callgate.Gate) *grpc.Server
+	maxRunning int // calls each connection runs at once (grpc.maxRunningCalls; 0: no gate)
 
 	mu      sync.Mutex
 	conns   map[*connServer]bool
@@ -44,8 +46,8 @@ type connServer struct {
 	count h2streams.Counter
 }
 
-func newConnServers(newServer func(count *h2streams.Counter) *grpc.Server) *connServers {
-	return &connServers{newServer: newServer, conns: map[*connServer]bool{}}
+func newConnServers(maxRunning int, newServer func(count *h2streams.Counter, gate *callgate.Gate) *grpc.Server) *connServers {
+	return &connServers{newServer: newServer, maxRunning: maxRunning, conns: map[*connServer]bool{}}
 }
 
 // Serve accepts connections until ln is closed (by Drain or Stop: then it returns nil).
@@ -62,7 +64,11 @@ func (s *connServers) Serve(ln net.Listener) error {
 			return err
 		}
 		cs := &connServer{}
-		cs.srv = s.newServer(&cs.count)
+		var gate *callgate.Gate
+		if s.maxRunning > 0 {
+			gate = callgate.New(s.maxRunning)
+		}
+		cs.srv = s.newServer(&cs.count, gate)
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	exhookv2 "github.com/iov-platform/iov/proto/emqx/exhook/v2"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/callgate"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/h2streams"
 	"github.com/iov-platform/iov/tools/devkit/emqxsim"
 )
@@ -27,15 +28,16 @@ func (h slowHooks) OnMessagePublish(context.Context, *exhookv2.MessagePublishReq
 }
 
 // serveSlowHooks serves slowHooks{delay} on a loopback listener, one server per connection
-// with the options every EMQX connection gets; served receives Serve's result.
-func serveSlowHooks(tb testing.TB, delay time.Duration) (cs *connServers, ln net.Listener, served <-chan error) {
+// with the options every EMQX connection gets (maxRunning: grpc.maxRunningCalls); served
+// receives Serve's result.
+func serveSlowHooks(tb testing.TB, delay time.Duration, maxRunning int) (cs *connServers, ln net.Listener, served <-chan error) {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cs = newConnServers(func(n *h2streams.Counter) *grpc.Server {
-		srv := grpc.NewServer(connServerOptions(nil, insecure.NewCredentials(), n)...)
+	cs = newConnServers(maxRunning, func(n *h2streams.Counter, gate *callgate.Gate) *grpc.Server {
+		srv := grpc.NewServer(connServerOptions(nil, insecure.NewCredentials(), n, nil, gate)...)
 		exhookv2.RegisterHookProviderServer(srv, slowHooks{delay: delay})
 		return srv
 	})
@@ -46,24 +48,43 @@ func serveSlowHooks(tb testing.TB, delay time.Duration) (cs *connServers, ln net
 
 // Drain sends a connection its GOAWAY only once nothing is in flight on it, so EMQX <= 5.8.8
 // (gun 1.3, which fails every call in flight at a GOAWAY; emqxsim ModeGun1) gets every
-// answer; a connection still busy at idleBy gets its GOAWAY then.
+// answer; a connection still busy at idleBy gets its GOAWAY then. With a gate
+// (grpc.maxRunningCalls) below the calls a connection has, the calls waiting in it count as
+// in flight too: the drain waits for their answers.
 func TestDrainWaitsForIdleConnection(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		idleBy     time.Duration // after the drain starts
+		gated      bool
 		wantFailed bool
 	}{
-		{"idle before the GOAWAY", 5 * time.Second, false},
-		{"GOAWAY at idleBy while busy", 0, true},
+		{"idle before the GOAWAY", 5 * time.Second, false, false},
+		{"GOAWAY at idleBy while busy", 0, false, true},
+		{"gated, idle before the GOAWAY", 5 * time.Second, true, false},
+		{"gated, GOAWAY at idleBy while busy", 0, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cs, ln, served := serveSlowHooks(t, 300*time.Millisecond)
+			const calls = 6
+			maxRunning := 0
+			if tc.gated {
+				// One call less than the busiest connection has: one waits in the gate.
+				probe, err := emqxsim.Dial(emqxsim.Options{Addr: "127.0.0.1:1", PoolSize: 2})
+				if err != nil {
+					t.Fatal(err)
+				}
+				perConn := map[int]int{}
+				for i := range calls {
+					perConn[probe.SlotFor(string(rune('A'+i)))]++
+				}
+				probe.Close()
+				maxRunning = max(perConn[0], perConn[1]) - 1
+			}
+			cs, ln, served := serveSlowHooks(t, 300*time.Millisecond, maxRunning)
 			sim, err := emqxsim.Dial(emqxsim.Options{Addr: ln.Addr().String(), PoolSize: 2, RequestTimeout: 3 * time.Second, Mode: emqxsim.ModeGun1, RetryInterval: time.Hour})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer sim.Close()
-			const calls = 6
 			errs := make(chan error, calls)
 			for i := range calls {
 				go func() {
@@ -107,7 +128,7 @@ func TestDrainWaitsForIdleConnection(t *testing.T) {
 // A connection that died with a call in flight has nothing in flight any more: the drain
 // does not wait for it until idleBy.
 func TestDrainSkipsDeadConnection(t *testing.T) {
-	cs, ln, served := serveSlowHooks(t, time.Second)
+	cs, ln, served := serveSlowHooks(t, time.Second, 0)
 	sim, err := emqxsim.Dial(emqxsim.Options{Addr: ln.Addr().String(), PoolSize: 1, RequestTimeout: 3 * time.Second, RetryInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +169,7 @@ func TestDrainSkipsDeadConnection(t *testing.T) {
 // answers, client side included: what serving costs besides the hook (allocs/op shows a
 // regression in the server options).
 func BenchmarkConnServerPublish(b *testing.B) {
-	cs, ln, _ := serveSlowHooks(b, 0)
+	cs, ln, _ := serveSlowHooks(b, 0, 64)
 	defer func() { _ = ln.Close(); cs.Stop() }()
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -203,9 +224,9 @@ func TestConnectionEndStopsItsServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			var started atomic.Int64
-			cs := newConnServers(func(n *h2streams.Counter) *grpc.Server {
+			cs := newConnServers(0, func(n *h2streams.Counter, gate *callgate.Gate) *grpc.Server {
 				started.Add(1)
-				srv := grpc.NewServer(append(connServerOptions(nil, insecure.NewCredentials(), n), grpc.ConnectionTimeout(time.Second))...)
+				srv := grpc.NewServer(append(connServerOptions(nil, insecure.NewCredentials(), n, nil, gate), grpc.ConnectionTimeout(time.Second))...)
 				exhookv2.RegisterHookProviderServer(srv, slowHooks{})
 				return srv
 			})

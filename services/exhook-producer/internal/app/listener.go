@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"slices"
 	"time"
@@ -11,7 +12,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/tap"
 
+	"github.com/iov-platform/iov/kit/calltime"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/callgate"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/h2streams"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/hooktls"
 )
@@ -61,13 +65,42 @@ func (a *App) hookServerOptions() ([]grpc.ServerOption, credentials.TransportCre
 // them again (stack copying ~10% of the CPU), and scanned them all in every cycle. Measured
 // in the bench: CPU per async message 42-46 us with the workers, 38 us without (README,
 // "Second round").
-func connServerOptions(base []grpc.ServerOption, creds credentials.TransportCredentials, count *h2streams.Counter) []grpc.ServerOption {
-	return append(slices.Clip(base),
-		grpc.Creds(h2streams.Credentials(creds, count)),
+//
+// calls (nil: none) measures each call's time in the server (grpc_server_call_seconds), its
+// interceptor outside the ones that follow; gate (nil: none) bounds the calls the connection
+// runs at once (grpc.maxRunningCalls): a call over the bound waits unread in the connection.
+func connServerOptions(base []grpc.ServerOption, creds credentials.TransportCredentials, count *h2streams.Counter, calls *calltime.Recorder, gate *callgate.Gate) []grpc.ServerOption {
+	counted := h2streams.Credentials(creds, count)
+	if gate != nil {
+		counted = callgate.Credentials(counted, gate)
+	}
+	opts := append(slices.Clip(base),
+		grpc.Creds(counted),
 		// EMQX keeps a pool of long-lived HTTP/2 connections; allow its keepalive pings.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
+	wrap := func(h tap.ServerInHandle) tap.ServerInHandle { return h }
+	if gate != nil {
+		wrap = gate.Tap
+	}
+	switch {
+	case calls != nil:
+		opts = append(opts, calls.ServerOptionsWrapped(wrap)...)
+	case gate != nil:
+		opts = append(opts, grpc.InTapHandle(gate.Tap(nil)))
+	}
+	if gate != nil {
+		opts = append(opts, grpc.ChainUnaryInterceptor(gate.UnaryInterceptor()), grpc.ChainStreamInterceptor(gate.StreamInterceptor()),
+			grpc.ReadBufferSize(0), // the gate's connection buffers its reads (callgate.Credentials)
+			// No connection-level flow control: with grpc-go's (64 KiB, grown by its BDP
+			// estimate), a client that has used the window still sends calls' headers but
+			// holds their data, and the gate lets such calls past its limit (they need the
+			// reader to read their data). TCP back-pressure bounds what the client sends;
+			// each stream keeps its own window.
+			grpc.StaticConnWindowSize(math.MaxInt32))
+	}
+	return opts
 }
 
 // closeHookTLS stops watching the certificate files.

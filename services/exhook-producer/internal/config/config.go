@@ -86,6 +86,12 @@ type GRPC struct {
 	// (REFUSED_STREAM): grpc-go clients wait for a free stream, but EMQX's gun (1.3 and 2.x)
 	// ignores the limit, so for EMQX a refused stream is a failed hook call.
 	MaxConcurrentStreams int `yaml:"maxConcurrentStreams"`
+	// MaxRunningCalls bounds the hook calls one connection runs at once, by back-pressure
+	// instead of refusal: a call over it waits unread in the connection (and EMQX) until
+	// one of the connection's calls returns, so that a burst of calls does not cost a
+	// goroutine and its stream's state per call (internal/callgate). 0: no bound (every
+	// stream up to maxConcurrentStreams runs at once).
+	MaxRunningCalls int `yaml:"maxRunningCalls"`
 	// MaxConnections bounds the open connections; further ones wait to be accepted.
 	MaxConnections int `yaml:"maxConnections"`
 	// HandshakeTimeout bounds a new connection's TLS and HTTP/2 handshake: a client that
@@ -126,6 +132,9 @@ func (g GRPC) validate() error {
 	}
 	if g.MaxConcurrentStreams <= 0 {
 		add("grpc.maxConcurrentStreams must be positive")
+	}
+	if g.MaxRunningCalls < 0 || g.MaxRunningCalls > g.MaxConcurrentStreams {
+		add("grpc.maxRunningCalls %d: want 0 (no bound) to grpc.maxConcurrentStreams (%d)", g.MaxRunningCalls, g.MaxConcurrentStreams)
 	}
 	if g.MaxConnections <= 0 {
 		add("grpc.maxConnections must be positive")
@@ -243,7 +252,7 @@ func (c *Config) EnvOnly() []svcconfig.EnvOnly { return c.Registry.EnvOnly() }
 
 func defaults() *Config {
 	return &Config{
-		GRPC: GRPC{ListenAddress: ":9000", MaxPacketBytes: MaxEMQXPacketBytes, MaxConcurrentStreams: 1024,
+		GRPC: GRPC{ListenAddress: ":9000", MaxPacketBytes: MaxEMQXPacketBytes, MaxConcurrentStreams: 1024, MaxRunningCalls: 64,
 			MaxConnections: 1024, HandshakeTimeout: 10 * time.Second, TLS: GRPCTLS{ReloadInterval: 30 * time.Second}},
 		HTTP:     svcconfig.HTTP{ListenAddress: ":8080"},
 		Log:      svcconfig.Log{Level: "info", Format: "json"},

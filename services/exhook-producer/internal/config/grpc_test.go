@@ -31,6 +31,19 @@ grpc:
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
+	for yaml, want := range map[string]string{
+		"{maxRunningCalls: -1}":                             "grpc.maxRunningCalls -1: want 0 (no bound) to grpc.maxConcurrentStreams (1024)",
+		"{maxRunningCalls: 101, maxConcurrentStreams: 100}": "grpc.maxRunningCalls 101: want 0 (no bound) to grpc.maxConcurrentStreams (100)",
+	} {
+		if _, err := Parse([]byte(minimal + "\ngrpc: " + yaml + "\n")); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", yaml, err, want)
+		}
+	}
+	for _, yaml := range []string{"{maxRunningCalls: 0}", "{maxRunningCalls: 100, maxConcurrentStreams: 100}"} {
+		if _, err := Parse([]byte(minimal + "\ngrpc: " + yaml + "\n")); err != nil {
+			t.Errorf("%s: %v", yaml, err)
+		}
+	}
 	_, err = Parse([]byte(minimal + "\ngrpc: {tls: {clientCAFile: /ca.pem}}\n"))
 	if err == nil || !strings.Contains(err.Error(), "grpc.tls.clientCAFile needs certFile and keyFile") {
 		t.Fatalf("client CA without a server certificate: %v", err)
