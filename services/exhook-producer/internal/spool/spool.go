@@ -9,6 +9,7 @@ package spool
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -121,7 +122,17 @@ func Open(o Options) (*Spool, error) {
 	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool dir: %w", err)
 	}
-	l, err := wal.Open(o.Dir, &wal.Options{SegmentSize: o.SegmentBytes, AllowEmpty: true, DirPerms: 0o750, FilePerms: 0o640})
+	wo := &wal.Options{SegmentSize: o.SegmentBytes, AllowEmpty: true, DirPerms: 0o750, FilePerms: 0o640}
+	l, err := wal.Open(o.Dir, wo)
+	if errors.Is(err, wal.ErrCorrupt) {
+		// A torn tail: the last write did not finish (power loss, a full disk). Its
+		// appends were never acknowledged, since each waits for its group's fsync.
+		var cut int64
+		if cut, err = cutTornTail(o.Dir); err == nil {
+			o.Log.Warn("spool tail was torn; cut to its last whole record", "dir", o.Dir, "bytes_dropped", cut)
+			l, err = wal.Open(o.Dir, wo)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", o.Dir, err)
 	}
@@ -303,6 +314,45 @@ func (s *Spool) Close() error {
 	s.mu.Unlock()
 	<-s.commitDone
 	return s.wal.Close()
+}
+
+// cutTornTail truncates the newest segment of the log in dir after its last whole record
+// and returns how many bytes it dropped. A record is tidwall/wal's binary format: a uvarint
+// length, then that many bytes.
+func cutTornTail(dir string) (int64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("read spool dir: %w", err)
+	}
+	var tail string
+	for _, e := range ents {
+		if n := e.Name(); len(n) == 20 && !e.IsDir() && n > tail { // segments: 20 digits
+			tail = n
+		}
+	}
+	if tail == "" {
+		return 0, fmt.Errorf("no segment to repair: %w", wal.ErrCorrupt)
+	}
+	path := filepath.Join(dir, tail)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read tail segment: %w", err)
+	}
+	whole := 0
+	for whole < len(data) {
+		size, n := binary.Uvarint(data[whole:])
+		if n <= 0 || uint64(len(data)-whole-n) < size {
+			break
+		}
+		whole += n + int(size)
+	}
+	if whole == len(data) {
+		return 0, fmt.Errorf("tail segment %s is whole: %w", tail, wal.ErrCorrupt)
+	}
+	if err := os.Truncate(path, int64(whole)); err != nil {
+		return 0, fmt.Errorf("cut torn tail: %w", err)
+	}
+	return int64(len(data) - whole), nil
 }
 
 func dirSize(dir string) int64 {
