@@ -27,3 +27,28 @@ func BenchmarkAppendParallel(b *testing.B) {
 	_, last, _ := sp.Bounds()
 	b.ReportMetric(float64(last)/float64(histogramCount(b, m)), "records/fsync")
 }
+
+// BenchmarkRelease is one truncation with 20 entries still unshipped behind it: tidwall/wal
+// rewrites them into a new file, fsyncs it and renames it, holding the log's lock, so an
+// append arriving meanwhile waits this long on top of its own commit.
+func BenchmarkRelease(b *testing.B) {
+	sp, _ := open(b, b.TempDir(), 0, "")
+	defer sp.Close()
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		for j := range 21 {
+			if err := sp.Append(ctx, entry(j)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		_, last, err := sp.Bounds()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := sp.Release(last - 19); err != nil { // keep the last 20
+			b.Fatal(err)
+		}
+	}
+}

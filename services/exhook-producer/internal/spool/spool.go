@@ -298,6 +298,13 @@ func (s *Spool) Release(index uint64) error {
 	return nil
 }
 
+// halfFull reports whether the spool holds more than half its size limit.
+func (s *Spool) halfFull() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.o.MaxBytes > 0 && 2*s.bytes > s.o.MaxBytes
+}
+
 func (s *Spool) updateGauges() {
 	first, last, err := s.Bounds()
 	if err != nil {
