@@ -1,10 +1,13 @@
 // Package spool is the durable delivery mode: every accepted record is appended to a local
 // write-ahead log (tidwall/wal) and EMQX is answered only once the append is fsynced. Appends
-// that arrive while an fsync is running are written together in the next batch (group
-// commit), so one fsync covers many hook calls. A shipper drains the log to Kafka in append
-// order (so per vehicle order holds) and truncates what Kafka acknowledged. The log survives
-// Kafka outages and process restarts; after a crash, records between the last truncation and
-// the crash are shipped again (at-least-once).
+// that arrive while an fsync is running are written together in the next group (group
+// commit: one write and one fsync per group, all its callers answered at once); the
+// committer first lets the calls already running on the core reach Append. A shipper drains the log
+// to Kafka in append order (so per vehicle order holds) and truncates what Kafka
+// acknowledged, about once a second. The log survives Kafka outages, process restarts and
+// SIGKILL; a torn tail (a write cut short by power loss) is cut at the next Open, and only
+// unacknowledged appends can be in it. After a crash, records between the last truncation
+// and the crash are shipped again (at-least-once).
 package spool
 
 import (
@@ -210,7 +213,10 @@ func (s *Spool) committer() {
 			// The append that kicked is waiting; let the calls that are already runnable
 			// reach Append first, so that they join this group instead of waiting for the
 			// next fsync. Without it the committer runs right after the first appender
-			// parks and most groups hold one record (one fsync, ~100 µs of CPU, each).
+			// parks (Go's runnext) and most groups hold a few records, each fsync costing
+			// ~100 µs of CPU. The price is latency: the yield lasts until the core's
+			// runnable goroutines have run (services/exhook-producer/README.md, "Spool
+			// round").
 			runtime.Gosched()
 			s.mu.Lock()
 			g := s.pending
