@@ -32,6 +32,7 @@ type Shipper struct {
 	settled   map[uint64]bool // settled out of order, above the watermark
 	watermark uint64          // every index <= watermark is settled
 	changed   chan struct{}   // closed and replaced when the watermark moves
+	released  time.Time       // last release, on Run's goroutine
 }
 
 // NewShipper ships sp's entries through prod; entries Kafka refuses permanently are
@@ -45,8 +46,16 @@ func NewShipper(sp *Spool, prod Producer, deadLetter string, log *slog.Logger) (
 		next: first, watermark: first - 1, settled: map[uint64]bool{}, changed: make(chan struct{})}, nil
 }
 
+// releaseEvery is how often the shipper truncates what Kafka acknowledged while the spool
+// is less than half full. A truncation rewrites the rest of the tail segment, fsyncs it and
+// holds the log's lock meanwhile, so every append arriving then waits for one more fsync:
+// every 100 ms that was the fixed-rate p99. After a crash, up to this much acknowledged
+// traffic is shipped again.
+const releaseEvery = time.Second
+
 // Run ships until ctx ends or the producer turns fatal. It releases shipped entries from
-// the spool as Kafka acknowledges them.
+// the spool as Kafka acknowledges them: every releaseEvery, every 100 ms once the spool is
+// half full.
 func (sh *Shipper) Run(ctx context.Context) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -66,13 +75,13 @@ func (sh *Shipper) Run(ctx context.Context) error {
 				return nil
 			case <-written:
 			case <-tick.C:
-				sh.release()
+				sh.maybeRelease()
 			}
 			continue
 		}
 		select {
 		case <-tick.C:
-			sh.release()
+			sh.maybeRelease()
 		default:
 		}
 		if err := sh.ship(ctx, sh.next); err != nil {
@@ -143,6 +152,15 @@ func (sh *Shipper) settle(idx uint64) {
 	if moved {
 		close(sh.changed)
 		sh.changed = make(chan struct{})
+	}
+}
+
+// maybeRelease releases if releaseEvery has passed since the last release or the spool is
+// half full.
+func (sh *Shipper) maybeRelease() {
+	if time.Since(sh.released) >= releaseEvery || sh.sp.halfFull() {
+		sh.released = time.Now()
+		sh.release()
 	}
 }
 

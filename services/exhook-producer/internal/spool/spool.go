@@ -1,20 +1,25 @@
 // Package spool is the durable delivery mode: every accepted record is appended to a local
 // write-ahead log (tidwall/wal) and EMQX is answered only once the append is fsynced. Appends
-// that arrive while an fsync is running are written together in the next batch (group
-// commit), so one fsync covers many hook calls. A shipper drains the log to Kafka in append
-// order (so per vehicle order holds) and truncates what Kafka acknowledged. The log survives
-// Kafka outages and process restarts; after a crash, records between the last truncation and
-// the crash are shipped again (at-least-once).
+// that arrive while an fsync is running are written together in the next group (group
+// commit: one write and one fsync per group, all its callers answered at once); the
+// committer first lets the calls already running on the core reach Append. A shipper drains the log
+// to Kafka in append order (so per vehicle order holds) and truncates what Kafka
+// acknowledged, about once a second. The log survives Kafka outages, process restarts and
+// SIGKILL; a torn tail (a write cut short by power loss) is cut at the next Open, and only
+// unacknowledged appends can be in it. After a crash, records between the last truncation
+// and the crash are shipped again (at-least-once).
 package spool
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -85,10 +90,15 @@ type Options struct {
 	Log          *slog.Logger
 }
 
-type appendReq struct {
-	data []byte
-	done chan error
+// group is the appends that one write and one fsync make durable (group commit). Its
+// appenders all wait on done, closed once err is set.
+type group struct {
+	datas [][]byte
+	done  chan struct{}
+	err   error
 }
+
+func newGroup() *group { return &group{done: make(chan struct{})} }
 
 // Spool is the durable queue.
 type Spool struct {
@@ -96,7 +106,7 @@ type Spool struct {
 	wal *wal.Log
 
 	mu      sync.Mutex
-	pending []*appendReq
+	pending *group // the group the next append joins
 	closed  bool
 	bytes   int64 // on-disk size, approximate between truncations
 	kick    chan struct{}
@@ -121,11 +131,21 @@ func Open(o Options) (*Spool, error) {
 	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool dir: %w", err)
 	}
-	l, err := wal.Open(o.Dir, &wal.Options{SegmentSize: o.SegmentBytes, AllowEmpty: true, DirPerms: 0o750, FilePerms: 0o640})
+	wo := &wal.Options{SegmentSize: o.SegmentBytes, AllowEmpty: true, DirPerms: 0o750, FilePerms: 0o640}
+	l, err := wal.Open(o.Dir, wo)
+	if errors.Is(err, wal.ErrCorrupt) {
+		// A torn tail: the last write did not finish (power loss, a full disk). Its
+		// appends were never acknowledged, since each waits for its group's fsync.
+		var cut int64
+		if cut, err = cutTornTail(o.Dir); err == nil {
+			o.Log.Warn("spool tail was torn; cut to its last whole record", "dir", o.Dir, "bytes_dropped", cut)
+			l, err = wal.Open(o.Dir, wo)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", o.Dir, err)
 	}
-	s := &Spool{o: o, wal: l, kick: make(chan struct{}, 1), room: make(chan struct{}), written: make(chan struct{}), commitDone: make(chan struct{})}
+	s := &Spool{o: o, wal: l, pending: newGroup(), kick: make(chan struct{}, 1), room: make(chan struct{}), written: make(chan struct{}), commitDone: make(chan struct{})}
 	s.bytes = dirSize(o.Dir)
 	first, last, _ := s.Bounds()
 	if last >= first {
@@ -142,7 +162,7 @@ func (s *Spool) Append(ctx context.Context, e *Entry) error {
 	if err != nil {
 		return fmt.Errorf("spool encode: %w", err)
 	}
-	req := &appendReq{data: data, done: make(chan error, 1)}
+	var g *group
 	for {
 		s.mu.Lock()
 		if s.closed {
@@ -151,7 +171,8 @@ func (s *Spool) Append(ctx context.Context, e *Entry) error {
 		}
 		if s.o.MaxBytes <= 0 || s.bytes+int64(len(data)) <= s.o.MaxBytes {
 			s.bytes += int64(len(data))
-			s.pending = append(s.pending, req)
+			g = s.pending
+			g.datas = append(g.datas, data)
 			select { // under the lock: Close cannot close kick in between
 			case s.kick <- struct{}{}:
 			default:
@@ -174,8 +195,8 @@ func (s *Spool) Append(ctx context.Context, e *Entry) error {
 	}
 	// The append cannot be withdrawn once queued: wait for its fate even past ctx, so a
 	// success is never reported as an error (the committer is bounded by disk speed).
-	err = <-req.done
-	if err != nil {
+	<-g.done
+	if err = g.err; err != nil {
 		s.o.Metrics.appends("error")
 		return fmt.Errorf("spool append: %w", err)
 	}
@@ -183,34 +204,42 @@ func (s *Spool) Append(ctx context.Context, e *Entry) error {
 	return nil
 }
 
-// committer writes pending appends in batches, one fsync per batch.
+// committer writes pending appends in groups, one write and one fsync per group.
 func (s *Spool) committer() {
 	defer close(s.commitDone)
 	var batch wal.Batch
 	for range s.kick {
 		for {
+			// The append that kicked is waiting; let the calls that are already runnable
+			// reach Append first, so that they join this group instead of waiting for the
+			// next fsync. Without it the committer runs right after the first appender
+			// parks (Go's runnext) and most groups hold a few records, each fsync costing
+			// ~100 µs of CPU. The price is latency: the yield lasts until the core's
+			// runnable goroutines have run (services/exhook-producer/README.md, "Spool
+			// round").
+			runtime.Gosched()
 			s.mu.Lock()
-			reqs := s.pending
-			s.pending = nil
-			s.mu.Unlock()
-			if len(reqs) == 0 {
+			g := s.pending
+			if len(g.datas) == 0 {
+				s.mu.Unlock()
 				break
 			}
+			s.pending = newGroup()
+			s.mu.Unlock()
 			last, err := s.wal.LastIndex()
 			if err == nil {
-				for i, r := range reqs {
-					batch.Write(last+uint64(i)+1, r.data)
+				for i, d := range g.datas {
+					batch.Write(last+uint64(i)+1, d)
 				}
 				start := time.Now()
 				err = s.wal.WriteBatch(&batch)
-				s.o.Metrics.batch(len(reqs), time.Since(start))
+				s.o.Metrics.batch(len(g.datas), time.Since(start))
 			}
 			batch.Clear()
-			for _, r := range reqs {
-				r.done <- err
-			}
+			g.err = err
+			close(g.done)
 			if err != nil {
-				s.o.Log.Error("spool write failed", "dir", s.o.Dir, "records", len(reqs), "err", err)
+				s.o.Log.Error("spool write failed", "dir", s.o.Dir, "records", len(g.datas), "err", err)
 			}
 			s.mu.Lock()
 			close(s.written)
@@ -264,8 +293,8 @@ func (s *Spool) Release(index uint64) error {
 	size := dirSize(s.o.Dir)
 	s.mu.Lock()
 	// Appends accepted but not yet written are counted in s.bytes and not on disk yet.
-	for _, r := range s.pending {
-		size += int64(len(r.data))
+	for _, d := range s.pending.datas {
+		size += int64(len(d))
 	}
 	s.bytes = size
 	close(s.room)
@@ -273,6 +302,13 @@ func (s *Spool) Release(index uint64) error {
 	s.mu.Unlock()
 	s.updateGauges()
 	return nil
+}
+
+// halfFull reports whether the spool holds more than half its size limit.
+func (s *Spool) halfFull() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.o.MaxBytes > 0 && 2*s.bytes > s.o.MaxBytes
 }
 
 func (s *Spool) updateGauges() {
@@ -303,6 +339,45 @@ func (s *Spool) Close() error {
 	s.mu.Unlock()
 	<-s.commitDone
 	return s.wal.Close()
+}
+
+// cutTornTail truncates the newest segment of the log in dir after its last whole record
+// and returns how many bytes it dropped. A record is tidwall/wal's binary format: a uvarint
+// length, then that many bytes.
+func cutTornTail(dir string) (int64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("read spool dir: %w", err)
+	}
+	var tail string
+	for _, e := range ents {
+		if n := e.Name(); len(n) == 20 && !e.IsDir() && n > tail { // segments: 20 digits
+			tail = n
+		}
+	}
+	if tail == "" {
+		return 0, fmt.Errorf("no segment to repair: %w", wal.ErrCorrupt)
+	}
+	path := filepath.Join(dir, tail)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read tail segment: %w", err)
+	}
+	whole := 0
+	for whole < len(data) {
+		size, n := binary.Uvarint(data[whole:])
+		if n <= 0 || uint64(len(data)-whole-n) < size {
+			break
+		}
+		whole += n + int(size)
+	}
+	if whole == len(data) {
+		return 0, fmt.Errorf("tail segment %s is whole: %w", tail, wal.ErrCorrupt)
+	}
+	if err := os.Truncate(path, int64(whole)); err != nil {
+		return 0, fmt.Errorf("cut torn tail: %w", err)
+	}
+	return int64(len(data) - whole), nil
 }
 
 func dirSize(dir string) int64 {

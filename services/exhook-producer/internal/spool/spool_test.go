@@ -19,7 +19,7 @@ import (
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func open(t *testing.T, dir string, maxBytes int64, whenFull string) (*Spool, *Metrics) {
+func open(t testing.TB, dir string, maxBytes int64, whenFull string) (*Spool, *Metrics) {
 	t.Helper()
 	m := NewMetrics(prometheus.NewRegistry())
 	sp, err := Open(Options{Dir: dir, MaxBytes: maxBytes, WhenFull: whenFull, Metrics: m, Log: quiet(), SegmentBytes: 4096})
@@ -88,7 +88,7 @@ func TestConcurrentAppendsShareFsyncs(t *testing.T) {
 	t.Logf("%d appends in %d fsync batches", n, hist)
 }
 
-func histogramCount(t *testing.T, m *Metrics) uint64 {
+func histogramCount(t testing.TB, m *Metrics) uint64 {
 	t.Helper()
 	ch := make(chan prometheus.Metric, 1)
 	m.BatchSize.Collect(ch)
