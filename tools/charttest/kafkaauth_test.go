@@ -160,63 +160,13 @@ func checkServiceKafkaAuth(t *testing.T, objs []object, auth, cluster string, se
 	podSpec := path(dep, "spec", "template", "spec")
 	container := path(podSpec, "containers").([]any)[0]
 
-	// Secret volumes: volume name -> Secret name and the keys it projects (all without items).
-	type secretVol struct {
-		secret string
-		items  map[string]string // path in the volume -> Secret key
-	}
-	vols := map[string]secretVol{}
-	for _, v := range path(podSpec, "volumes").([]any) {
-		s := path(v, "secret")
-		if s == nil {
-			continue
-		}
-		sv := secretVol{secret: fmt.Sprint(path(s, "secretName")), items: map[string]string{}}
-		data, ok := secrets[sv.secret]
-		if !ok {
-			t.Fatalf("volume %v mounts Secret %s, which neither Strimzi nor cert-manager generates for this render (they generate %v)", path(v, "name"), sv.secret, sortedKeys(secrets))
-		}
-		if items, _ := path(s, "items").([]any); len(items) > 0 {
-			for _, it := range items {
-				key := fmt.Sprint(path(it, "key"))
-				if _, ok := data[key]; !ok {
-					t.Fatalf("volume %v projects key %s, not in Strimzi's Secret %s (keys %v)", path(v, "name"), key, sv.secret, sortedKeys(data))
-				}
-				sv.items[fmt.Sprint(path(it, "path"))] = key
-			}
-		} else {
-			for key := range data {
-				sv.items[key] = key
-			}
-		}
-		vols[fmt.Sprint(path(v, "name"))] = sv
-	}
-
-	// Lay the mounted Secrets out under root; file -> (Secret, key) as the pod sees it.
-	root := t.TempDir()
+	// The mounted Secrets laid out under root; file -> (Secret, key) as the pod sees it.
+	files := laySecretMounts(t, podSpec, container, secrets, true)
+	root, moved := mountUnder(t, files, secrets, cfgYAML)
 	type source struct{ secret, key string }
 	mounted := map[string]source{}
-	var mountPaths []string
-	for _, m := range path(container, "volumeMounts").([]any) {
-		sv, ok := vols[fmt.Sprint(path(m, "name"))]
-		if !ok {
-			continue
-		}
-		if path(m, "subPath") != nil {
-			t.Errorf("Secret volume %v mounted with a subPath: a rotated Secret would never reach the pod", path(m, "name"))
-		}
-		mp := fmt.Sprint(path(m, "mountPath"))
-		mountPaths = append(mountPaths, mp)
-		for p, key := range sv.items {
-			f := filepath.Join(root, mp, p)
-			if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(f, []byte(secrets[sv.secret][key]), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			mounted[filepath.Join(mp, p)] = source{sv.secret, key}
-		}
+	for f, src := range files {
+		mounted[f] = source{src[0], src[1]}
 	}
 
 	// What the config names, and where it must come from.
@@ -278,11 +228,7 @@ func checkServiceKafkaAuth(t *testing.T, objs []object, auth, cluster string, se
 		}
 	}
 
-	// The service's own loader on the config, mount paths moved under root.
-	moved := cfgYAML
-	for _, mp := range mountPaths {
-		moved = strings.ReplaceAll(moved, mp+"/", filepath.Join(root, mp)+"/")
-	}
+	// The service's own loader on the config, mounted files moved under root.
 	cfgFile := filepath.Join(root, "config.yaml")
 	if err := os.WriteFile(cfgFile, []byte(moved), 0o644); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -120,21 +121,7 @@ func TestRegistryTLSFromChart(t *testing.T) {
 			}
 
 			// The service's own loader on the config, with the mounted files under root.
-			root := t.TempDir()
-			for f, src := range files {
-				dst := filepath.Join(root, f)
-				if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(dst, []byte(secrets[src[0]][src[1]]), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			moved := cfgYAML
-			for _, m := range path(container, "volumeMounts").([]any) {
-				mp := strings.TrimSuffix(fmt.Sprint(path(m, "mountPath")), "/") + "/"
-				moved = strings.ReplaceAll(moved, " "+mp, " "+filepath.Join(root, mp)+"/")
-			}
+			root, moved := mountUnder(t, files, secrets, cfgYAML)
 			f := filepath.Join(root, "config.yaml")
 			if err := os.WriteFile(f, []byte(moved), 0o644); err != nil {
 				t.Fatal(err)
@@ -264,6 +251,29 @@ func workloadPodSpec(t *testing.T, objs []object, svc string) any {
 	}
 	t.Fatalf("no %s workload rendered", svc)
 	return nil
+}
+
+// mountUnder writes each mounted file (laySecretMounts' map) under a temporary root with its
+// Secret key's content, and returns the root and cfgYAML with every mounted file's path moved
+// under it, so a service's own loader can read the config as the pod would.
+func mountUnder(t *testing.T, files map[string][2]string, secrets map[string]map[string]string, cfgYAML string) (root, moved string) {
+	t.Helper()
+	root = t.TempDir()
+	var pairs []string
+	paths := slices.Sorted(maps.Keys(files))
+	slices.SortStableFunc(paths, func(a, b string) int { return len(b) - len(a) }) // longest first: no path moved inside another
+	for _, f := range paths {
+		dst := filepath.Join(root, f)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		src := files[f]
+		if err := os.WriteFile(dst, []byte(secrets[src[0]][src[1]]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pairs = append(pairs, f, dst)
+	}
+	return root, strings.NewReplacer(pairs...).Replace(cfgYAML)
 }
 
 // laySecretMounts maps every file the container sees from a Secret volume (mountPath/path)
