@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -206,6 +208,16 @@ func TestTenThousandStreamsOnOneConnection(t *testing.T) {
 	// The 1024 open streams hold a slot each, waiting for a request; EMQX is not held up.
 	if _, err := h.sim.Publish(context.Background(), h.sim.NewMessage("VIN1", "vehicles/VIN1/events/x", 1, []byte(`{}`))); err != nil {
 		t.Fatalf("publish beside the abusive connection: %v", err)
+	}
+	// None of the open streams sends its request, so the gate (grpc.maxRunningCalls) let
+	// every stream after the first maxRunningCalls in past its limit, and says so.
+	running := cfg.GRPC.MaxRunningCalls
+	m := regexp.MustCompile(`(?m)^exhook_grpc_calls_past_limit_total (\S+)$`).FindStringSubmatch(get(t, "http://"+h.app.HTTPAddr()+"/metrics"))
+	if m == nil {
+		t.Fatal("/metrics lacks exhook_grpc_calls_past_limit_total")
+	}
+	if past, err := strconv.ParseFloat(m[1], 64); err != nil || past < float64(limit-running) {
+		t.Fatalf("exhook_grpc_calls_past_limit_total = %s, want at least %d (%d streams opened without a request, %d run at once)", m[1], limit-running, limit, running)
 	}
 }
 

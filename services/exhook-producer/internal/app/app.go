@@ -222,6 +222,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	srvMetrics.InitializeMetrics(proto)
 	proto.Stop()
 	a.grpc = newConnServers(cfg.GRPC.MaxRunningCalls, newServer)
+	a.grpc.pastLimit = m.CallsPastLimit.Inc
 	return a, nil
 }
 

@@ -28,7 +28,8 @@ import (
 // connServers serves each accepted connection with its own grpc.Server from newServer.
 type connServers struct {
 	newServer  func(count *h2streams.Counter, gate *callgate.Gate) *grpc.Server
-	maxRunning int // calls each connection runs at once (grpc.maxRunningCalls; 0: no gate)
+	maxRunning int    // calls each connection runs at once (grpc.maxRunningCalls; 0: no gate)
+	pastLimit  func() // each call a gate let in at the limit (callgate.New); nil: not counted
 
 	mu      sync.Mutex
 	conns   map[*connServer]bool
@@ -66,7 +67,7 @@ func (s *connServers) Serve(ln net.Listener) error {
 		cs := &connServer{}
 		var gate *callgate.Gate
 		if s.maxRunning > 0 {
-			gate = callgate.New(s.maxRunning)
+			gate = callgate.New(s.maxRunning, s.pastLimit)
 		}
 		cs.srv = s.newServer(&cs.count, gate)
 		s.mu.Lock()

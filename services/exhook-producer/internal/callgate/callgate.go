@@ -58,12 +58,16 @@ type Gate struct {
 	waiting bool // the reader waits for a start or a release
 	closed  bool
 	wake    chan struct{}
-	over    int // calls read at the limit because none of the running ones had started
+
+	pastLimit func() // called for each call read at the limit because none of the running ones had started
 }
 
-// New returns a gate that runs at most limit calls at once (limit ≥ 1).
-func New(limit int) *Gate {
-	return &Gate{limit: max(limit, 1), wake: make(chan struct{}, 1)}
+// New returns a gate that runs at most limit calls at once (limit ≥ 1). pastLimit, if not
+// nil, is called (with the gate's lock held: keep it cheap, e.g. a Prometheus counter's Inc)
+// for each call the reader lets in at the limit because none of the running calls had its
+// request yet: where the bound gives way (the package comment).
+func New(limit int, pastLimit func()) *Gate {
+	return &Gate{limit: max(limit, 1), wake: make(chan struct{}, 1), pastLimit: pastLimit}
 }
 
 // Running is the number of calls admitted and not yet released.
@@ -100,7 +104,9 @@ func (g *Gate) wait() {
 	for g.running >= g.limit && !g.closed {
 		if g.started == 0 {
 			if yielded {
-				g.over++
+				if g.pastLimit != nil {
+					g.pastLimit()
+				}
 				return
 			}
 			// Let the goroutines of admitted calls whose request is read start (with one

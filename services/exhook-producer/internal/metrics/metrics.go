@@ -36,7 +36,11 @@ type Metrics struct {
 	// ShutdownRecords counts async records Kafka had not acknowledged at shutdown, by
 	// result: spilled (to the spool, shipped after the restart) | lost.
 	ShutdownRecords *prometheus.CounterVec
-	Ready           prometheus.Gauge
+	// CallsPastLimit counts the calls a connection's gate let in while it already ran
+	// grpc.maxRunningCalls, because none of the running calls had its request read yet
+	// (a client that sends calls' headers ahead of their data gets past the bound so).
+	CallsPastLimit prometheus.Counter
+	Ready          prometheus.Gauge
 }
 
 // Results of ShutdownRecords, the `result` label.
@@ -92,6 +96,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "exhook_shutdown_unacknowledged_records_total",
 			Help: "Records EMQX was answered for (async) that Kafka had not acknowledged at shutdown, by result: spilled (kept in the spool, shipped after the restart) or lost (no spool.dir).",
 		}, []string{"result"}),
+		CallsPastLimit: f.NewCounter(prometheus.CounterOpts{
+			Name: "exhook_grpc_calls_past_limit_total",
+			Help: "Calls a connection read while it already ran grpc.maxRunningCalls, because none of the running calls had its request yet; in a burst, more than the limit ran at once.",
+		}),
 		Ready: f.NewGauge(prometheus.GaugeOpts{
 			Name: "exhook_ready",
 			Help: "1 while ready (the /ready endpoint answers 200), 0 while starting, draining, or while Kafka cannot take records (see exhook_kafka_producer_state).",

@@ -17,6 +17,7 @@ func TestPreinitialisedSeries(t *testing.T) {
 		series int
 	}{
 		{"exhook_shutdown_unacknowledged_records_total", 2},
+		{"exhook_grpc_calls_past_limit_total", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.metric, func(t *testing.T) {
