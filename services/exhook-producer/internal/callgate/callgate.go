@@ -45,6 +45,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/tap"
+
+	"github.com/iov-platform/iov/services/exhook-producer/internal/connwrap"
 )
 
 // Gate bounds the calls running on one connection. Its methods are safe for concurrent use;
@@ -211,24 +213,9 @@ func (g *Gate) StreamInterceptor() grpc.StreamServerInterceptor {
 // credentials value per grpc.Server serving a single connection. The server should read
 // unbuffered (grpc.ReadBufferSize(0)): the connection buffers its reads itself.
 func Credentials(creds credentials.TransportCredentials, g *Gate) credentials.TransportCredentials {
-	return &gated{TransportCredentials: creds, g: g}
-}
-
-type gated struct {
-	credentials.TransportCredentials
-	g *Gate
-}
-
-func (gc *gated) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	nc, info, err := gc.TransportCredentials.ServerHandshake(raw)
-	if err != nil {
-		return nc, info, err
-	}
-	return &conn{Conn: nc, g: gc.g, r: bufio.NewReaderSize(nc, readBufferSize), left: len(http2.ClientPreface)}, info, nil
-}
-
-func (gc *gated) Clone() credentials.TransportCredentials {
-	return &gated{TransportCredentials: gc.TransportCredentials.Clone(), g: gc.g}
+	return connwrap.Credentials(creds, func(nc net.Conn) net.Conn {
+		return &conn{Conn: nc, g: g, r: bufio.NewReaderSize(nc, readBufferSize), left: len(http2.ClientPreface)}
+	})
 }
 
 // readBufferSize is the connection's read buffer: grpc-go's default (32 KiB), the server's

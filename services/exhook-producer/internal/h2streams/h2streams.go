@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/iov-platform/iov/services/exhook-producer/internal/connwrap"
 )
 
 // frameHeaderLen is the size of an HTTP/2 frame header (RFC 9113, 4.1).
@@ -135,22 +137,5 @@ func (c *conn) Close() error {
 // server handshake returns is counted by c: one Counter per connection, so one credentials
 // value per grpc.Server serving a single connection.
 func Credentials(creds credentials.TransportCredentials, c *Counter) credentials.TransportCredentials {
-	return &counted{TransportCredentials: creds, c: c}
-}
-
-type counted struct {
-	credentials.TransportCredentials
-	c *Counter
-}
-
-func (cc *counted) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	nc, info, err := cc.TransportCredentials.ServerHandshake(raw)
-	if err != nil {
-		return nc, info, err
-	}
-	return Conn(nc, cc.c), info, nil
-}
-
-func (cc *counted) Clone() credentials.TransportCredentials {
-	return &counted{TransportCredentials: cc.TransportCredentials.Clone(), c: cc.c}
+	return connwrap.Credentials(creds, func(nc net.Conn) net.Conn { return Conn(nc, c) })
 }
