@@ -168,3 +168,38 @@ func TestVerifyCounts(t *testing.T) {
 		t.Fatalf("verify while Kafka restarts: report %+v, want consumed 4, lost 1, routed lost 2, duplicates 1, out of order 1", rep)
 	}
 }
+
+// TestVerifyUnkeyed: with Unkeyed, records keyed by something else than the vehicle are
+// counted (a keyed verification refuses them) and order is not judged; lost and duplicates
+// still are.
+func TestVerifyUnkeyed(t *testing.T) {
+	st := stacktest.Start(t, stack.Options{Partitions: 1, Topics: []string{"unkeyed"}})
+	cl := stacktest.Client(t, st)
+	rec := func(v, seq int, key string) *kgo.Record {
+		body, _ := json.Marshal(payload{Run: "r", Vehicle: vehicleID(v), Seq: seq})
+		return &kgo.Record{Topic: "unkeyed", Key: []byte(key), Value: body}
+	}
+	recs := []*kgo.Record{
+		rec(0, 1, "msg-a"),
+		rec(0, 0, "msg-b"), // earlier seq after a later one: not judged
+		rec(0, 1, "msg-c"), // duplicate
+		rec(1, 0, "msg-d"), // vehicle 1's seq 1 is missing
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	acked := [][]int{{0, 1}, {0, 1}}
+	o := Options{Bootstrap: st.KafkaBootstrap(), KafkaTopic: "unkeyed", Extract: RawPayload, VerifyWait: time.Nanosecond}
+	var rep Report
+	if err := verify(context.Background(), o, "r", acked, acked, &rep); err == nil || !strings.Contains(err.Error(), `record key "msg-`) {
+		t.Fatalf("keyed verification of records keyed by message id = %v, want a key error", err)
+	}
+	o.Unkeyed = true
+	rep = Report{}
+	if err := verify(context.Background(), o, "r", acked, acked, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Verified || rep.Consumed != 3 || rep.Lost != 1 || rep.Duplicates != 1 || rep.OutOfOrder != 0 {
+		t.Fatalf("report %+v, want consumed 3, lost 1, duplicates 1, out of order 0", rep)
+	}
+}

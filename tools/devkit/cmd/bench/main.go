@@ -1,28 +1,33 @@
 // Command bench measures what an ExHook call costs the server: the do-nothing floor server
-// (cmd/floor, the cost of gRPC alone) and the exhook producer binary in each delivery mode
-// (async, sync, spool), every one run the same way. The server is a fresh child process
-// pinned to one core (taskset -c, --server-cpus); the load tool and the in-process Kafka +
-// registry run in this process, which make bench pins to the other core. Per server:
+// (cmd/floor, the cost of gRPC alone), the exhook producer binary in each delivery mode
+// (async, sync, spool) and any peer bridge given with --peer, every one run the same way.
+// The servers are child processes pinned to one core (taskset -c, --server-cpus); the load
+// tool and the in-process Kafka + registry run in this process, which make bench pins to the
+// other core. The floor runs for the whole bench; the others are started afresh in each of
+// --rounds rounds, one after the other. Per server and round:
 //
 //  1. a warm-up load (excluded);
-//  2. a closed-loop run (each vehicle publishes its next message when the last one was
-//     answered): the server's msg/s, and its CPU per message from /proc/<pid>/stat
-//     (utime+stime) across the run;
-//  3. a fixed-rate run (load.Options.Rate, open loop) at --rate-fraction (default 50%) of
-//     the rate the closed loop reached, so the latency is the server's, not queueing. The
-//     latency that counts is the server's own measure of each call (kit/calltime: from its
-//     headers read to its handler's answer, read from the server's /metrics before and after
-//     the run): the load tool and the in-process Kafka share one core, and what they add
-//     on the client side (also shown: the load's send lag and its latency from the actual
-//     send) would swamp a millisecond;
+//  2. a closed-loop pair (each vehicle publishes its next message when the last one was
+//     answered): the floor, then the server, each run's msg/s and its server's CPU per
+//     message from /proc/<pid>/stat (utime+stime) across the run; the ratios to the floor
+//     are taken within the pair, a few seconds apart on the shared machine;
+//  3. a fixed-rate pair (load.Options.Rate, open loop) at --rate-fraction (default 50%) of
+//     the rate the server's closed loop reached, the floor first, so the latency is the
+//     server's, not queueing. The latency that counts is the server's own measure of each
+//     call (kit/calltime: from its headers read to its handler's answer, read from the
+//     server's /metrics before and after the run; peers have none): the load tool and the
+//     in-process Kafka share one core, and what they add on the client side (also shown: the
+//     load's send lag and its latency from the actual send) would swamp a millisecond;
 //  4. a burst: --burst-vehicles (default 10 000) vehicles publishing at once, all in flight
-//     together, for the peak RSS at that many concurrent calls (the floor's at the end;
-//     --burst-modes, default async and sync).
+//     together, for the peak RSS at that many concurrent calls (--burst-modes, default async
+//     and sync, and every peer; the floor's once, at the end).
 //
-// Our producer's runs are verified from Kafka (lost, duplicates, per-vehicle order); the exit
-// status is non-zero when any of them erred, lost, duplicated or reordered a message. Three
-// tables close the run: CPU per message with the ratios to the floor, the fixed-rate
-// latencies, and memory with the verification.
+// The tables give per server the median over the rounds with [min–max], and each round's
+// values below them. Our producer's runs are verified from Kafka (lost, duplicates,
+// per-vehicle order); the exit status is non-zero when any of them erred, lost, duplicated or
+// reordered a message. A peer's runs are counted from its topic (records of the run against
+// answered messages: lost, duplicates; it keys by message id, so no order) and reported, not
+// judged.
 package main
 
 import (
@@ -38,7 +43,6 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/iov-platform/iov/kit/cli"
@@ -76,11 +80,13 @@ type config struct {
 	vehicles, messages, pool     int
 	warmup, payload              int
 	burstVehicles, burstMessages int
-	rateMessages                 int
+	rateMessages, rounds         int
 	memoryLimit                  int64
 	rateFraction                 float64
 	requestTimeout               time.Duration
+	peerVerifyWait               time.Duration
 	modes, burstModes            []string
+	peers                        []peer
 }
 
 func parse(args []string) (config, error) {
@@ -102,13 +108,23 @@ func parse(args []string) (config, error) {
 	fs.IntVar(&c.rateMessages, "rate-messages", 60, "messages per vehicle in the fixed-rate run (a few seconds, so that one hiccup of the shared machine is not the p99)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 5*time.Second, "per-call deadline, like EMQX request_timeout")
 	modes := fs.String("modes", "async,sync,spool", "producer delivery modes to measure after the floor, in order")
-	burstModes := fs.String("burst-modes", "async,sync", "the modes that get the burst too, among -modes (the floor gets it whenever -burst-vehicles is set)")
+	burstModes := fs.String("burst-modes", "async,sync", "the modes that get the burst too, among -modes (the floor and the peers get it whenever -burst-vehicles is set)")
+	fs.IntVar(&c.rounds, "rounds", 1, "rounds: each mode and peer is started afresh and measured against the floor once per round (closed-loop pair, fixed-rate pair, burst); the tables give the median and range over the rounds")
+	fs.Func("peer", "NAME=COMMAND: a peer ExHook server run like our modes, after them in each round (repeatable). COMMAND is split at spaces and run pinned in a fresh directory (also its working directory), where it must exec the server (the measured pid is the one started); placeholders: {listen} (127.0.0.1:PORT to serve gRPC on), {port}, {bootstrap} (Kafka), {topic} (the Kafka topic it must write), {dir}; the command itself may be a path relative to ours, its arguments must be absolute. Its records' payload must be the MQTT payload unchanged (see tools/devkit/peer)", func(v string) error {
+		name, command, ok := strings.Cut(v, "=")
+		if !ok || !validPeerName(name) || strings.TrimSpace(command) == "" {
+			return fmt.Errorf("%q: want NAME=COMMAND, NAME of lower-case letters, digits and '-'", v)
+		}
+		c.peers = append(c.peers, peer{name: name, command: command})
+		return nil
+	})
+	fs.DurationVar(&c.peerVerifyWait, "peer-verify-wait", 5*time.Second, "how long to wait for a peer's missing records in its topic (a peer may batch for a second, and may drop: ours are waited for up to 60 s)")
 	if err := cli.Parse(fs, args); err != nil {
 		return c, err
 	}
 	var problems []error
-	if c.vehicles <= 0 || c.messages <= 0 || c.rateMessages <= 0 || c.pool <= 0 || c.warmup < 0 {
-		problems = append(problems, errors.New("-vehicles, -messages, -rate-messages and -pool must be positive, -warmup not negative"))
+	if c.vehicles <= 0 || c.messages <= 0 || c.rateMessages <= 0 || c.pool <= 0 || c.warmup < 0 || c.rounds <= 0 {
+		problems = append(problems, errors.New("-vehicles, -messages, -rate-messages, -pool and -rounds must be positive, -warmup not negative"))
 	}
 	if c.memoryLimit < 0 {
 		problems = append(problems, errors.New("-memory-limit-bytes must not be negative"))
@@ -136,7 +152,21 @@ func parse(args []string) (config, error) {
 			problems = append(problems, fmt.Errorf("-burst-modes: %q is not among -modes", m))
 		}
 	}
+	seen := map[string]bool{floorName: true, "async": true, "sync": true, "spool": true}
+	for _, p := range c.peers {
+		if seen[p.name] {
+			problems = append(problems, fmt.Errorf("-peer: the name %q is taken", p.name))
+		}
+		seen[p.name] = true
+	}
 	return c, errors.Join(problems...)
+}
+
+// peer is a --peer server.
+type peer struct{ name, command string }
+
+func validPeerName(n string) bool {
+	return n != "" && strings.Trim(n, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -148,14 +178,20 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	for _, m := range c.modes {
 		topics = append(topics, "bench."+m)
 	}
+	for _, p := range c.peers {
+		topics = append(topics, "bench."+p.name)
+	}
 	st, err := stack.Start(stack.Options{Partitions: 6, Topics: topics})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
-	fmt.Fprintf(out, "bench: %d vehicles x %d messages per run over %d connections, payload ~%dB, %d warm-up messages per vehicle; server on CPUs %q, fixed rate %.0f%% of the closed loop's, %d messages per vehicle; burst %d vehicles x %d messages; producer memory.limitBytes %d\n",
-		c.vehicles, c.messages, c.pool, c.payload, c.warmup, c.serverCPUs, 100*c.rateFraction, c.rateMessages, c.burstVehicles, c.burstMessages, c.memoryLimit)
+	fmt.Fprintf(out, "bench: %d rounds; %d vehicles x %d messages per run over %d connections, payload ~%dB, %d warm-up messages per vehicle; server on CPUs %q, fixed rate %.0f%% of the closed loop's, %d messages per vehicle; burst %d vehicles x %d messages; producer memory.limitBytes %d\n",
+		c.rounds, c.vehicles, c.messages, c.pool, c.payload, c.warmup, c.serverCPUs, 100*c.rateFraction, c.rateMessages, c.burstVehicles, c.burstMessages, c.memoryLimit)
+	for _, p := range c.peers {
+		fmt.Fprintf(out, "bench: peer %s: %s\n", p.name, p.command)
+	}
 	fmt.Fprintf(os.Stderr, "bench: %s ...\n", floorName)
 	floor, err := startFloor(ctx, c)
 	if err != nil {
@@ -167,152 +203,203 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			floor.stop(5 * time.Second)
 		}
 	}()
-	fr, err := measure(ctx, st, c, floorName, floor, nil)
-	if err != nil {
-		return fmt.Errorf("%s: %w", floorName, err)
+	if c.warmup > 0 {
+		w := loadOptions(c, st, floorName, floor.addr, false)
+		w.Messages = c.warmup
+		if _, err := load.Run(ctx, w); err != nil {
+			return fmt.Errorf("%s warm-up: %w", floorName, err)
+		}
 	}
-	results := []result{fr}
+	var servers []*result
+	for _, m := range c.modes {
+		servers = append(servers, &result{name: m})
+	}
+	for _, p := range c.peers {
+		servers = append(servers, &result{name: p.name, peer: true, command: p.command})
+	}
 	var failed error
-	for _, mode := range c.modes {
-		fmt.Fprintf(os.Stderr, "bench: %s ...\n", mode)
-		srv, err := startProducer(ctx, c, st, mode)
-		if err != nil {
-			return fmt.Errorf("%s: %w", mode, err)
-		}
-		r, err := measure(ctx, st, c, mode, srv, floor)
-		r.exit = srv.stop(30 * time.Second)
-		if err != nil {
-			return fmt.Errorf("%s: %w", mode, err)
-		}
-		results = append(results, r)
-		for _, rep := range []load.Report{r.closed, r.open, r.burst} {
-			if rep.Sent > 0 && !rep.OK() {
-				failed = errors.Join(failed, fmt.Errorf("%s: errors=%d lost=%d duplicates=%d out_of_order=%d (first error: %s)",
-					mode, rep.Errors, rep.Lost, rep.Duplicates, rep.OutOfOrder, rep.FirstError))
+	for i := range c.rounds {
+		for _, r := range servers {
+			fmt.Fprintf(os.Stderr, "bench: round %d/%d: %s ...\n", i+1, c.rounds, r.name)
+			var srv *child
+			if r.peer {
+				srv, err = startPeer(ctx, c, st, peer{name: r.name, command: r.command})
+			} else {
+				srv, err = startProducer(ctx, c, st, r.name)
+			}
+			if err != nil {
+				return fmt.Errorf("round %d: %s: %w", i+1, r.name, err)
+			}
+			rd, err := measureRound(ctx, st, c, r.name, r.peer, srv, floor)
+			rd.exit = srv.stop(30 * time.Second)
+			if err != nil {
+				return fmt.Errorf("round %d: %s: %w", i+1, r.name, err)
+			}
+			r.rounds = append(r.rounds, rd)
+			for _, rep := range []load.Report{rd.closed.srv.rep, rd.open.srv.rep, rd.burst} {
+				if rep.Sent > 0 && !rep.OK() {
+					e := fmt.Errorf("round %d: %s: errors=%d lost=%d duplicates=%d out_of_order=%d (first error: %s)",
+						i+1, r.name, rep.Errors, rep.Lost, rep.Duplicates, rep.OutOfOrder, rep.FirstError)
+					if r.peer { // a peer's losses are a finding about it, not a failure of ours
+						fmt.Fprintf(os.Stderr, "bench: peer %v\n", e)
+						continue
+					}
+					failed = errors.Join(failed, e)
+				}
 			}
 		}
 	}
+	fl := &result{name: floorName}
+	ps, err := procstat.ReadStatus(floor.pid())
+	if err != nil {
+		return err
+	}
+	fl.peakRSS = ps.VmHWM
 	if c.burstVehicles > 0 {
 		fmt.Fprintf(os.Stderr, "bench: %s burst ...\n", floorName)
-		if results[0].burst, results[0].burstRSS, err = burst(ctx, st, c, floorName, floor); err != nil {
+		if fl.burst, fl.burstRSS, err = burst(ctx, st, c, floorName, false, floor); err != nil {
 			return fmt.Errorf("%s burst: %w", floorName, err)
 		}
 	}
 	floorExit = floor.stop(5 * time.Second)
-	results[0].exit = floorExit
-	printTable(out, results)
+	fl.exit = floorExit
+	printTables(out, fl, servers)
 	return failed
 }
 
-// result is one server's measurement.
+// result is one server's rounds; the floor's has none of its own (its runs are the pairs'
+// floor halves) but the peak RSS, burst and exit below.
 type result struct {
-	name               string
-	closed, open       load.Report
-	cpuClosed, cpuOpen time.Duration // server CPU over each run
-	offered            float64       // the fixed-rate run's offered msg/s
-	// The floor run right after, closed loop and at the same fixed rate (ours only), so a
-	// ratio compares two runs a few seconds apart on the shared machine.
-	floorClosed, floorOpen       load.Report
-	floorCPUClosed, floorCPUOpen time.Duration
-	// The servers' own measure of the fixed-rate calls: this server's and the floor's.
-	inServer, floorInServer callTimes
-	peakRSS                 int64       // VmHWM after the closed-loop and fixed-rate runs
-	burst                   load.Report // --burst-vehicles at once
-	burstRSS                int64       // VmHWM after the burst
-	exit                    string
+	name    string
+	peer    bool
+	command string // a peer's
+	rounds  []round
+
+	peakRSS, burstRSS int64 // the floor's
+	burst             load.Report
+	exit              string
 }
 
-func perMsg(cpu time.Duration, rep load.Report) time.Duration {
-	if rep.Acked == 0 {
-		return 0
-	}
-	return cpu / time.Duration(rep.Acked)
+// sample is one load run and the server CPU it took.
+type sample struct {
+	rep load.Report
+	cpu time.Duration // from the first call to the last answer
+	// from the first call to the end of the Kafka verification: also the work a server does
+	// after answering (the records' delivery), plus what it spends idle during the read
+	cpuDelivered time.Duration
+	in           callTimes // the server's own measure of each call (fixed rate; not peers)
 }
 
-// measure runs srv through warm-up, closed loop and fixed rate; with floor set, the floor
-// server then gets the same fixed-rate load, as the reference at that rate.
-func measure(ctx context.Context, st *stack.Stack, c config, name string, srv, floor *child) (res result, err error) {
-	res.name = name
+// pair is a server's run and the floor's run of the same kind right before it.
+type pair struct{ srv, floor sample }
+
+// round is one server's measurement in one round.
+type round struct {
+	closed, open pair
+	offered      float64     // the fixed-rate pair's offered msg/s
+	peakRSS      int64       // VmHWM after the closed-loop and fixed-rate runs
+	burst        load.Report // --burst-vehicles at once
+	burstRSS     int64       // VmHWM after the burst
+	exit         string
+}
+
+// loadOptions is a run against addr under name's MQTT topics, verified from Kafka when
+// verify is set (ours: the Avro envelope, keyed by vehicle; a peer: the raw payload, any key).
+func loadOptions(c config, st *stack.Stack, name, addr string, verify bool) load.Options {
 	opts := load.Options{
-		Addr: srv.addr, Vehicles: c.vehicles, Pool: c.pool, RequestTimeout: c.requestTimeout,
+		Addr: addr, Vehicles: c.vehicles, Pool: c.pool, RequestTimeout: c.requestTimeout,
 		TopicTemplate: "bench/%s/" + name, PayloadBytes: c.payload, QoS: 1,
 	}
-	if name != floorName {
+	if verify {
 		opts.Bootstrap, opts.RegistryURL, opts.KafkaTopic = st.KafkaBootstrap(), st.RegistryURL(), "bench."+name
 	}
+	return opts
+}
+
+// peerOptions makes o a peer's verification: the records carry the payload unchanged, keyed
+// by something else than the vehicle.
+func peerOptions(c config, o load.Options) load.Options {
+	if o.Bootstrap != "" {
+		o.Extract, o.Unkeyed, o.VerifyWait = load.RawPayload, true, c.peerVerifyWait
+	}
+	return o
+}
+
+// measureRound runs srv through warm-up, the closed-loop pair and the fixed-rate pair (the
+// floor first in each), and the burst when srv gets one.
+func measureRound(ctx context.Context, st *stack.Stack, c config, name string, isPeer bool, srv, floor *child) (rd round, err error) {
+	opts := loadOptions(c, st, name, srv.addr, true)
+	if isPeer {
+		opts = peerOptions(c, opts)
+	}
+	fopts := loadOptions(c, st, floorName, floor.addr, false)
 	if c.warmup > 0 {
 		w := opts
 		w.Messages, w.Bootstrap = c.warmup, ""
 		if _, err := load.Run(ctx, w); err != nil {
-			return res, fmt.Errorf("warm-up: %w", err)
+			return rd, fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	opts.Messages = c.messages
-	if res.closed, res.cpuClosed, err = measured(ctx, srv, opts); err != nil {
-		return res, fmt.Errorf("closed loop: %w", err)
+	opts.Messages, fopts.Messages = c.messages, c.messages
+	if rd.closed.floor, err = measured(ctx, floor, fopts); err != nil {
+		return rd, fmt.Errorf("floor closed loop: %w", err)
 	}
-	if floor != nil {
-		f := opts
-		f.Addr, f.Bootstrap = floor.addr, ""
-		if res.floorClosed, res.floorCPUClosed, err = measured(ctx, floor, f); err != nil {
-			return res, fmt.Errorf("floor closed loop: %w", err)
-		}
+	if rd.closed.srv, err = measured(ctx, srv, opts); err != nil {
+		return rd, fmt.Errorf("closed loop: %w", err)
 	}
-	if rate := res.closed.Rate() * c.rateFraction; rate > 0 {
-		opts.Rate, opts.Messages, res.offered = rate, c.rateMessages, rate
-		if res.open, res.cpuOpen, res.inServer, err = measuredInServer(ctx, srv, opts); err != nil {
-			return res, fmt.Errorf("fixed rate: %w", err)
+	if rate := rd.closed.srv.rep.Rate() * c.rateFraction; rate > 0 {
+		opts.Rate, opts.Messages, rd.offered = rate, c.rateMessages, rate
+		fopts.Rate, fopts.Messages = rate, c.rateMessages
+		if rd.open.floor, err = measuredInServer(ctx, floor, fopts); err != nil {
+			return rd, fmt.Errorf("floor at the fixed rate: %w", err)
 		}
-		if floor != nil {
-			f := opts
-			f.Addr, f.Bootstrap = floor.addr, ""
-			if res.floorOpen, res.floorCPUOpen, res.floorInServer, err = measuredInServer(ctx, floor, f); err != nil {
-				return res, fmt.Errorf("floor at the fixed rate: %w", err)
-			}
+		if rd.open.srv, err = measuredInServer(ctx, srv, opts); err != nil {
+			return rd, fmt.Errorf("fixed rate: %w", err)
 		}
 	}
 	ps, err := procstat.ReadStatus(srv.pid())
 	if err != nil {
-		return res, err
+		return rd, err
 	}
-	res.peakRSS = ps.VmHWM
-	if slices.Contains(c.burstModes, name) && c.burstVehicles > 0 { // the floor's comes last: it serves as the reference until then
-		if res.burst, res.burstRSS, err = burst(ctx, st, c, name, srv); err != nil {
-			return res, fmt.Errorf("burst: %w", err)
+	rd.peakRSS = ps.VmHWM
+	if c.burstVehicles > 0 && (isPeer || slices.Contains(c.burstModes, name)) {
+		if rd.burst, rd.burstRSS, err = burst(ctx, st, c, name, isPeer, srv); err != nil {
+			return rd, fmt.Errorf("burst: %w", err)
 		}
 	}
-	return res, nil
+	return rd, nil
 }
 
 // measuredInServer is measured with the server's own call-time histogram read before and
-// after the run.
-func measuredInServer(ctx context.Context, srv *child, opts load.Options) (load.Report, time.Duration, callTimes, error) {
+// after the run, when the server serves one.
+func measuredInServer(ctx context.Context, srv *child, opts load.Options) (sample, error) {
+	if srv.metrics == "" {
+		return measured(ctx, srv, opts)
+	}
 	before, err := scrapeCallTimes(ctx, srv.metrics)
 	if err != nil {
-		return load.Report{}, 0, callTimes{}, err
+		return sample{}, err
 	}
-	rep, cpu, err := measured(ctx, srv, opts)
+	s, err := measured(ctx, srv, opts)
 	if err != nil {
-		return rep, cpu, callTimes{}, err
+		return s, err
 	}
 	after, err := scrapeCallTimes(ctx, srv.metrics)
 	if err != nil {
-		return rep, cpu, callTimes{}, err
+		return s, err
 	}
-	in, err := after.since(before)
-	return rep, cpu, in, err
+	s.in, err = after.since(before)
+	return s, err
 }
 
-// burst has --burst-vehicles publish at once (verified from Kafka for ours) and returns the
-// server's VmHWM after it.
-func burst(ctx context.Context, st *stack.Stack, c config, name string, srv *child) (load.Report, int64, error) {
-	opts := load.Options{
-		Addr: srv.addr, Vehicles: c.burstVehicles, Messages: c.burstMessages, Pool: c.pool, RequestTimeout: c.requestTimeout,
-		TopicTemplate: "bench/%s/" + name, PayloadBytes: c.payload, QoS: 1,
+// burst has --burst-vehicles publish at once (verified from Kafka but for the floor) and
+// returns the server's VmHWM after it.
+func burst(ctx context.Context, st *stack.Stack, c config, name string, isPeer bool, srv *child) (load.Report, int64, error) {
+	opts := loadOptions(c, st, name, srv.addr, name != floorName)
+	if isPeer {
+		opts = peerOptions(c, opts)
 	}
-	if name != floorName {
-		opts.Bootstrap, opts.RegistryURL, opts.KafkaTopic = st.KafkaBootstrap(), st.RegistryURL(), "bench."+name
-	}
+	opts.Vehicles, opts.Messages = c.burstVehicles, c.burstMessages
 	rep, err := load.Run(ctx, opts)
 	if err != nil {
 		return rep, 0, err
@@ -325,111 +412,26 @@ func burst(ctx context.Context, st *stack.Stack, c config, name string, srv *chi
 }
 
 // measured is one load run and the server CPU it took until the last answer (before the
-// Kafka verification, whose wait would otherwise add the idle producer's CPU).
-func measured(ctx context.Context, srv *child, opts load.Options) (load.Report, time.Duration, error) {
+// Kafka verification, whose wait would otherwise add the idle producer's CPU), and until the
+// verification's end.
+func measured(ctx context.Context, srv *child, opts load.Options) (sample, error) {
 	cpu0, err := procstat.CPU(srv.pid())
 	if err != nil {
-		return load.Report{}, 0, err
+		return sample{}, err
 	}
 	var cpu1 time.Duration
 	var cpuErr error
 	opts.Answered = func() { cpu1, cpuErr = procstat.CPU(srv.pid()) }
 	rep, err := load.Run(ctx, opts)
 	if err != nil {
-		return rep, 0, err
+		return sample{rep: rep}, err
 	}
-	return rep, cpu1 - cpu0, cpuErr
+	if cpuErr != nil {
+		return sample{rep: rep}, cpuErr
+	}
+	cpu2, err := procstat.CPU(srv.pid())
+	return sample{rep: rep, cpu: cpu1 - cpu0, cpuDelivered: cpu2 - cpu0}, err
 }
-
-// printTable writes the results (the floor's own first) in three tables: the closed loop's
-// CPU per message with each mode's ratio to the floor's in the run right after it; the fixed
-// rate's latencies, the servers' own measure first, against the floor's at the same rate;
-// memory, and the verification from Kafka.
-func printTable(out io.Writer, results []result) {
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "closed loop\tCPU/msg\tx floor\tmsg/s per core\tmsg/s\tp50\tp99\t")
-	for _, r := range results {
-		cc := perMsg(r.cpuClosed, r.closed)
-		xc := "-"
-		if r.name != floorName {
-			xc = ratio(cc, perMsg(r.floorCPUClosed, r.floorClosed))
-		}
-		perCore := "-"
-		if cc > 0 {
-			perCore = fmt.Sprintf("%.0f", float64(time.Second)/float64(cc))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t\n", r.name, us(cc), xc, perCore, r.closed.Rate(), us(r.closed.P50), us(r.closed.P99))
-	}
-	tw.Flush()
-	fmt.Fprintln(out)
-
-	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "fixed rate\tmsg/s\tCPU/msg\tx floor\tin-server p50\tin-server p99\tfloor's p99\tadded p99\t| client p99 from send\tfloor's\tsend lag p99\tp99 from schedule\t")
-	for _, r := range results {
-		co := perMsg(r.cpuOpen, r.open)
-		xo, floorP99, added, floorSent := "-", "-", "-", "-"
-		p50, ok50 := r.inServer.quantile(.50)
-		p99, ok99 := r.inServer.quantile(.99)
-		if r.name != floorName && r.floorOpen.Acked > 0 {
-			xo = ratio(co, perMsg(r.floorCPUOpen, r.floorOpen))
-			floorSent = us(r.floorOpen.SentP99)
-			if f99, ok := r.floorInServer.quantile(.99); ok {
-				floorP99 = us(f99)
-				if ok99 {
-					added = us(p99 - f99)
-				}
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t| %s\t%s\t%s\t%s\t\n", r.name, r.open.Rate(), us(co), xo,
-			orDash(p50, ok50), orDash(p99, ok99), floorP99, added, us(r.open.SentP99), floorSent, us(r.open.SendLagP99), us(r.open.P99))
-	}
-	tw.Flush()
-	fmt.Fprintln(out)
-
-	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "memory\tpeak RSS\tpeak RSS, burst\tburst msg/s\t| lost\tdup\torder\terrors\t")
-	for _, r := range results {
-		lost, dup, order := "-", "-", "-"
-		if r.closed.Verified {
-			lost = fmt.Sprint(r.closed.Lost + r.open.Lost + r.burst.Lost)
-			dup = fmt.Sprint(r.closed.Duplicates + r.open.Duplicates + r.burst.Duplicates)
-			order = fmt.Sprint(r.closed.OutOfOrder + r.open.OutOfOrder + r.burst.OutOfOrder)
-		}
-		burstRSS, burstRate := "-", "-"
-		if r.burstRSS > 0 {
-			burstRSS, burstRate = mib(r.burstRSS), fmt.Sprintf("%.0f", r.burst.Rate())
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t| %s\t%s\t%s\t%d\t\n", r.name, mib(r.peakRSS), burstRSS, burstRate,
-			lost, dup, order, r.closed.Errors+r.open.Errors+r.burst.Errors)
-	}
-	tw.Flush()
-	for _, r := range results {
-		fmt.Fprintf(out, "bench: %s: fixed rate offered %.0f msg/s; server %s\n", r.name, r.offered, r.exit)
-	}
-	fmt.Fprintln(out, "bench: CPU/msg is the server's utime+stime from the first call to the last answer / acknowledged messages; msg/s per core = 1 s / CPU/msg")
-	fmt.Fprintln(out, "bench: x floor: CPU/msg over the floor's in a run of the same kind right after the mode's")
-	fmt.Fprintln(out, "bench: in-server: the server's own measure of each call (grpc_server_call_seconds: headers read to the handler's answer; within 15%); the floor is run at each mode's rate right after it, added p99 = in-server p99 - the floor's")
-	fmt.Fprintln(out, "bench: client side (load tool and Kafka share a core): p99 from the actual send, how late the sends left (send lag), and p99 from the scheduled send")
-	fmt.Fprintln(out, "bench: peak RSS: VmHWM after the closed-loop and fixed-rate runs; burst: after the burst of vehicles publishing at once")
-}
-
-func orDash(d time.Duration, ok bool) string {
-	if !ok {
-		return "-"
-	}
-	return us(d)
-}
-
-func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-
-func ratio(a, b time.Duration) string {
-	if a <= 0 || b <= 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.2fx", float64(a)/float64(b))
-}
-
-func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)) }
 
 // child is a server process.
 type child struct {

@@ -16,7 +16,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/iov-platform/iov/kit/calltime"
-	"github.com/iov-platform/iov/tools/devkit/load"
 )
 
 func TestParse(t *testing.T) {
@@ -31,12 +30,26 @@ func TestParse(t *testing.T) {
 	if c, err := parse([]string{"--modes", "spool,async"}); err != nil || strings.Join(c.burstModes, ",") != "async" {
 		t.Fatalf("the default burst modes among -modes spool,async: %v, %v", c.burstModes, err)
 	}
+	if c.rounds != 1 || len(c.peers) != 0 || c.peerVerifyWait != 5*time.Second {
+		t.Fatalf("defaults: rounds %d, peers %v, peer verify wait %s", c.rounds, c.peers, c.peerVerifyWait)
+	}
+	c, err = parse([]string{"--rounds", "3", "--peer", "sarama=run.sh {port} {topic}", "--peer", "b-2=x = y"})
+	if err != nil || c.rounds != 3 || len(c.peers) != 2 || c.peers[0] != (peer{"sarama", "run.sh {port} {topic}"}) || c.peers[1] != (peer{"b-2", "x = y"}) {
+		t.Fatalf("rounds and peers: %+v, %v", c, err)
+	}
+	for _, bad := range []string{"nocommand", "=cmd", "Upper=cmd", "a b=cmd", "x=  "} {
+		if _, err := parse([]string{"--peer", bad}); err == nil {
+			t.Errorf("-peer %q accepted", bad)
+		}
+	}
 	// Every problem at once.
-	_, err = parse([]string{"--vehicles", "0", "--rate-fraction", "1", "--modes", "async,bogus", "--burst-modes", "spool", "--burst-vehicles", "-1", "--memory-limit-bytes", "-5"})
+	_, err = parse([]string{"--vehicles", "0", "--rate-fraction", "1", "--modes", "async,bogus", "--burst-modes", "spool", "--burst-vehicles", "-1", "--memory-limit-bytes", "-5",
+		"--rounds", "0", "--peer", "floor=x", "--peer", "p=x", "--peer", "p=y", "--peer", "sync=z"})
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{"-vehicles", "-rate-fraction 1", `unknown "bogus"`, `-burst-modes: "spool" is not among`, "-burst-vehicles", "-memory-limit-bytes"} {
+	for _, want := range []string{"-vehicles", "-rounds", "-rate-fraction 1", `unknown "bogus"`, `-burst-modes: "spool" is not among`, "-burst-vehicles", "-memory-limit-bytes",
+		`name "floor" is taken`, `name "p" is taken`, `name "sync" is taken`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
@@ -54,50 +67,6 @@ func hist(at map[int]uint64) callTimes {
 		ct.count += at[i]
 	}
 	return ct
-}
-
-func TestTableRatiosAgainstTheFloorRunAfter(t *testing.T) {
-	rep := func(acked int, p99 time.Duration) load.Report {
-		return load.Report{Acked: acked, Sent: acked, P99: p99, SentP99: p99 / 2, Elapsed: time.Second, Verified: true}
-	}
-	// calltime.Buckets[20] is 327µs, [40] 5.36ms
-	results := []result{
-		{name: floorName, closed: rep(1000, time.Millisecond), cpuClosed: 20 * time.Millisecond, peakRSS: 20 << 20, burstRSS: 150 << 20},
-		{
-			name: "async", closed: rep(1000, 0), cpuClosed: 30 * time.Millisecond,
-			open: rep(500, 5*time.Millisecond), cpuOpen: 30 * time.Millisecond,
-			floorClosed: rep(1000, 0), floorCPUClosed: 25 * time.Millisecond, // not the first floor run's 20ms
-			floorOpen: rep(500, 2*time.Millisecond), floorCPUOpen: 20 * time.Millisecond,
-			inServer:      hist(map[int]uint64{0: 990, 40: 10}),
-			floorInServer: hist(map[int]uint64{0: 990, 20: 10}),
-			peakRSS:       45 << 20, burstRSS: 170 << 20, burst: load.Report{Lost: 2, Verified: true},
-		},
-	}
-	var b strings.Builder
-	printTable(&b, results)
-	var rows []string
-	for line := range strings.SplitSeq(b.String(), "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "async") {
-			rows = append(rows, line)
-		}
-	}
-	if len(rows) != 3 {
-		t.Fatalf("%d async rows, want 3:\n%s", len(rows), b.String())
-	}
-	for i, wants := range [][]string{
-		{"30µs", "1.20x", "33333"}, // 30µs against 25µs closed
-		// 60µs against 40µs at the fixed rate; in-server p99 (the 990th of 1000 calls: the
-		// top of bucket 0) 20µs against the floor's 20µs, client p99 from send 2.5ms
-		// against the floor's 1ms, from the schedule 5ms
-		{"60µs", "1.50x", "2500µs", "1000µs", "5000µs"},
-		{"45.0 MiB", "170.0 MiB", "| 2"},
-	} {
-		for _, want := range wants {
-			if !strings.Contains(rows[i], want) {
-				t.Errorf("async row %q lacks %q", rows[i], want)
-			}
-		}
-	}
 }
 
 func TestCallTimeQuantiles(t *testing.T) {
