@@ -10,6 +10,8 @@ TOOLS     := devstack loadgen bench compare demo floor
 PRODUCER_CMDS := exhook-reload
 GOTEST    := $(GO) test -race -count=1
 FUZZTIME  ?= 10s
+BENCH_ROUNDS ?= 3
+PEER_BIN  ?=
 
 .PHONY: help
 help: ## List the targets
@@ -37,8 +39,9 @@ cli-check: build ## Every binary's --help, --check-config (secrets masked) and o
 	@tools/cli-check.sh
 
 .PHONY: bench
-bench: build ## Floor (do-nothing ExHook server) vs our producer per mode, server pinned to CPU 1: CPU/msg ratios, fixed-rate in-server latency, peak RSS with 10k vehicles in flight
-	@taskset -c 0 $(BIN)/bench --producer $(BIN)/exhook-producer --floor $(BIN)/floor --server-cpus 1
+bench: build ## Floor (do-nothing ExHook server) vs our producer per mode, server pinned to CPU 1, BENCH_ROUNDS=3 alternated rounds: median CPU/msg ratios, fixed-rate in-server latency, peak RSS with 10k vehicles in flight (PEER_BIN=path: the sarama peer too, tools/devkit/peer)
+	@taskset -c 0 $(BIN)/bench --producer $(BIN)/exhook-producer --floor $(BIN)/floor --server-cpus 1 --rounds $(BENCH_ROUNDS) \
+		$(if $(PEER_BIN),--peer 'sarama=tools/devkit/peer/run.sh $(abspath $(PEER_BIN)) {port} {bootstrap} {topic}')
 	@cd services/exhook-producer && $(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
 .PHONY: compare

@@ -64,6 +64,14 @@ func (p pair) cpuRatio() (float64, bool) {
 	return float64(a) / float64(b), okA && okB
 }
 
+// deliveredRatio is the server's CPU per message until its records were read back over the
+// floor's CPU per message in the same pair.
+func (p pair) deliveredRatio() (float64, bool) {
+	a, okA := p.srv.perMsgDelivered()
+	b, okB := p.floor.perMsg()
+	return float64(a) / float64(b), okA && okB
+}
+
 // rateRatio is the server's msg/s over the floor's in the same pair.
 func (p pair) rateRatio() (float64, bool) {
 	a, b := p.srv.rep.Rate(), p.floor.rep.Rate()
@@ -78,13 +86,15 @@ func (p pair) addedP99() (time.Duration, bool) {
 }
 
 // vsPeer is ours over the peer's in the same round, each over the floor of its own pair: CPU
-// per message and closed-loop msg/s. Rounds are matched by their index.
-func vsPeer(ours, peer round) (cpu float64, okCPU bool, rate float64, okRate bool) {
+// per message, the same to Kafka, and closed-loop msg/s. Rounds are matched by their index.
+func vsPeer(ours, peer round) (cpu, delivered, rate float64, okCPU, okDelivered, okRate bool) {
 	oc, ok1 := ours.closed.cpuRatio()
 	pc, ok2 := peer.closed.cpuRatio()
-	or, ok3 := ours.closed.rateRatio()
-	pr, ok4 := peer.closed.rateRatio()
-	return oc / pc, ok1 && ok2, or / pr, ok3 && ok4
+	od, ok3 := ours.closed.deliveredRatio()
+	pd, ok4 := peer.closed.deliveredRatio()
+	or, ok5 := ours.closed.rateRatio()
+	pr, ok6 := peer.closed.rateRatio()
+	return oc / pc, od / pd, or / pr, ok1 && ok2, ok3 && ok4, ok5 && ok6
 }
 
 // collect is f over the rounds, the ones where it has no value left out.
@@ -206,22 +216,24 @@ func printTables(out io.Writer, fl *result, servers []*result) {
 	for _, p := range peers {
 		fmt.Fprintln(out)
 		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "against %s, closed loop\tCPU/msg x %s\tmsg/s x %s\t| per round\t\n", p.name, p.name, p.name)
+		fmt.Fprintf(tw, "against %s, closed loop\tCPU/msg x %s\tto Kafka x %s\tmsg/s x %s\t| per round (CPU, to Kafka, msg/s)\t\n", p.name, p.name, p.name, p.name)
 		for _, o := range ours {
-			var cpus, rates, per []string
-			var cv, rv []float64
+			var per []string
+			var cv, dv, rv []float64
 			for i := range min(len(o.rounds), len(p.rounds)) {
-				c, okC, r, okR := vsPeer(o.rounds[i], p.rounds[i])
+				c, d, r, okC, okD, okR := vsPeer(o.rounds[i], p.rounds[i])
 				if okC {
 					cv = append(cv, c)
+				}
+				if okD {
+					dv = append(dv, d)
 				}
 				if okR {
 					rv = append(rv, r)
 				}
-				cpus, rates = append(cpus, orDash(c, okC, xF)), append(rates, orDash(r, okR, xF))
-				per = append(per, fmt.Sprintf("r%d %s %s", i+1, cpus[i], rates[i]))
+				per = append(per, fmt.Sprintf("r%d %s %s %s", i+1, orDash(c, okC, xF), orDash(d, okD, xF), orDash(r, okR, xF)))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t| %s\t\n", o.name, spreadOf(cv).format(xF), spreadOf(rv).format(xF), strings.Join(per, "; "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t| %s\t\n", o.name, spreadOf(cv).format(xF), spreadOf(dv).format(xF), spreadOf(rv).format(xF), strings.Join(per, "; "))
 		}
 		tw.Flush()
 	}
@@ -295,7 +307,7 @@ func printTables(out io.Writer, fl *result, servers []*result) {
 	fmt.Fprintln(out, "bench: CPU/msg is the server's utime+stime from the first call to the last answer / acknowledged messages; to Kafka: until the records were read back (the work after the answer, and the idle wait for the read)")
 	fmt.Fprintln(out, "bench: x floor: over the floor's run of the same kind right before it (CPU/msg; msg/s); fixed rate: the floor at the server's offered rate")
 	if len(peers) > 0 {
-		fmt.Fprintln(out, "bench: x peer: ours over the peer's of the same round, each over its own floor run (CPU/msg x floor; msg/s x floor); a peer's order is not judged (it keys by message id)")
+		fmt.Fprintln(out, "bench: x peer: ours over the peer's of the same round, each over its own floor run (CPU/msg x floor; to Kafka x floor; msg/s x floor); a peer's order is not judged (it keys by message id)")
 	}
 	fmt.Fprintln(out, "bench: in-server: the server's own measure of each call (grpc_server_call_seconds: headers read to the handler's answer; within 15%; peers have none); added p99 = in-server p99 - the floor's at the same rate")
 	fmt.Fprintln(out, "bench: client side (load tool and Kafka share a core): p99 from the actual send, how late the sends left (send lag)")

@@ -86,30 +86,36 @@ func TestPairRatios(t *testing.T) {
 }
 
 func TestVsPeerMatchesRounds(t *testing.T) {
-	rd := func(srvCPU, floorCPU time.Duration, srvElapsed, floorElapsed time.Duration) round {
-		return round{closed: pair{srv: smp(1000, srvElapsed, srvCPU), floor: smp(1000, floorElapsed, floorCPU)}}
+	ms := time.Millisecond
+	// rd: 1000 messages; the server's CPU to the last answer and to Kafka, the floor's
+	rd := func(srvCPU, srvDelivered, floorCPU time.Duration, srvElapsed, floorElapsed time.Duration) round {
+		s := smp(1000, srvElapsed, srvCPU)
+		s.cpuDelivered = srvDelivered
+		return round{closed: pair{srv: s, floor: smp(1000, floorElapsed, floorCPU)}}
 	}
 	for _, tc := range []struct {
-		name             string
-		ours, peer       round
-		wantCPU, wantMsg float64
-		ok               bool
+		name                    string
+		ours, peer              round
+		wantCPU, wantDel, wantM float64
+		ok                      bool
 	}{
 		// ours 60/40 = 1.5x the floor, the peer 50/25 = 2x its floor: 0.75x the peer's CPU
 		// although ours took more µs; msg/s 0.5x its floor against the peer's 0.25x: 2x
-		{"each over its own floor", rd(60*time.Millisecond, 40*time.Millisecond, 2*time.Second, time.Second),
-			rd(50*time.Millisecond, 25*time.Millisecond, 4*time.Second, time.Second), 0.75, 2, true},
-		{"the same", rd(30*time.Millisecond, 20*time.Millisecond, time.Second, time.Second),
-			rd(30*time.Millisecond, 20*time.Millisecond, time.Second, time.Second), 1, 1, true},
-		{"a peer round without answers", rd(30*time.Millisecond, 20*time.Millisecond, time.Second, time.Second), round{}, 0, 0, false},
+		{"each over its own floor", rd(60*ms, 60*ms, 40*ms, 2*time.Second, time.Second),
+			rd(50*ms, 50*ms, 25*ms, 4*time.Second, time.Second), 0.75, 0.75, 2, true},
+		// a peer that answers at once and sends later: 1x its floor to the answer, 4x to
+		// Kafka; ours 1.5x both
+		{"work after the answer", rd(30*ms, 30*ms, 20*ms, time.Second, time.Second),
+			rd(20*ms, 80*ms, 20*ms, time.Second, time.Second), 1.5, 0.375, 1, true},
+		{"a peer round without answers", rd(30*ms, 30*ms, 20*ms, time.Second, time.Second), round{}, 0, 0, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, okC, m, okM := vsPeer(tc.ours, tc.peer)
-			if okC != tc.ok || okM != tc.ok {
-				t.Fatalf("ok %v %v, want %v", okC, okM, tc.ok)
+			c, d, m, okC, okD, okM := vsPeer(tc.ours, tc.peer)
+			if okC != tc.ok || okD != tc.ok || okM != tc.ok {
+				t.Fatalf("ok %v %v %v, want %v", okC, okD, okM, tc.ok)
 			}
-			if tc.ok && (math.Abs(c-tc.wantCPU) > 1e-9 || math.Abs(m-tc.wantMsg) > 1e-9) {
-				t.Fatalf("vsPeer = %v, %v; want %v, %v", c, m, tc.wantCPU, tc.wantMsg)
+			if tc.ok && (math.Abs(c-tc.wantCPU) > 1e-9 || math.Abs(d-tc.wantDel) > 1e-9 || math.Abs(m-tc.wantM) > 1e-9) {
+				t.Fatalf("vsPeer = %v, %v, %v; want %v, %v, %v", c, d, m, tc.wantCPU, tc.wantDel, tc.wantM)
 			}
 		})
 	}
@@ -162,7 +168,7 @@ func TestTablesMedianOfPairRatios(t *testing.T) {
 	for i, wants := range [][]string{
 		{"45µs [40µs–90µs]", "1.80x [1.50x–2.00x]", "0.50x [0.50x–0.50x]"},
 		// ours over the peer, round by round: 2/1.5, 1.5/2, 1.8/1
-		{"1.33x [0.75x–1.80x]", "r1 1.33x 1.00x; r2 0.75x 1.00x; r3 1.80x 1.00x"},
+		{"1.33x [0.75x–1.80x]", "r1 1.33x 1.33x 1.00x; r2 0.75x 0.75x 1.00x; r3 1.80x 1.80x 1.00x"},
 		{"1.80x [1.50x–2.00x]"}, // fixed rate: 160/80, 180/120, 360/200 µs per message
 		{"40.0 MiB [40.0 MiB–40.0 MiB]", "60.0 MiB [60.0 MiB–60.0 MiB]", "| 0"},
 	} {
