@@ -94,7 +94,7 @@ func parse(args []string) (config, error) {
 	var c config
 	fs.StringVar(&c.producer, "producer", "bin/exhook-producer", "exhook-producer binary")
 	fs.StringVar(&c.floor, "floor", "bin/floor", "the do-nothing ExHook server binary")
-	fs.StringVar(&c.profileDir, "profile-dir", "", "write our producer's pprof CPU and allocation profiles per mode here (<mode>.cpu.pprof, <mode>.allocs.pprof), and each server's memory at its resident peak (<mode or floor>.mempeak/peak.txt, heap.pprof)")
+	fs.StringVar(&c.profileDir, "profile-dir", "", "write our producer's pprof CPU and allocation profiles per mode here (<mode>.cpu.pprof, <mode>.allocs.pprof), and each server's memory at its resident peak (<mode or floor>.mempeak/peak.txt, heap.pprof); with -rounds above 1, the last round's")
 	fs.StringVar(&c.serverCPUs, "server-cpus", "1", "taskset -c list the server runs on (\"\": not pinned)")
 	fs.IntVar(&c.vehicles, "vehicles", 500, "simulated vehicles (each publishes in sequence, all in parallel)")
 	fs.IntVar(&c.messages, "messages", 20, "messages per vehicle per run")
