@@ -46,8 +46,6 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	log.Info("go memory limit", "bytes", limit.Bytes, "source", limit.Source)
-	gc := memory.SetGCPercent(cfg.Memory)
-	log.Info("go gc percent", "percent", gc.Percent, "source", gc.Source)
 	stopProfiles, err := startProfiles()
 	if err != nil {
 		return err

@@ -36,15 +36,11 @@ type Config struct {
 	Routes   []route.Config     `yaml:"routes"`
 }
 
-// Memory sets the Go runtime's garbage collector: its target (runtime/debug.SetGCPercent)
-// and its memory limit (runtime/debug.SetMemoryLimit): near the limit the GC runs more
-// often instead of letting the heap grow to (1 + GCPercent/100) times its live data. The
-// limit is a soft limit on Go's memory alone; librdkafka's C memory and the binary come on
-// top. GOGC and GOMEMLIMIT in the environment take precedence over these settings.
+// Memory bounds the Go runtime's memory (runtime/debug.SetMemoryLimit): near the limit the
+// GC runs more often instead of letting the heap grow to twice its live data (GOGC). It
+// is a soft limit on Go's memory alone; librdkafka's C memory and the binary come on top.
+// GOMEMLIMIT in the environment takes precedence over both settings.
 type Memory struct {
-	// GCPercent is the GC target: a collection starts when the heap has grown this many
-	// percent over what the last one left live (what GOGC sets; Go's default is 100).
-	GCPercent int `yaml:"gcPercent"`
 	// LimitBytes is the limit; 0: LimitRatio of the container's (cgroup) memory limit.
 	LimitBytes int64 `yaml:"limitBytes"`
 	// LimitRatio is the share of the container's memory limit given to Go when LimitBytes
@@ -52,23 +48,12 @@ type Memory struct {
 	LimitRatio float64 `yaml:"limitRatio"`
 }
 
-// MinGCPercent is the smallest memory.gcPercent accepted: below it the GC would run almost
-// without pause.
-const MinGCPercent = 10
-
-// DefaultGCPercent is memory.gcPercent's default: measured in the producer's README
-// ("Fourth round: GC and librdkafka settings").
-const DefaultGCPercent = 150
-
 // MinMemoryLimit is the smallest memory.limitBytes accepted: below it the GC would run
 // without pause.
 const MinMemoryLimit = 32 << 20
 
 func (m Memory) validate() error {
 	var errs []error
-	if m.GCPercent < MinGCPercent {
-		errs = append(errs, fmt.Errorf("memory.gcPercent %d: want at least %d", m.GCPercent, MinGCPercent))
-	}
 	if m.LimitBytes != 0 && m.LimitBytes < MinMemoryLimit {
 		errs = append(errs, fmt.Errorf("memory.limitBytes %d: want 0 (from the container limit) or at least %d", m.LimitBytes, MinMemoryLimit))
 	}
@@ -276,7 +261,7 @@ func defaults() *Config {
 		Shutdown: svcconfig.Shutdown{DrainTimeout: 20 * time.Second},
 		Topics:   Topics{Status: "iov.vehicle.status", DeadLetter: "iov.deadletter"},
 		Spool:    Spool{MaxBytes: 1 << 30, WhenFull: "reject"},
-		Memory:   Memory{GCPercent: DefaultGCPercent, LimitRatio: 0.8},
+		Memory:   Memory{LimitRatio: 0.8},
 		Commands: Commands{
 			TopicFilter: "vehicles/+/commands/+", ResponseFilter: "vehicles/+/commands/+/response",
 			VehicleSegment: 1, CommandSegment: 3, StatusTopic: "iov.vehicle.command-status",

@@ -55,7 +55,7 @@ func TestDefaultsApplied(t *testing.T) {
 		t.Fatalf("route defaults not applied: %+v", r)
 	}
 	if cfg.GRPC.ListenAddress != ":9000" || cfg.Topics.DeadLetter != "iov.deadletter" || !cfg.Registry.AutoRegister ||
-		cfg.Memory.GCPercent != 150 || cfg.Memory.LimitRatio != 0.8 || cfg.Memory.LimitBytes != 0 {
+		cfg.Memory.LimitRatio != 0.8 || cfg.Memory.LimitBytes != 0 {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 }
@@ -92,8 +92,6 @@ func TestInvalidConfigs(t *testing.T) {
 		{"bad hook scope", minimal + "hooks: {scope: [\"v/#/x\"]}\n", "hooks.scope[0]"},
 		{"memory limit too small", minimal + "memory: {limitBytes: 1000000}\n", "memory.limitBytes 1000000"},
 		{"memory ratio above 1", minimal + "memory: {limitRatio: 1.5}\n", "memory.limitRatio 1.5"},
-		{"gc percent 0", minimal + "memory: {gcPercent: 0}\n", "memory.gcPercent 0: want at least 10"},
-		{"gc percent off", minimal + "memory: {gcPercent: -1}\n", "memory.gcPercent -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,5 +1,5 @@
-// Package memory sets the Go runtime's GC target from the configuration, and its memory
-// limit from the configuration or from the container's memory limit.
+// Package memory sets the Go runtime's memory limit from the configuration or from the
+// container's memory limit.
 package memory
 
 import (
@@ -46,22 +46,4 @@ func SetLimit(m config.Memory, container memlimit.Provider) (Limit, error) {
 		return none, nil
 	}
 	return Limit{Bytes: n, Source: "container"}, nil
-}
-
-// GC is the GC target in force and where it came from.
-type GC struct {
-	Percent int    // -1: off (GOGC=off)
-	Source  string // GOGC, memory.gcPercent
-}
-
-// SetGCPercent sets the GC target to m.GCPercent, unless the environment has GOGC: the
-// runtime read it at start, and it stays in force.
-func SetGCPercent(m config.Memory) GC {
-	if os.Getenv("GOGC") != "" {
-		p := debug.SetGCPercent(-1)
-		debug.SetGCPercent(p)
-		return GC{Percent: p, Source: "GOGC"}
-	}
-	debug.SetGCPercent(m.GCPercent)
-	return GC{Percent: m.GCPercent, Source: "memory.gcPercent"}
 }
