@@ -37,8 +37,10 @@ type Config struct {
 // acks=all.
 func ConfigMap(cfg Config) kafka.ConfigMap {
 	cm := kafka.ConfigMap{"compression.type": "lz4"}
+	// linger.ms 20: fuller and fewer ProduceRequests, less CPU per message; a sync call
+	// waits up to that much longer (the producer's README, "Fourth round").
 	if _, ok := cfg.Properties["queue.buffering.max.ms"]; !ok { // linger.ms' alias
-		cm["linger.ms"] = 5
+		cm["linger.ms"] = 20
 	}
 	for k, v := range cfg.Properties {
 		cm[k] = v

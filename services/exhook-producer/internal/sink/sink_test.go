@@ -20,9 +20,9 @@ func TestConfigMapPinsTheDeliverySemantics(t *testing.T) {
 	}{
 		{"defaults", nil,
 			kafka.ConfigMap{"bootstrap.servers": "k:9092", "client.id": "exhook", "partitioner": "murmur2_random",
-				"linger.ms": 5, "compression.type": "lz4", "delivery.report.only.error": false}, []string{"queuing.strategy"}},
-		{"tuning kept", map[string]string{"linger.ms": "20", "compression.type": "zstd", "security.protocol": "SASL_SSL"},
-			kafka.ConfigMap{"linger.ms": "20", "compression.type": "zstd", "security.protocol": "SASL_SSL"}, nil},
+				"linger.ms": 20, "compression.type": "lz4", "delivery.report.only.error": false}, []string{"queuing.strategy"}},
+		{"tuning kept", map[string]string{"linger.ms": "5", "compression.type": "zstd", "security.protocol": "SASL_SSL"},
+			kafka.ConfigMap{"linger.ms": "5", "compression.type": "zstd", "security.protocol": "SASL_SSL"}, nil},
 		{"linger alias replaces the default", map[string]string{"queue.buffering.max.ms": "50"},
 			kafka.ConfigMap{"queue.buffering.max.ms": "50"}, []string{"linger.ms"}},
 		{"partitioner pinned", map[string]string{"partitioner": "random"}, kafka.ConfigMap{"partitioner": "murmur2_random"}, nil},

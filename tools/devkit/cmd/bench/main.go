@@ -64,7 +64,7 @@ http: {listenAddress: %q}
 log: {level: warn, format: text}
 kafka:
   bootstrapServers: %q
-  properties: {linger.ms: "5"}
+  properties: {linger.ms: "20"}
 registry: {url: %q}
 spool: {dir: %q}
 memory: {limitBytes: %d}
