@@ -90,16 +90,20 @@ func Uplink() *dashboard.DashboardBuilder {
 			query{`histogram_quantile(0.5, sum by (mode, le) (rate(exhook_hook_duration_seconds_bucket{hook="message.publish"}[$__rate_interval])))`, "p50 {{mode}}"},
 			query{`histogram_quantile(0.99, sum by (mode, le) (rate(exhook_hook_duration_seconds_bucket{hook="message.publish"}[$__rate_interval])))`, "p99 {{mode}}"})).
 		WithPanel(panel("ExHook gRPC errors by code", "reqps",
-			"HookProvider calls that returned an error to EMQX, by method and gRPC code (alert IoVExhookHookErrors).", 12,
+			"HookProvider calls that returned an error to EMQX, by method and gRPC code (alert IoVExhookHookErrors): message.publish from the producer's exhook_publish_calls_total, the other methods from grpcprom's grpc_server_handled_total.", 12,
+			query{`sum by (grpc_code) (rate(exhook_publish_calls_total{grpc_code!="OK"}[$__rate_interval]))`, "OnMessagePublish {{grpc_code}}"},
 			query{`sum by (grpc_method, grpc_code) (rate(grpc_server_handled_total{` + exhookService + `,grpc_code!="OK"}[$__rate_interval]))`, "{{grpc_method}} {{grpc_code}}"})).
 		WithPanel(panel("EMQX messages and ExHook calls", "reqps",
 			"EMQX's own counters (its /api/v5/prometheus/stats) beside the message.publish calls the producers get. EMQX 5.8 and 6.0 do not export their ExHook server metrics to Prometheus (only their REST API /api/v5/exhooks/{name}/metrics has them): a gap between the two lines is the ExHook server not loaded or calls not reaching us (alert IoVEmqxExhookNotLoaded; per node: the panel below).", 12,
 			query{`sum(rate(emqx_messages_received[$__rate_interval]))`, "EMQX received"},
 			query{`sum(rate(emqx_messages_dropped[$__rate_interval]))`, "EMQX dropped"},
 			query{`sum(rate(emqx_messages_dropped_no_subscribers[$__rate_interval]))`, "EMQX dropped, no subscribers"},
-			query{`sum(rate(grpc_server_handled_total{` + exhookService + `,grpc_method="OnMessagePublish"}[$__rate_interval]))`, "ExHook message.publish calls"})).
+			query{`sum(rate(exhook_publish_calls_total[$__rate_interval]))`, "ExHook message.publish calls"})).
+		WithPanel(panel("ExHook calls past grpc.maxRunningCalls", "reqps",
+			"Calls a producer's connection read while it already ran grpc.maxRunningCalls, because none of the running calls had its request yet: EMQX sends more calls at once than the bound, which then does not cap the producer's memory in bursts (alert IoVExHookCallsPastLimit). 0 while the bound holds.", 12,
+			query{`sum by (pod, instance) (rate(exhook_grpc_calls_past_limit_total[$__rate_interval]))`, "{{pod}}{{instance}}"})).
 		WithPanel(panel("ExHook server loaded per EMQX node", "short",
-			"From the ExHook status exporter (exhook-reload -serve, exhookOps.statusExporter), which reads EMQX's REST API at every scrape: 1 while the node has the ExHook server connected, 0 while it does not (a node that started while the producer was unreachable stays at 0 until its next auto_reconnect; alert IoVExHookNotLoaded after 1m); whether message.publish is registered for the producer's hooks.scope; whether EMQX's API answers.", 24,
+			"From the ExHook status exporter (exhook-reload -serve, exhookOps.statusExporter), which reads EMQX's REST API at every scrape: 1 while the node has the ExHook server connected, 0 while it does not (a node that started while the producer was unreachable stays at 0 until its next auto_reconnect; alert IoVExHookNotLoaded after 1m); whether message.publish is registered for the producer's hooks.scope; whether EMQX's API answers.", 12,
 			query{`min by (node) (exhook_emqx_server_loaded)`, "{{node}}"},
 			query{`min(exhook_emqx_server_scope_matches)`, "scope matches hooks.scope"},
 			query{`max(exhook_emqx_api_up)`, "EMQX API answers"})).

@@ -5,6 +5,7 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"google.golang.org/grpc/codes"
 )
 
 // Outcomes of a message.publish call, the `outcome` label of Messages.
@@ -40,7 +41,28 @@ type Metrics struct {
 	// grpc.maxRunningCalls, because none of the running calls had its request read yet
 	// (a client that sends calls' headers ahead of their data gets past the bound so).
 	CallsPastLimit prometheus.Counter
-	Ready          prometheus.Gauge
+	// PublishCalls counts message.publish calls (ExHook v2 and v3) by the gRPC code EMQX
+	// was answered with.
+	PublishCalls *PublishCalls
+	Ready        prometheus.Gauge
+}
+
+// PublishCalls is exhook_publish_calls_total{grpc_code}: every message.publish call that
+// reached the server's interceptors, by the gRPC status code of its answer, as grpcprom's
+// grpc_server_handled_total counts a method. Each code's series is resolved once, in New,
+// so counting a call is one atomic add, with no label hashing.
+type PublishCalls struct {
+	vec    *prometheus.CounterVec
+	byCode [codes.Unauthenticated + 1]prometheus.Counter
+}
+
+// Inc counts one call answered with code c.
+func (p *PublishCalls) Inc(c codes.Code) {
+	if int(c) < len(p.byCode) {
+		p.byCode[c].Inc()
+		return
+	}
+	p.vec.WithLabelValues(c.String()).Inc() // not one of gRPC's codes; grpc-go sends it as is
 }
 
 // Results of ShutdownRecords, the `result` label.
@@ -100,6 +122,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "exhook_grpc_calls_past_limit_total",
 			Help: "Calls a connection read while it already ran grpc.maxRunningCalls, because none of the running calls had its request yet; in a burst, more than the limit ran at once.",
 		}),
+		PublishCalls: &PublishCalls{vec: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "exhook_publish_calls_total",
+			Help: "message.publish calls (ExHook v2 and v3) by the gRPC code of the answer: OK, or the error EMQX got (a handler's panic is Internal); every code exported from the start.",
+		}, []string{"grpc_code"})},
 		Ready: f.NewGauge(prometheus.GaugeOpts{
 			Name: "exhook_ready",
 			Help: "1 while ready (the /ready endpoint answers 200), 0 while starting, draining, or while Kafka cannot take records (see exhook_kafka_producer_state).",
@@ -107,6 +133,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	for _, r := range []string{ShutdownSpilled, ShutdownLost} {
 		m.ShutdownRecords.WithLabelValues(r)
+	}
+	for c := range m.PublishCalls.byCode {
+		m.PublishCalls.byCode[c] = m.PublishCalls.vec.WithLabelValues(codes.Code(c).String())
 	}
 	return m
 }
