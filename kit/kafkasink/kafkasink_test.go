@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -176,6 +177,43 @@ func TestProduceWithoutAcknowledgementHonoursTheContext(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("Produce returned after %s, want about 100ms", d)
 	}
+}
+
+// A waiting Produce whose context ended keeps its ack channel out of reuse: the record's
+// report still comes (here a failure, once message.timeout.ms passes) and must not reach a
+// later caller. Every later sync call returns nil only after its own record was counted
+// delivered, and never with the abandoned records' failure.
+func TestAbandonedAcknowledgementReachesNoLaterCall(t *testing.T) {
+	f := newFixture(t, kafka.ConfigMap{"message.timeout.ms": 500})
+	const missing, abandoned = "iov.missing", 5 // not created: these records fail at the timeout
+	for i := range abandoned {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		err := f.sink.Produce(ctx, Record{Topic: missing, Key: fmt.Append(nil, "LATE", i)}, true)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("abandoned produce %d = %v, want the context's deadline", i, err)
+		}
+	}
+	delivered := f.m.Deliveries.WithLabelValues(topic, Delivered)
+	// Bounded. With the channel reused too early, a stale report sent into a channel that
+	// already holds a value blocks the event loop: the calls fail here, and the test at
+	// go test's -timeout (Close waits for the loop).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	calls := 0
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); calls++ {
+		if err := f.sink.Produce(ctx, Record{Topic: topic, Key: []byte("VIN1"), Value: fmt.Append(nil, calls)}, true); err != nil {
+			t.Fatalf("sync produce %d = %v", calls, err)
+		}
+		if got := testutil.ToFloat64(delivered); got != float64(calls+1) {
+			t.Fatalf("sync produce %d returned nil with %v records delivered", calls, got)
+		}
+	}
+	// The abandoned records' reports did come while the calls above ran.
+	if got := testutil.ToFloat64(f.m.Deliveries.WithLabelValues(missing, Failed)); got != abandoned {
+		t.Fatalf("failed reports of %s = %v, want %d (the test did not see them arrive)", missing, got, abandoned)
+	}
+	t.Logf("%d sync calls after %d abandoned ones", calls, abandoned)
 }
 
 func TestNewDoesNotChangeTheCallersSettings(t *testing.T) {
@@ -474,6 +512,42 @@ func BenchmarkProduceCallback(b *testing.B) {
 		i++
 	}
 	settled.Wait()
+}
+
+// BenchmarkProduceWait measures a waited-for record (the sync hook path): Produce with wait
+// from 512 goroutines at once, as many as the producer's running calls (8 connections × 64),
+// each returning only after the in-process cluster acknowledged its record. ns/op is wall
+// time over the parallel callers (bounded by linger.ms and the cluster), not CPU; allocs/op
+// and B/op are the wait's budget per record.
+func BenchmarkProduceWait(b *testing.B) {
+	c := kafkatest.Cluster(b, 4, topic)
+	s, err := New(kafka.ConfigMap{"bootstrap.servers": kafkatest.Bootstrap(c), "linger.ms": 5, "partitioner": "murmur2_random"},
+		Options{Log: slog.New(slog.DiscardHandler), Metrics: Metrics{
+			Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "errors"}, []string{"code"}),
+		}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	value := bytes.Repeat([]byte("x"), 300)
+	if err := s.Produce(context.Background(), Record{Topic: topic, Value: value}, true); err != nil { // connected
+		b.Fatal(err)
+	}
+	var vehicle atomic.Int64
+	b.SetParallelism(max(1, 512/runtime.GOMAXPROCS(0)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		key := fmt.Appendf(nil, "V%d", vehicle.Add(1))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a deadline, as EMQX's calls have
+		defer cancel()
+		for pb.Next() {
+			if err := s.Produce(ctx, Record{Topic: topic, Key: key, Value: value}, true); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // The go.* channel sizes default to small buffers unless the settings give them.
