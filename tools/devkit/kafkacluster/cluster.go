@@ -75,18 +75,20 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{opts: opts, classpath: cp, clusterID: newClusterID()}
+	perNode := 2
+	if opts.Secure != nil {
+		perNode = 3
+	}
+	ports, err := freePorts(opts.Nodes * perNode) // distinct across the whole cluster
+	if err != nil {
+		return nil, err
+	}
 	for i := range opts.Nodes {
 		n := &Node{ID: int32(i + 1), cluster: c, dir: filepath.Join(opts.Dir, fmt.Sprintf("node-%d", i+1))}
-		if n.Port, err = freePort(); err != nil {
-			return nil, err
-		}
-		if n.ControllerPort, err = freePort(); err != nil {
-			return nil, err
-		}
+		p := ports[i*perNode:]
+		n.Port, n.ControllerPort = p[0], p[1]
 		if opts.Secure != nil {
-			if n.SecurePort, err = freePort(); err != nil {
-				return nil, err
-			}
+			n.SecurePort = p[2]
 		}
 		c.Nodes = append(c.Nodes, n)
 	}
@@ -123,14 +125,19 @@ func newClusterID() string {
 	}
 }
 
-func freePort() (int, error) {
-	addr, err := readiness.FreeAddr()
+// freePorts are n distinct free ports on 127.0.0.1.
+func freePorts(n int) ([]int, error) {
+	addrs, err := readiness.FreeAddrs(n)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	var port int
-	_, err = fmt.Sscanf(addr[strings.LastIndexByte(addr, ':')+1:], "%d", &port)
-	return port, err
+	ports := make([]int, n)
+	for i, addr := range addrs {
+		if _, err := fmt.Sscanf(addr[strings.LastIndexByte(addr, ':')+1:], "%d", &ports[i]); err != nil {
+			return nil, fmt.Errorf("free port %q: %w", addr, err)
+		}
+	}
+	return ports, nil
 }
 
 // Bootstrap is the bootstrap.servers list of the PLAINTEXT listeners.

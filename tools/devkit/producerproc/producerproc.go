@@ -48,14 +48,11 @@ registry: {url: %q}
 // service's log is printed when the test failed.
 func Run(t testing.TB, bin string, config func(grpcAddr, httpAddr string) string) (grpcAddr, httpAddr string) {
 	t.Helper()
-	grpcAddr, err := readiness.FreeAddr()
+	addrs, err := readiness.FreeAddrs(2) // two calls of FreeAddr can return one port twice
 	if err != nil {
 		t.Fatal(err)
 	}
-	httpAddr, err = readiness.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
+	grpcAddr, httpAddr = addrs[0], addrs[1]
 	cfg := filepath.Join(t.TempDir(), "producer.yaml")
 	if err := os.WriteFile(cfg, []byte(config(grpcAddr, httpAddr)), 0o600); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,29 @@ func FreeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
+// FreeAddrs returns n distinct free 127.0.0.1:port addresses. It holds every listener open
+// until all n are taken: FreeAddr called n times can return the same port twice, since the
+// kernel may hand out a port again as soon as its listener closed (a Kafka node once got the
+// same port for its PLAINTEXT and CONTROLLER listeners and refused to start).
+func FreeAddrs(n int) ([]string, error) {
+	addrs := make([]string, 0, n)
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		held = append(held, ln)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	return addrs, nil
+}
+
 // ErrExited means the process ended before it became ready.
 var ErrExited = errors.New("process exited during startup")
 

@@ -41,3 +41,25 @@ func TestWait(t *testing.T) {
 		t.Fatalf("FreeAddr = %q, %v", free, err)
 	}
 }
+
+// FreeAddrs must never hand out one port twice: a Kafka node given the same port for two
+// listeners refuses to start. Asking for many at once makes a reuse likely if the listeners
+// were closed one by one.
+func TestFreeAddrsDistinct(t *testing.T) {
+	for range 20 {
+		addrs, err := FreeAddrs(64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(addrs) != 64 {
+			t.Fatalf("got %d addresses, want 64", len(addrs))
+		}
+		seen := map[string]bool{}
+		for _, a := range addrs {
+			if seen[a] {
+				t.Fatalf("address %s handed out twice in %v", a, addrs)
+			}
+			seen[a] = true
+		}
+	}
+}

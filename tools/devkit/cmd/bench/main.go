@@ -520,14 +520,11 @@ func startFloor(ctx context.Context, c config) (*child, error) {
 // startProducer starts our producer with one route of the given delivery mode and waits until
 // it is ready.
 func startProducer(ctx context.Context, c config, st *stack.Stack, mode string) (*child, error) {
-	grpcAddr, err := readiness.FreeAddr()
+	addrs, err := readiness.FreeAddrs(2) // two calls of FreeAddr can return one port twice
 	if err != nil {
 		return nil, err
 	}
-	httpAddr, err := readiness.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
+	grpcAddr, httpAddr := addrs[0], addrs[1]
 	dir, err := os.MkdirTemp("", "bench")
 	if err != nil {
 		return nil, err

@@ -218,16 +218,12 @@ func startProducer(ctx context.Context, o producerOptions) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	grpcAddr, err := readiness.FreeAddr()
+	addrs, err := readiness.FreeAddrs(2) // two calls of FreeAddr can return one port twice
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	httpAddr, err := readiness.FreeAddr()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
+	grpcAddr, httpAddr := addrs[0], addrs[1]
 	cfg := filepath.Join(dir, "producer.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, producerConfig, grpcAddr, httpAddr, o.Bootstrap, o.RegistryURL, o.Filter, o.Topic, o.Delivery), 0o600); err != nil {
 		os.RemoveAll(dir)
