@@ -485,9 +485,9 @@ func TestRecordSizeIsWhatKafkaMeasures(t *testing.T) {
 	}
 }
 
-// BenchmarkProduceCallback measures queuing one record with a delivery callback (the async
-// hook path) and waiting for every report, against the in-process cluster.
-func BenchmarkProduceCallback(b *testing.B) {
+// benchSink is a sink on the in-process cluster with the producer's partitioner and a short
+// linger, closed when b ends.
+func benchSink(b *testing.B) *Sink {
 	c := kafkatest.Cluster(b, 4, topic)
 	s, err := New(kafka.ConfigMap{"bootstrap.servers": kafkatest.Bootstrap(c), "linger.ms": 5, "partitioner": "murmur2_random"},
 		Options{Log: slog.New(slog.DiscardHandler), Metrics: Metrics{
@@ -496,7 +496,14 @@ func BenchmarkProduceCallback(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close()
+	b.Cleanup(s.Close)
+	return s
+}
+
+// BenchmarkProduceCallback measures queuing one record with a delivery callback (the async
+// hook path) and waiting for every report, against the in-process cluster.
+func BenchmarkProduceCallback(b *testing.B) {
+	s := benchSink(b)
 	value := bytes.Repeat([]byte("x"), 300)
 	var settled sync.WaitGroup
 	done := func(error) { settled.Done() }
@@ -520,15 +527,7 @@ func BenchmarkProduceCallback(b *testing.B) {
 // time over the parallel callers (bounded by linger.ms and the cluster), not CPU; allocs/op
 // and B/op are the wait's budget per record.
 func BenchmarkProduceWait(b *testing.B) {
-	c := kafkatest.Cluster(b, 4, topic)
-	s, err := New(kafka.ConfigMap{"bootstrap.servers": kafkatest.Bootstrap(c), "linger.ms": 5, "partitioner": "murmur2_random"},
-		Options{Log: slog.New(slog.DiscardHandler), Metrics: Metrics{
-			Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "errors"}, []string{"code"}),
-		}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := benchSink(b)
 	value := bytes.Repeat([]byte("x"), 300)
 	if err := s.Produce(context.Background(), Record{Topic: topic, Value: value}, true); err != nil { // connected
 		b.Fatal(err)
