@@ -303,35 +303,27 @@ type round struct {
 	exit         string
 }
 
-// loadOptions is a run against addr under name's MQTT topics, verified from Kafka when
-// verify is set (ours: the Avro envelope, keyed by vehicle; a peer: the raw payload, any key).
-func loadOptions(c config, st *stack.Stack, name, addr string, verify bool) load.Options {
+// loadOptions is a run against addr under name's MQTT topics, verified from Kafka but for the
+// floor's: ours as the Avro envelope keyed by vehicle; a peer's (isPeer) as the payload
+// unchanged, keyed by something else than the vehicle.
+func loadOptions(c config, st *stack.Stack, name, addr string, isPeer bool) load.Options {
 	opts := load.Options{
 		Addr: addr, Vehicles: c.vehicles, Pool: c.pool, RequestTimeout: c.requestTimeout,
 		TopicTemplate: "bench/%s/" + name, PayloadBytes: c.payload, QoS: 1,
 	}
-	if verify {
+	if name != floorName {
 		opts.Bootstrap, opts.RegistryURL, opts.KafkaTopic = st.KafkaBootstrap(), st.RegistryURL(), "bench."+name
 	}
-	return opts
-}
-
-// peerOptions makes o a peer's verification: the records carry the payload unchanged, keyed
-// by something else than the vehicle.
-func peerOptions(c config, o load.Options) load.Options {
-	if o.Bootstrap != "" {
-		o.Extract, o.Unkeyed, o.VerifyWait = load.RawPayload, true, c.peerVerifyWait
+	if isPeer {
+		opts.Extract, opts.Unkeyed, opts.VerifyWait = load.RawPayload, true, c.peerVerifyWait
 	}
-	return o
+	return opts
 }
 
 // measureRound runs srv through warm-up, the closed-loop pair and the fixed-rate pair (the
 // floor first in each), and the burst when srv gets one.
 func measureRound(ctx context.Context, st *stack.Stack, c config, name string, isPeer bool, srv, floor *child) (rd round, err error) {
-	opts := loadOptions(c, st, name, srv.addr, true)
-	if isPeer {
-		opts = peerOptions(c, opts)
-	}
+	opts := loadOptions(c, st, name, srv.addr, isPeer)
 	fopts := loadOptions(c, st, floorName, floor.addr, false)
 	if c.warmup > 0 {
 		w := opts
@@ -395,10 +387,7 @@ func measuredInServer(ctx context.Context, srv *child, opts load.Options) (sampl
 // burst has --burst-vehicles publish at once (verified from Kafka but for the floor) and
 // returns the server's VmHWM after it.
 func burst(ctx context.Context, st *stack.Stack, c config, name string, isPeer bool, srv *child) (load.Report, int64, error) {
-	opts := loadOptions(c, st, name, srv.addr, name != floorName)
-	if isPeer {
-		opts = peerOptions(c, opts)
-	}
+	opts := loadOptions(c, st, name, srv.addr, isPeer)
 	opts.Vehicles, opts.Messages = c.burstVehicles, c.burstMessages
 	rep, err := load.Run(ctx, opts)
 	if err != nil {
