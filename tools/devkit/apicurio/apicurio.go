@@ -81,25 +81,14 @@ var listening = regexp.MustCompile(`Listening on: (http://127\.0\.0\.1:[0-9]+)`)
 
 // wait reads the bound address from the log, then waits until the Confluent API answers.
 func (r *Registry) wait(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
-	defer cancel()
-	for {
+	return readiness.Poll(ctx, StartTimeout, 200*time.Millisecond, r.exited, "not answering", func() bool {
 		if r.url == "" {
 			if m := listening.FindStringSubmatch(r.out.String()); m != nil {
 				r.url = m[1] + "/apis/ccompat/v7"
 			}
 		}
-		if r.url != "" && answers(r.url+"/subjects") {
-			return nil
-		}
-		select {
-		case <-r.exited:
-			return readiness.ErrExited
-		case <-ctx.Done():
-			return fmt.Errorf("not answering: %w", ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		return r.url != "" && answers(r.url+"/subjects")
+	})
 }
 
 func answers(url string) bool {

@@ -1,5 +1,5 @@
 // Package readiness helps dev tools start services as child processes: a free loopback
-// address to give them, and a wait for their /ready endpoint.
+// address to give them, and a wait for their /ready endpoint or their listener.
 package readiness
 
 import (
@@ -50,22 +50,42 @@ var ErrExited = errors.New("process exited during startup")
 // Wait polls http://addr/ready until it answers 200, exited is closed (nil: never), or 30s
 // (or ctx) pass.
 func Wait(ctx context.Context, addr string, exited <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
+	return Poll(ctx, 30*time.Second, 50*time.Millisecond, exited, addr+" not ready", func() bool {
 		resp, err := http.Get("http://" + addr + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err != nil {
+			return false
 		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// WaitListening dials addr until it accepts a TCP connection, exited is closed (nil: never),
+// or 60s (or ctx) pass: for a server with no /ready endpoint.
+func WaitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
+	return Poll(ctx, 60*time.Second, 50*time.Millisecond, exited, addr+" not listening", func() bool {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false
+		}
+		conn.Close()
+		return true
+	})
+}
+
+// Poll calls ready every interval until it reports true. It returns ErrExited once exited is
+// closed (nil: never), and "what: <ctx's error>" once timeout (or ctx) passed.
+func Poll(ctx context.Context, timeout, interval time.Duration, exited <-chan struct{}, what string, ready func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for !ready() {
 		select {
 		case <-exited:
 			return ErrExited
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w", addr, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(interval):
 		}
 	}
+	return nil
 }

@@ -3,6 +3,7 @@ package readiness
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -61,5 +62,30 @@ func TestFreeAddrsDistinct(t *testing.T) {
 			}
 			seen[a] = true
 		}
+	}
+}
+
+func TestWaitListening(t *testing.T) {
+	addrs, err := FreeAddrs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	close(exited)
+	if err := WaitListening(context.Background(), addrs[0], exited); !errors.Is(err, ErrExited) {
+		t.Fatalf("WaitListening on a closed port of an exited process = %v, want ErrExited", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := WaitListening(ctx, addrs[0], nil); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), addrs[0]+" not listening") {
+		t.Fatalf("WaitListening on a closed port = %v, want %s not listening: deadline exceeded", err, addrs[0])
+	}
+	ln, err := net.Listen("tcp", addrs[0])
+	if err != nil {
+		t.Skipf("port %s taken meanwhile: %v", addrs[0], err)
+	}
+	defer ln.Close()
+	if err := WaitListening(context.Background(), addrs[0], exited); err != nil {
+		t.Fatalf("WaitListening on a listening port = %v", err)
 	}
 }

@@ -57,31 +57,12 @@ func startPeer(ctx context.Context, c config, st *stack.Stack, p peer) (*child, 
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	if err := waitListening(ctx, addr, s.done); err != nil {
+	if err := readiness.WaitListening(ctx, addr, s.done); err != nil {
 		tail := logTail(logPath, 2000)
 		s.stop(5 * time.Second)
 		return nil, fmt.Errorf("%w; its output ends: %s", err, tail)
 	}
 	return s, nil
-}
-
-// waitListening dials addr until it accepts, exited is closed, or 60 s (or ctx) pass.
-func waitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for {
-		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			conn.Close()
-			return nil
-		}
-		select {
-		case <-exited:
-			return readiness.ErrExited
-		case <-ctx.Done():
-			return fmt.Errorf("%s not listening: %w", addr, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 func logTail(path string, n int) string {
