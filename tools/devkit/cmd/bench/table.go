@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/iov-platform/iov/tools/devkit/load"
+	"github.com/iov-platform/iov/tools/devkit/stats"
 )
 
 // spread is the median of a set of values with their minimum and maximum.
@@ -26,13 +27,7 @@ func spreadOf(xs []float64) spread {
 	if len(xs) == 0 {
 		return spread{}
 	}
-	s := slices.Sorted(slices.Values(xs))
-	n := len(s)
-	med := s[n/2]
-	if n%2 == 0 {
-		med = (s[n/2-1] + s[n/2]) / 2
-	}
-	return spread{med: med, lo: s[0], hi: s[n-1], n: n}
+	return spread{med: stats.Median(xs), lo: slices.Min(xs), hi: slices.Max(xs), n: len(xs)}
 }
 
 // format writes the median, and [min–max] when there is more than one value.

@@ -31,6 +31,7 @@ import (
 	"github.com/iov-platform/iov/tools/devkit/load"
 	"github.com/iov-platform/iov/tools/devkit/procstat"
 	"github.com/iov-platform/iov/tools/devkit/stack"
+	"github.com/iov-platform/iov/tools/devkit/stats"
 )
 
 func main() {
@@ -180,23 +181,10 @@ func (r *result) summarize() {
 			r.firstError = rep.FirstError
 		}
 	}
-	r.rate, r.p50, r.p99, r.max = median(rates), median(p50s), median(p99s), median(maxs)
+	r.rate, r.p50, r.p99, r.max = stats.Median(rates), stats.Median(p50s), stats.Median(p99s), stats.Median(maxs)
 	if len(rates) > 0 {
 		r.rateMin, r.rateMax = slices.Min(rates), slices.Max(rates)
 	}
-}
-
-// median of xs (the mean of the middle two for an even count); 0 for none.
-func median[T int64 | float64 | time.Duration](xs []T) T {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if n := len(s); n%2 == 0 {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-	return s[len(s)/2]
 }
 
 // measure starts one server, warms it up, runs and verifies the measured load, reads its

@@ -28,15 +28,6 @@ func TestRatioMedianSummary(t *testing.T) {
 	if ratio(0, 5) != 0 || ratio(5, 0) != 0 || fmtRatio(0) != "n/a" || fmtRatio(9.64) != "9.6x" {
 		t.Error("ratio of nothing must print n/a")
 	}
-	if m := median([]float64{3, 1, 2}); m != 2 {
-		t.Errorf("odd median %v", m)
-	}
-	if m := median([]time.Duration{4, 1, 3, 2}); m != 2 { // (2+3)/2 in integer nanoseconds
-		t.Errorf("even median %v", m)
-	}
-	if median([]int64(nil)) != 0 {
-		t.Error("median of nothing")
-	}
 
 	r := result{rounds: []load.Report{
 		{Acked: 100, Elapsed: time.Second, P50: 10 * time.Millisecond, P99: 90 * time.Millisecond, Max: 100 * time.Millisecond},
