@@ -326,7 +326,7 @@ func verify(ctx context.Context, o Options, run string, acked, sent [][]int, rep
 	deadline := time.Now().Add(o.VerifyWait)
 	for {
 		rctx, cancel := context.WithDeadline(ctx, later(time.Now().Add(readTimeout), deadline))
-		recs, err := stack.ReadAll(rctx, o.Bootstrap, 0, 2*time.Second, o.KafkaTopic)
+		recs, err := stack.ReadAll(rctx, o.Bootstrap, 0, o.KafkaTopic)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("verify: read %s: %w", o.KafkaTopic, err)

@@ -159,11 +159,14 @@ type Record struct {
 // stops once it has seen want records, or when ctx ends. With want <= 0 it reads every record
 // the topics hold when it is called: it lists each partition's end offset first and returns
 // once it has read up to all of them (a topic that does not exist yet is empty), or when ctx
-// ends, with ctx's error. idle bounds each poll. A read cut short by ctx always returns an
+// ends, with ctx's error. Each poll waits on ctx itself: a poll bounded by a shorter deadline
+// returns at once, without the records the client has buffered, once that deadline has passed
+// by the time the poll starts (franz-go checks the context first), so a short enough bound
+// could poll forever and read nothing. A read cut short by ctx always returns an
 // error, so a partial result cannot pass for the topic's content. Transient errors (see
 // transient: a broker restarting, a leader being elected) are retried until ctx ends; this is
 // the one place that retries a read, so callers bound the wait with ctx alone.
-func ReadAll(ctx context.Context, bootstrap string, want int, idle time.Duration, topics ...string) ([]Record, error) {
+func ReadAll(ctx context.Context, bootstrap string, want int, topics ...string) ([]Record, error) {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(strings.Split(bootstrap, ",")...),
 		kgo.ConsumeTopics(topics...),
@@ -186,9 +189,7 @@ func ReadAll(ctx context.Context, bootstrap string, want int, idle time.Duration
 	}
 	var out []Record
 	for want > 0 && len(out) < want || want <= 0 && !reached(read, ends) {
-		pctx, cancel := context.WithTimeout(ctx, idle)
-		fs := cl.PollFetches(pctx)
-		cancel()
+		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}

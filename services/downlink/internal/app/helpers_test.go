@@ -143,7 +143,7 @@ func (e *env) records(t *testing.T, topic string) []stack.Record {
 	if total == 0 {
 		return nil
 	}
-	recs, err := stack.ReadAll(ctx, e.stack.KafkaBootstrap(), total, 2*time.Second, topic)
+	recs, err := stack.ReadAll(ctx, e.stack.KafkaBootstrap(), total, topic)
 	if err != nil {
 		t.Fatalf("read %s: %d of %d records: %v", topic, len(recs), total, err)
 	}

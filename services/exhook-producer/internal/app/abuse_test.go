@@ -35,7 +35,7 @@ func readTopics(t *testing.T, st *stack.Stack, want int, topics ...string) []sta
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	recs, err := stack.ReadAll(ctx, st.KafkaBootstrap(), want, 2*time.Second, topics...)
+	recs, err := stack.ReadAll(ctx, st.KafkaBootstrap(), want, topics...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -229,12 +229,12 @@ func everyMessageArrivesOnceInOrder(t *testing.T, b e2e.Backend) {
 	total := vehicles * perVehicle
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), total, 2*time.Second, telemetryTopic, eventsTopic)
+	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), total, telemetryTopic, eventsTopic)
 	if err != nil {
 		t.Fatalf("read back %d of %d: %v", len(recs), total, err)
 	}
 	// Nothing more than sent: read again until idle.
-	extra, _ := stack.ReadAll(rctx, st.KafkaBootstrap(), 0, time.Second, telemetryTopic, eventsTopic)
+	extra, _ := stack.ReadAll(rctx, st.KafkaBootstrap(), 0, telemetryTopic, eventsTopic)
 	if len(extra) != total {
 		t.Fatalf("kafka holds %d records, sent %d", len(extra), total)
 	}
@@ -322,7 +322,7 @@ func clientEventsGoToStatusTopic(t *testing.T, b e2e.Backend) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 2, 2*time.Second, statusTopic)
+	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 2, statusTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +374,7 @@ func badPayloadGoesToDeadLetterTopic(t *testing.T, b e2e.Backend) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	dead, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 2, 2*time.Second, deadTopic)
+	dead, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 2, deadTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ func badPayloadGoesToDeadLetterTopic(t *testing.T, b e2e.Backend) {
 			t.Fatalf("dead letter %d headers: %v", i, r.Headers)
 		}
 	}
-	good, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 0, time.Second, telemetryTopic, eventsTopic)
+	good, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 0, telemetryTopic, eventsTopic)
 	if err != nil || len(good) != 1 {
 		t.Fatalf("routed topics hold %d records (%v), want only the good one", len(good), err)
 	}
@@ -491,7 +491,7 @@ func TestGracefulShutdownLosesNoAcknowledgedMessage(t *testing.T) {
 
 	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 0, 2*time.Second, telemetryTopic)
+	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 0, telemetryTopic)
 	if err != nil {
 		t.Fatal(err)
 	}

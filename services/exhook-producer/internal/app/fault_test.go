@@ -61,7 +61,7 @@ func messageIDs(t *testing.T, st *stack.Stack, want int, topic string) map[strin
 	dec := decoder(t, st)
 	ids := map[string]int{}
 	for ctx.Err() == nil {
-		recs, err := stack.ReadAll(ctx, st.KafkaBootstrap(), 0, 2*time.Second, topic)
+		recs, err := stack.ReadAll(ctx, st.KafkaBootstrap(), 0, topic)
 		if err != nil && ctx.Err() == nil {
 			t.Fatal(err)
 		}
@@ -148,7 +148,7 @@ func TestCorruptAndOversizePayloadsOnSpoolRoute(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	recs, err := stack.ReadAll(ctx, st.KafkaBootstrap(), 2, 2*time.Second, deadTopic)
+	recs, err := stack.ReadAll(ctx, st.KafkaBootstrap(), 2, deadTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +309,7 @@ func TestWholeRecordIsCheckedAgainstTheClientLimit(t *testing.T) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	notes, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 1, 2*time.Second, deadTopic)
+	notes, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 1, deadTopic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -236,7 +236,7 @@ func readMessages(t *testing.T, st *stack.Stack, topics ...string) map[string]bo
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	recs, err := stack.ReadAll(ctx, st.KafkaBootstrap(), 0, time.Second, topics...)
+	recs, err := stack.ReadAll(ctx, st.KafkaBootstrap(), 0, topics...)
 	if err != nil {
 		t.Fatal(err)
 	}

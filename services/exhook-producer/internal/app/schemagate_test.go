@@ -110,7 +110,7 @@ func TestWithoutAutoRegisterNotReadyUntilSchemasRegistered(t *testing.T) {
 	}
 	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer rcancel()
-	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 1, time.Second, statusTopic)
+	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 1, statusTopic)
 	if err != nil {
 		t.Fatal(err)
 	}

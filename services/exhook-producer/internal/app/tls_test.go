@@ -118,7 +118,7 @@ func TestHookMutualTLS(t *testing.T) {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 1, 2*time.Second, telemetryTopic)
+	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 1, telemetryTopic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -619,7 +619,7 @@ func TestUndecodableRecordsGoToDeadLetterTopic(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	dead, err := stack.ReadAll(ctx, e.stack.KafkaBootstrap(), 4, 2*time.Second, deadTopic)
+	dead, err := stack.ReadAll(ctx, e.stack.KafkaBootstrap(), 4, deadTopic)
 	if err != nil {
 		t.Fatalf("read dead letters (%d): %v", len(dead), err)
 	}
@@ -762,7 +762,7 @@ func TestRegistryOutageIsNotDeadLettered(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if dead, _ := stack.ReadAll(ctx, e.stack.KafkaBootstrap(), 0, time.Second, deadTopic); len(dead) != 0 {
+	if dead, _ := stack.ReadAll(ctx, e.stack.KafkaBootstrap(), 0, deadTopic); len(dead) != 0 {
 		t.Fatalf("%d records dead-lettered during a registry outage", len(dead))
 	}
 }

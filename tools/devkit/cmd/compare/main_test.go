@@ -231,7 +231,7 @@ func TestPythonBridgeSyncOutage(t *testing.T) {
 	// (at-least-once, as with our producer's sync route).
 	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer rcancel()
-	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 1, time.Second, "py.sync")
+	recs, err := stack.ReadAll(rctx, st.KafkaBootstrap(), 1, "py.sync")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -283,7 +283,7 @@ func (d *demo) downlinkRoundTrip(ctx context.Context) ([]commands.Status, error)
 	dec := serde.NewDecoder(serde.NewRegistry(d.st.RegistryURL(), "", ""))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		recs, err := stack.ReadAll(ctx, d.st.KafkaBootstrap(), 0, 500*time.Millisecond, statusTopic)
+		recs, err := stack.ReadAll(ctx, d.st.KafkaBootstrap(), 0, statusTopic)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", statusTopic, err)
 		}
