@@ -46,13 +46,14 @@ func New(reg prometheus.Registerer) *Recorder {
 // takes the server's only grpc.InTapHandle slot) and an interceptor, which goes outside the
 // server's other interceptors when these options come first.
 func (r *Recorder) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.InTapHandle(r.Tap()), grpc.ChainUnaryInterceptor(r.answered)}
+	return r.ServerOptionsWrapped(func(h tap.ServerInHandle) tap.ServerInHandle { return h })
 }
 
-// Tap is the tap handle that notes each call's arrival, for a server that measures its calls
-// with its own interceptor (Observe) instead of ServerOptions: a server has one tap slot,
-// so another tap can run around this one.
-func (r *Recorder) Tap() tap.ServerInHandle { return arrived }
+// ServerOptionsWrapped is ServerOptions with the tap handle replaced by wrap(its own), so that
+// another tap (a server has one slot) can run around the arrival's.
+func (r *Recorder) ServerOptionsWrapped(wrap func(tap.ServerInHandle) tap.ServerInHandle) []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.InTapHandle(wrap(arrived)), grpc.ChainUnaryInterceptor(r.answered)}
+}
 
 type arrivalKey struct{}
 
@@ -75,16 +76,10 @@ func arrived(ctx context.Context, _ *tap.Info) (context.Context, error) {
 	return &arrival{Context: ctx, at: time.Now()}, nil
 }
 
-// Observe records the time since the call of ctx arrived (Tap), once its handler has
-// answered; a call whose arrival was not noted is not observed.
-func (r *Recorder) Observe(ctx context.Context) {
+func (r *Recorder) answered(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
 	if a, ok := ctx.Value(arrivalKey{}).(*arrival); ok {
 		r.hist.Observe(time.Since(a.at).Seconds())
 	}
-}
-
-func (r *Recorder) answered(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	resp, err := handler(ctx, req)
-	r.Observe(ctx)
 	return resp, err
 }

@@ -187,7 +187,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 
-	// grpcprom's counters only, on every method but message.publish (callMetrics): its
+	// grpcprom's counters only, on every method but message.publish (hookInterceptors): its
 	// handling-time histogram (a fourth label look-up and an observation per call) is left out,
 	// as grpc_server_call_seconds (kit/calltime) measures a call's time in the server.
 	srvMetrics := grpcprom.NewServerMetrics()
@@ -200,13 +200,14 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 	calls := calltime.New(reg) // grpc_server_call_seconds
-	cm := newCallMetrics(srvMetrics, m.PublishCalls, func(p any) error {
-		panics.Inc()
-		log.Error("panic in hook handler", "panic", p)
-		return status.Error(codes.Internal, "internal error")
-	})
 	newServer := func(count *h2streams.Counter, gate *callgate.Gate) *grpc.Server {
-		srv := grpc.NewServer(connServerOptions(serverOpts, creds, count, calls, gate, cm)...)
+		srv := grpc.NewServer(append(connServerOptions(serverOpts, creds, count, calls, gate),
+			grpc.ChainUnaryInterceptor(hookInterceptors(srvMetrics, m.PublishCalls, func(p any) error {
+				panics.Inc()
+				log.Error("panic in hook handler", "panic", p)
+				return status.Error(codes.Internal, "internal error")
+			})...),
+		)...)
 		exhookv2.RegisterHookProviderServer(srv, hooks)      // EMQX 5.0-5.8
 		exhookv3.RegisterHookProviderServer(srv, hooks.V3()) // EMQX 5.9+
 		healthpb.RegisterHealthServer(srv, a.health)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
@@ -85,20 +86,17 @@ func (h outcomeHooksV3) OnMessagePublish(ctx context.Context, req *exhookv3.Mess
 	return &exhookv3.ValuedResponse{Type: exhookv3.ValuedResponse_IGNORE}, nil
 }
 
-// publishMethod is the method name of message.publish in both ExHook services.
-const publishMethod = "OnMessagePublish"
-
 // serveWithInterceptors serves outcomeHooks (v2 and v3) on loopback, one server per
-// connection as in the app, with the connection's own options and cm, and the unary
-// interceptors outer (outermost first) outside them.
-func serveWithInterceptors(tb testing.TB, h outcomeHooks, init func(*grpc.Server), cm *callMetrics, outer ...grpc.UnaryServerInterceptor) *grpc.ClientConn {
+// connection as in the app, with the unary interceptors ints (outermost first) after the
+// connection's own options.
+func serveWithInterceptors(tb testing.TB, h outcomeHooks, init func(*grpc.Server), ints ...grpc.UnaryServerInterceptor) *grpc.ClientConn {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	newServer := func(n *h2streams.Counter, gate *callgate.Gate) *grpc.Server {
-		srv := grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(outer...)}, connServerOptions(nil, insecure.NewCredentials(), n, nil, gate, cm)...)...)
+		srv := grpc.NewServer(append(connServerOptions(nil, insecure.NewCredentials(), n, nil, gate), grpc.ChainUnaryInterceptor(ints...))...)
 		exhookv2.RegisterHookProviderServer(srv, h)
 		exhookv3.RegisterHookProviderServer(srv, outcomeHooksV3{h: h})
 		return srv
@@ -157,7 +155,7 @@ func labelValues(m *dto.Metric, names []string) string {
 // code: OK, each error code, an error that is no status (Unknown), a panic the recovery
 // interceptor answers (Internal), EMQX's deadline passing and EMQX cancelling the call (the
 // handler returns the context's error). A reference grpcprom on every method runs outside
-// the app's interceptor (hookInterceptor with callMetrics) and must agree with the new counter; the app's
+// the app's interceptors (hookInterceptors) and must agree with the new counter; the app's
 // grpcprom must count the other methods as the reference does and have no
 // message.publish series at all.
 func TestPublishCallsCountWhatGrpcpromCounted(t *testing.T) {
@@ -169,10 +167,10 @@ func TestPublishCallsCountWhatGrpcpromCounted(t *testing.T) {
 	var panics atomic.Int64
 	h := outcomeHooks{waiting: make(chan struct{}, 1)}
 	conn := serveWithInterceptors(t, h, func(s *grpc.Server) { ref.InitializeMetrics(s); grpcMetrics.InitializeMetrics(withoutPublish{s}) },
-		newCallMetrics(grpcMetrics, m.PublishCalls, func(any) error {
+		append([]grpc.UnaryServerInterceptor{ref.UnaryServerInterceptor()}, hookInterceptors(grpcMetrics, m.PublishCalls, func(any) error {
 			panics.Add(1)
 			return status.Error(codes.Internal, "internal error")
-		}), ref.UnaryServerInterceptor())
+		})...)...)
 	v2, v3 := exhookv2.NewHookProviderClient(conn), exhookv3.NewHookProviderClient(conn)
 	publish := func(ctx context.Context, version int, topic string) error {
 		if version == 3 {
@@ -292,24 +290,38 @@ func TestPublishCallsCountWhatGrpcpromCounted(t *testing.T) {
 }
 
 // BenchmarkConnServerPublishMetrics: a message.publish call through a connection's server
-// with its gate, the call metrics and recovery (hookInterceptor), client included, as
-// BenchmarkConnServerPublish.
+// with the call metrics as before this change (grpcprom on every method, then recovery)
+// and as now (hookInterceptors), client included, as BenchmarkConnServerPublish.
 func BenchmarkConnServerPublishMetrics(b *testing.B) {
-	reg := prometheus.NewRegistry()
-	g := grpcprom.NewServerMetrics()
-	reg.MustRegister(g)
-	cm := newCallMetrics(g, metrics.New(reg).PublishCalls, func(any) error { return status.Error(codes.Internal, "internal error") })
-	conn := serveWithInterceptors(b, outcomeHooks{}, nil, cm)
-	client := exhookv2.NewHookProviderClient(conn)
-	req := &exhookv2.MessagePublishRequest{Message: &exhookv2.Message{Topic: "code/0"}}
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := client.OnMessagePublish(context.Background(), req); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	onPanic := func(any) error { return status.Error(codes.Internal, "internal error") }
+	for _, tc := range []struct {
+		name string
+		ints func(*grpcprom.ServerMetrics, *metrics.Metrics) []grpc.UnaryServerInterceptor
+	}{
+		{"grpcprom", func(g *grpcprom.ServerMetrics, _ *metrics.Metrics) []grpc.UnaryServerInterceptor {
+			return []grpc.UnaryServerInterceptor{g.UnaryServerInterceptor(), recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(onPanic))}
+		}},
+		{"hookInterceptors", func(g *grpcprom.ServerMetrics, m *metrics.Metrics) []grpc.UnaryServerInterceptor {
+			return hookInterceptors(g, m.PublishCalls, onPanic)
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			reg := prometheus.NewRegistry()
+			g := grpcprom.NewServerMetrics()
+			reg.MustRegister(g)
+			conn := serveWithInterceptors(b, outcomeHooks{}, nil, tc.ints(g, metrics.New(reg))...)
+			client := exhookv2.NewHookProviderClient(conn)
+			req := &exhookv2.MessagePublishRequest{Message: &exhookv2.Message{Topic: "code/0"}}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := client.OnMessagePublish(context.Background(), req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }

@@ -66,12 +66,10 @@ func (a *App) hookServerOptions() ([]grpc.ServerOption, credentials.TransportCre
 // in the bench: CPU per async message 42-46 us with the workers, 38 us without (README,
 // "Second round").
 //
-// calls (nil: none) measures each call's time in the server (grpc_server_call_seconds); gate
-// (nil: none) bounds the calls the connection runs at once (grpc.maxRunningCalls): a call
-// over the bound waits unread in the connection; cm (nil: none) counts the calls and
-// recovers their panics. The three share one unary interceptor (hookInterceptor), outside
-// any a caller adds after these options.
-func connServerOptions(base []grpc.ServerOption, creds credentials.TransportCredentials, count *h2streams.Counter, calls *calltime.Recorder, gate *callgate.Gate, cm *callMetrics) []grpc.ServerOption {
+// calls (nil: none) measures each call's time in the server (grpc_server_call_seconds), its
+// interceptor outside the ones that follow; gate (nil: none) bounds the calls the connection
+// runs at once (grpc.maxRunningCalls): a call over the bound waits unread in the connection.
+func connServerOptions(base []grpc.ServerOption, creds credentials.TransportCredentials, count *h2streams.Counter, calls *calltime.Recorder, gate *callgate.Gate) []grpc.ServerOption {
 	counted := h2streams.Credentials(creds, count)
 	if gate != nil {
 		counted = callgate.Credentials(counted, gate)
@@ -82,21 +80,18 @@ func connServerOptions(base []grpc.ServerOption, creds credentials.TransportCred
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
-	var arrived tap.ServerInHandle
-	if calls != nil {
-		arrived = calls.Tap()
+	wrap := func(h tap.ServerInHandle) tap.ServerInHandle { return h }
+	if gate != nil {
+		wrap = gate.Tap
 	}
 	switch {
+	case calls != nil:
+		opts = append(opts, calls.ServerOptionsWrapped(wrap)...)
 	case gate != nil:
-		opts = append(opts, grpc.InTapHandle(gate.Tap(arrived)))
-	case arrived != nil:
-		opts = append(opts, grpc.InTapHandle(arrived))
-	}
-	if calls != nil || gate != nil || cm != nil {
-		opts = append(opts, grpc.ChainUnaryInterceptor(hookInterceptor(calls, gate != nil, cm)))
+		opts = append(opts, grpc.InTapHandle(gate.Tap(nil)))
 	}
 	if gate != nil {
-		opts = append(opts, grpc.ChainStreamInterceptor(gate.StreamInterceptor()),
+		opts = append(opts, grpc.ChainUnaryInterceptor(gate.UnaryInterceptor()), grpc.ChainStreamInterceptor(gate.StreamInterceptor()),
 			grpc.ReadBufferSize(0), // the gate's connection buffers its reads (callgate.Credentials)
 			// No connection-level flow control: with grpc-go's (64 KiB, grown by its BDP
 			// estimate), a client that has used the window still sends calls' headers but

@@ -138,7 +138,7 @@ func (g *Gate) Tap(before tap.ServerInHandle) tap.ServerInHandle {
 				return ctx, err
 			}
 		}
-		s := &Slot{g: g}
+		s := &slot{g: g}
 		g.mu.Lock()
 		g.running++
 		g.mu.Unlock()
@@ -151,14 +151,14 @@ func (g *Gate) Tap(before tap.ServerInHandle) tap.ServerInHandle {
 
 type slotKey struct{}
 
-// Slot is one admitted call's place in the gate.
-type Slot struct {
+// slot is one admitted call's place in the gate.
+type slot struct {
 	g        *Gate
 	started  bool // guarded by g.mu
 	released bool // guarded by g.mu
 }
 
-func (s *Slot) start() {
+func (s *slot) start() {
 	g := s.g
 	g.mu.Lock()
 	if !s.started && !s.released {
@@ -169,27 +169,7 @@ func (s *Slot) start() {
 	g.mu.Unlock()
 }
 
-// Start marks the call of ctx started, as its handler starts (its request is read), and
-// returns its slot, which the caller must Release when the handler returns; nil if the call
-// has no slot (the server has no gate).
-func Start(ctx context.Context) *Slot {
-	s, _ := ctx.Value(slotKey{}).(*Slot)
-	if s != nil {
-		s.start()
-	}
-	return s
-}
-
-// Release frees the slot (nil: nothing to free), at the latest when the handler returns and
-// before the answer is written: the answer may wait for the client to read, and the client
-// for the server to read. Releasing twice, or after the stream ended, is harmless.
-func (s *Slot) Release() {
-	if s != nil {
-		s.release()
-	}
-}
-
-func (s *Slot) release() {
+func (s *slot) release() {
 	g := s.g
 	g.mu.Lock()
 	if !s.released {
@@ -203,12 +183,16 @@ func (s *Slot) release() {
 	g.mu.Unlock()
 }
 
-// UnaryInterceptor marks the call started when its handler starts and frees its slot when
-// the handler returns (Start, Release). A server that has its own single interceptor calls
-// Start and Release there instead.
+// UnaryInterceptor marks the call started when its handler starts (its request is read) and
+// frees its slot when the handler returns, before the answer is written: the answer may wait
+// for the client to read, and the client for the server to read.
 func (g *Gate) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		defer Start(ctx).Release()
+		s, ok := ctx.Value(slotKey{}).(*slot)
+		if ok {
+			s.start()
+			defer s.release()
+		}
 		return handler(ctx, req)
 	}
 }
@@ -217,7 +201,7 @@ func (g *Gate) UnaryInterceptor() grpc.UnaryServerInterceptor {
 // for as long as it lasts (reflection, health watches), so streams are not bounded.
 func (g *Gate) StreamInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if s, ok := ss.Context().Value(slotKey{}).(*Slot); ok {
+		if s, ok := ss.Context().Value(slotKey{}).(*slot); ok {
 			s.release()
 		}
 		return handler(srv, ss)
