@@ -12,17 +12,11 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // crashChildDir names the spool directory of the child process in
 // TestKillNineMidGroupKeepsEveryAcknowledgedAppend.
 const crashChildDir = "SPOOL_CRASH_CHILD_DIR"
-
-// crashChildReleases, set, has the child release all but the newest 40 entries every
-// millisecond meanwhile, as a shipper does, so that the kill also crosses the creation and
-// deletion of parts.
-const crashChildReleases = "SPOOL_CRASH_CHILD_RELEASES"
 
 const crashWriters = 32
 
@@ -38,19 +32,6 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(2)
-	}
-	if os.Getenv(crashChildReleases) != "" {
-		go func() {
-			for {
-				if first, last, _ := sp.Bounds(); last > first+40 {
-					if err := sp.Release(last - 40); err != nil {
-						fmt.Println("release:", err)
-						os.Exit(2)
-					}
-				}
-				time.Sleep(time.Millisecond)
-			}
-		}()
 	}
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)
@@ -77,23 +58,14 @@ func TestCrashChild(t *testing.T) {
 // groups are being committed (several segments of 4 KiB, so segment changes are crossed
 // too), reopens its spool and checks the spool's promise: every acknowledged append is
 // there, each writer's entries are in its order with no gap and no duplicate, and appends
-// continue after the last index. With releases, each writer's oldest entries may be gone,
-// but only a prefix of them.
+// continue after the last index.
 func TestKillNineMidGroupKeepsEveryAcknowledgedAppend(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs and kills a child process")
 	}
-	t.Run("appends", func(t *testing.T) { killNineMidGroup(t, false) })
-	t.Run("appends and releases", func(t *testing.T) { killNineMidGroup(t, true) })
-}
-
-func killNineMidGroup(t *testing.T, releases bool) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashChildDir+"="+dir)
-	if releases {
-		cmd.Env = append(cmd.Env, crashChildReleases+"=1")
-	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -128,11 +100,10 @@ func killNineMidGroup(t *testing.T, releases bool) {
 	sp, _ := open(t, dir, 0, "")
 	defer sp.Close()
 	first, last, err := sp.Bounds()
-	if err != nil || (first != 1) != releases {
+	if err != nil || first != 1 {
 		t.Fatalf("bounds %d..%d: %v", first, last, err)
 	}
 	next := make([]int, crashWriters) // next seq expected per writer
-	seen := make([]bool, crashWriters)
 	for i := first; i <= last; i++ {
 		e, err := sp.Read(i)
 		if err != nil {
@@ -141,9 +112,6 @@ func killNineMidGroup(t *testing.T, releases bool) {
 		w, seq, ok := parseAck(string(e.Value))
 		if !ok || string(e.Key) != fmt.Sprintf("V%02d", w) {
 			t.Fatalf("entry %d = %q / %q", i, e.Key, e.Value)
-		}
-		if !seen[w] && releases {
-			next[w], seen[w] = seq, true // its older entries were released
 		}
 		if seq != next[w] {
 			t.Fatalf("entry %d: writer %d seq %d, want %d (gap, duplicate or reorder)", i, w, seq, next[w])
@@ -228,16 +196,11 @@ func TestTornTailIsCutAtOpen(t *testing.T) {
 	}
 }
 
-// newestSegment is the newest segment file of the newest part.
 func newestSegment(t *testing.T, dir string) string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
 	if err != nil || len(ents) == 0 {
 		t.Fatalf("spool dir: %d files, %v", len(ents), err)
 	}
-	newest := filepath.Join(dir, ents[len(ents)-1].Name()) // ReadDir sorts by name
-	if ents[len(ents)-1].IsDir() {
-		return newestSegment(t, newest)
-	}
-	return newest
+	return filepath.Join(dir, ents[len(ents)-1].Name()) // ReadDir sorts by name
 }

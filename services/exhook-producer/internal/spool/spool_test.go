@@ -6,17 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/hamba/avro/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/tidwall/wal"
 
 	"github.com/iov-platform/iov/kit/kafkasink"
 )
@@ -262,128 +258,5 @@ func TestShipperShipsInOrderAndEmptiesTheSpool(t *testing.T) {
 	first, last, _ = sp.Bounds()
 	if first != 61 || last != 61 {
 		t.Fatalf("after reopen bounds %d..%d, want 61..61", first, last)
-	}
-}
-
-// partDirs is the names of the parts in dir, oldest first.
-func partDirs(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		if e.IsDir() {
-			names = append(names, e.Name())
-		}
-	}
-	return names
-}
-
-// TestReleaseDeletesWholeParts: a release starts a new part and deletes the parts whose
-// entries are all released; the entries not released stay readable, in the same
-// directory layout after a reopen, and appends continue the index.
-func TestReleaseDeletesWholeParts(t *testing.T) {
-	dir := t.TempDir()
-	sp, _ := open(t, dir, 0, "")
-	appendN := func(from, to int) {
-		t.Helper()
-		for i := from; i < to; i++ {
-			if err := sp.Append(context.Background(), entry(i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	appendN(0, 50) // indexes 1..50
-	if err := sp.Release(21); err != nil {
-		t.Fatal(err)
-	}
-	if got := partDirs(t, dir); !slices.Equal(got, []string{"00000000000000000001", "00000000000000000051"}) {
-		t.Fatalf("parts after releasing 1..20: %v", got)
-	}
-	appendN(50, 80) // 51..80, into the new part
-	if err := sp.Release(60); err != nil {
-		t.Fatal(err)
-	}
-	if got := partDirs(t, dir); !slices.Equal(got, []string{"00000000000000000051", "00000000000000000081"}) {
-		t.Fatalf("parts after releasing 1..59: %v", got)
-	}
-	if err := sp.Release(50); err != nil { // behind the released index: nothing
-		t.Fatal(err)
-	}
-	if err := sp.Release(82); err == nil {
-		t.Fatal("release past the last index + 1 succeeded")
-	}
-	first, last, _ := sp.Bounds()
-	if first != 60 || last != 80 {
-		t.Fatalf("bounds %d..%d, want 60..80", first, last)
-	}
-	for i := first; i <= last; i++ {
-		if e, err := sp.Read(i); err != nil || string(e.Value) != fmt.Sprintf("value-%04d", i-1) {
-			t.Fatalf("entry %d: %+v %v", i, e, err)
-		}
-	}
-	if err := sp.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// Reopened, the released entries of the oldest kept part are back (at-least-once).
-	sp, _ = open(t, dir, 0, "")
-	defer sp.Close()
-	appendN(80, 81)
-	if first, last, _ = sp.Bounds(); first != 51 || last != 81 {
-		t.Fatalf("bounds after reopen %d..%d, want 51..81", first, last)
-	}
-	if e, err := sp.Read(81); err != nil || string(e.Value) != "value-0080" {
-		t.Fatalf("entry 81 after reopen: %+v %v", e, err)
-	}
-}
-
-// TestOpenTakesOverASpoolWithoutParts: a spool written before parts existed is one
-// tidwall/wal log in the spool's directory itself. It opens as the oldest part, new
-// appends follow it, and its files go once everything in it is released.
-func TestOpenTakesOverASpoolWithoutParts(t *testing.T) {
-	dir := t.TempDir()
-	l, err := wal.Open(dir, &wal.Options{SegmentSize: 4096, AllowEmpty: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 30 {
-		data, err := avro.Marshal(entrySchema, entry(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Write(uint64(i+1), data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := l.TruncateFront(11); err != nil { // the old spool's release
-		t.Fatal(err)
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	sp, _ := open(t, dir, 0, "")
-	defer sp.Close()
-	if first, last, _ := sp.Bounds(); first != 11 || last != 30 {
-		t.Fatalf("bounds %d..%d, want 11..30", first, last)
-	}
-	if err := sp.Append(context.Background(), entry(30)); err != nil {
-		t.Fatal(err)
-	}
-	for i := uint64(11); i <= 31; i++ {
-		if e, err := sp.Read(i); err != nil || string(e.Value) != fmt.Sprintf("value-%04d", i-1) {
-			t.Fatalf("entry %d: %+v %v", i, e, err)
-		}
-	}
-	if err := sp.Release(32); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ents) != 1 || ents[0].Name() != "00000000000000000032" || !ents[0].IsDir() {
-		t.Fatalf("spool dir after releasing everything: %v, want the new part only", ents)
 	}
 }
