@@ -10,13 +10,20 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // crashChildDir names the spool directory of the child process in
 // TestKillNineMidGroupKeepsEveryAcknowledgedAppend.
 const crashChildDir = "SPOOL_CRASH_CHILD_DIR"
+
+// crashChildReleases, set, has the child release entries every millisecond meanwhile, as a
+// shipper does, so that the kill also crosses truncations: every entry below the newest
+// acknowledged one of each writer (below the last index each saw before that append).
+const crashChildReleases = "SPOOL_CRASH_CHILD_RELEASES"
 
 const crashWriters = 32
 
@@ -33,6 +40,24 @@ func TestCrashChild(t *testing.T) {
 		fmt.Println("open:", err)
 		os.Exit(2)
 	}
+	var below [crashWriters]atomic.Uint64 // per writer: its newest acknowledged entry is above this index
+	if os.Getenv(crashChildReleases) != "" {
+		go func() {
+			for {
+				upTo := below[0].Load()
+				for w := range below {
+					upTo = min(upTo, below[w].Load())
+				}
+				if first, _, _ := sp.Bounds(); upTo > first {
+					if err := sp.Release(upTo); err != nil {
+						fmt.Println("release:", err)
+						os.Exit(2)
+					}
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)
 	var wg sync.WaitGroup
@@ -40,10 +65,12 @@ func TestCrashChild(t *testing.T) {
 		wg.Go(func() {
 			for seq := 0; ; seq++ {
 				e := &Entry{Topic: "t", Key: fmt.Appendf(nil, "V%02d", w), Value: fmt.Appendf(nil, "%d %d", w, seq)}
+				_, last, _ := sp.Bounds()
 				if err := sp.Append(context.Background(), e); err != nil {
 					fmt.Println("append:", err)
 					os.Exit(2)
 				}
+				below[w].Store(last) // Release(last) keeps index last and above
 				mu.Lock()
 				fmt.Fprintf(out, "%d %d\n", w, seq)
 				_ = out.Flush() // acknowledged: the parent may count it from here on
@@ -58,14 +85,23 @@ func TestCrashChild(t *testing.T) {
 // groups are being committed (several segments of 4 KiB, so segment changes are crossed
 // too), reopens its spool and checks the spool's promise: every acknowledged append is
 // there, each writer's entries are in its order with no gap and no duplicate, and appends
-// continue after the last index.
+// continue after the last index. With releases, each writer's oldest entries may be gone,
+// but only a prefix of them.
 func TestKillNineMidGroupKeepsEveryAcknowledgedAppend(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs and kills a child process")
 	}
+	t.Run("appends", func(t *testing.T) { killNineMidGroup(t, false) })
+	t.Run("appends and releases", func(t *testing.T) { killNineMidGroup(t, true) })
+}
+
+func killNineMidGroup(t *testing.T, releases bool) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashChildDir+"="+dir)
+	if releases {
+		cmd.Env = append(cmd.Env, crashChildReleases+"=1")
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -100,10 +136,11 @@ func TestKillNineMidGroupKeepsEveryAcknowledgedAppend(t *testing.T) {
 	sp, _ := open(t, dir, 0, "")
 	defer sp.Close()
 	first, last, err := sp.Bounds()
-	if err != nil || first != 1 {
+	if err != nil || (first != 1) != releases {
 		t.Fatalf("bounds %d..%d: %v", first, last, err)
 	}
 	next := make([]int, crashWriters) // next seq expected per writer
+	seen := make([]bool, crashWriters)
 	for i := first; i <= last; i++ {
 		e, err := sp.Read(i)
 		if err != nil {
@@ -112,6 +149,9 @@ func TestKillNineMidGroupKeepsEveryAcknowledgedAppend(t *testing.T) {
 		w, seq, ok := parseAck(string(e.Value))
 		if !ok || string(e.Key) != fmt.Sprintf("V%02d", w) {
 			t.Fatalf("entry %d = %q / %q", i, e.Key, e.Value)
+		}
+		if !seen[w] && releases {
+			next[w], seen[w] = seq, true // its older entries were released
 		}
 		if seq != next[w] {
 			t.Fatalf("entry %d: writer %d seq %d, want %d (gap, duplicate or reorder)", i, w, seq, next[w])
