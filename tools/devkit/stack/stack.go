@@ -197,7 +197,7 @@ func ReadAll(ctx context.Context, bootstrap string, want int, topics ...string) 
 			return out, errors.New("read client closed")
 		}
 		for _, fe := range fs.Errors() {
-			if !errors.Is(fe.Err, context.DeadlineExceeded) && !transient(fe.Err) {
+			if !transient(fe.Err) {
 				return out, fmt.Errorf("fetch %s/%d: %w", fe.Topic, fe.Partition, fe.Err)
 			}
 		}
