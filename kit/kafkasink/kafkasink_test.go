@@ -663,7 +663,7 @@ func TestCountsIdempotenceResets(t *testing.T) {
 // duplicate is accounted for. If this fails with no duplicate, librdkafka fixed #4953:
 // update this package's doc and the README's delivery guarantees.
 func TestResetWritesAnInFlightRecordTwice(t *testing.T) {
-	f := newFixture(t, kafka.ConfigMap{"statistics.interval.ms": 50, "linger.ms": 20, "partitioner": "consistent"})
+	f := newFixture(t, kafka.ConfigMap{"statistics.interval.ms": 50, "linger.ms": 100, "partitioner": "consistent"})
 	ctx := context.Background()
 	// Keys for each partition of the two, and a first record so that a producer id is set.
 	byPart := map[int32][]byte{}
@@ -674,17 +674,19 @@ func TestResetWritesAnInFlightRecordTwice(t *testing.T) {
 	if err := f.sink.Produce(ctx, Record{Topic: topic, Key: byPart[0], Value: []byte("warm-up")}, true); err != nil {
 		t.Fatal(err)
 	}
-	// One produce request carries both partitions' records (linger.ms): partition 0 is
-	// written and answered REQUEST_TIMED_OUT, partition 1 is refused UNKNOWN_PRODUCER_ID.
+	// Both records are queued at once and sent after linger.ms, one produce request per
+	// partition, both in flight together: partition 0's is written and answered
+	// REQUEST_TIMED_OUT, partition 1's is refused UNKNOWN_PRODUCER_ID.
 	f.cluster.Fault(
 		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Partitions: []int32{0}, Err: kerr.RequestTimedOut},
 		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Partitions: []int32{1}, Err: kerr.UnknownProducerID},
 	)
 	errs := make(chan error, 2)
 	for p, val := range []string{"p0", "p1"} {
-		go func() {
-			errs <- f.sink.Produce(ctx, Record{Topic: topic, Key: byPart[int32(p)], Value: []byte(val)}, true)
-		}()
+		rec := Record{Topic: topic, Key: byPart[int32(p)], Value: []byte(val)}
+		if err := f.sink.ProduceCallback(ctx, rec, func(err error) { errs <- err }); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for range 2 {
 		if err := <-errs; err != nil {
