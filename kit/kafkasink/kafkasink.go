@@ -1,5 +1,7 @@
 // Package kafkasink produces records to Kafka with confluent-kafka-go (librdkafka):
-// idempotent and acks=all, so every record is written once and, per partition, in order.
+// idempotent and acks=all, so a retried record is written once and, per partition, in order.
+// Two events can still write a record twice, and both are counted: librdkafka's epoch bump
+// (Metrics.IdempotenceResets) and the re-send after a fatal error (Metrics.Recoveries).
 //
 // One event loop per librdkafka producer settles delivery reports (waking the waiting
 // Produce, or calling the ProduceCallback). When librdkafka reports a fatal error (e.g. an
@@ -19,6 +21,7 @@ package kafkasink
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,6 +89,14 @@ type Metrics struct {
 	State *prometheus.GaugeVec
 	// Recoveries counts producers replaced after a fatal error; nil: not counted.
 	Recoveries prometheus.Counter
+	// IdempotenceResets counts the times a producer took a new producer id or epoch after
+	// its first (librdkafka bumps the epoch after a sequence error, an unknown producer id
+	// or a timed-out record, on any partition). Records the producer had in flight on other partitions then go out
+	// again under the new epoch, which the broker cannot match with the old one: the ones
+	// already written are written twice (librdkafka issue #4953). Read from librdkafka's
+	// statistics (eos.producer_id, producer_epoch, epoch_cnt), which the sink then turns on (statistics.interval.ms,
+	// StatsInterval unless the settings give it); nil: not counted.
+	IdempotenceResets prometheus.Counter
 }
 
 // Options are what the sink needs besides the librdkafka settings.
@@ -110,6 +121,10 @@ type Options struct {
 	OnState func(State)
 }
 
+// StatsInterval is librdkafka's statistics.interval.ms when Metrics.IdempotenceResets is
+// set and the settings do not give it: a reset shows in the metric within this time.
+const StatsInterval = 10 * time.Second
+
 // pending is one produced record until its delivery report; it is the message's opaque.
 type pending struct {
 	seq  uint64
@@ -128,6 +143,10 @@ type generation struct {
 	// use guards p against Close: every call on p holds it for reading.
 	use    sync.RWMutex
 	closed bool
+
+	// The last idempotence state seen in the statistics; only the event loop uses them.
+	pid, epoch int64 // producer id and epoch
+	ids        int64 // producer ids acquired so far (eos.epoch_cnt); 0: none seen yet
 
 	// Under Sink.mu.
 	fatal       error      // the fatal error, once seen
@@ -194,6 +213,9 @@ func New(cm kafka.ConfigMap, o Options) (*Sink, error) {
 		if _, set := conf[key]; !set {
 			conf[key] = size
 		}
+	}
+	if _, set := conf["statistics.interval.ms"]; !set && o.Metrics.IdempotenceResets != nil {
+		conf["statistics.interval.ms"] = int(StatsInterval / time.Millisecond)
 	}
 	if o.UnreachableAfter <= 0 {
 		o.UnreachableAfter = 5 * time.Second
@@ -403,6 +425,8 @@ func (s *Sink) events(g *generation) {
 		switch e := ev.(type) {
 		case *kafka.Message:
 			s.report(g, e)
+		case *kafka.Stats:
+			s.stats(g, e.String())
 		case kafka.Error:
 			s.o.Metrics.Errors.WithLabelValues(strings.ToLower(e.Code().String())).Inc()
 			if e.IsFatal() {
@@ -412,6 +436,43 @@ func (s *Sink) events(g *generation) {
 			s.errs.Log(e)
 		}
 	}
+}
+
+// stats reads g's idempotence state from one librdkafka statistics report and counts the
+// resets since the last one: a new producer id (eos.epoch_cnt counts the ids acquired from
+// a broker, the first included; a new id starts at epoch 0) or a higher epoch of the same id
+// (an idempotent producer bumps its epoch itself, without asking a broker).
+func (s *Sink) stats(g *generation, report string) {
+	var st struct {
+		EOS struct {
+			EpochCnt      int64 `json:"epoch_cnt"`
+			ProducerID    int64 `json:"producer_id"`
+			ProducerEpoch int64 `json:"producer_epoch"`
+		} `json:"eos"`
+	}
+	if err := json.Unmarshal([]byte(report), &st); err != nil {
+		s.o.Log.Warn("kafka statistics unreadable", "err", err)
+		return
+	}
+	e := st.EOS
+	if e.ProducerID < 0 || e.EpochCnt <= 0 {
+		return // no producer id yet (or a moment without one, during a reset)
+	}
+	var resets int64
+	if g.ids > 0 && e.ProducerID == g.pid {
+		resets = e.ProducerEpoch - g.epoch
+	} else {
+		resets = e.EpochCnt - max(g.ids, 1) + e.ProducerEpoch
+	}
+	g.pid, g.epoch, g.ids = e.ProducerID, e.ProducerEpoch, e.EpochCnt
+	if resets <= 0 {
+		return
+	}
+	if s.o.Metrics.IdempotenceResets != nil {
+		s.o.Metrics.IdempotenceResets.Add(float64(resets))
+	}
+	s.o.Log.Warn("kafka producer took a new producer id or epoch; records it had in flight may be written twice",
+		"generation", g.n, "producer_id", e.ProducerID, "epoch", e.ProducerEpoch, "resets", resets)
 }
 
 // report settles one delivery report of g.

@@ -83,9 +83,15 @@ type Report struct {
 	// publishes a message to its subscribers whether the hook call succeeded or failed
 	// (failed_action deny and ignore alike), so these are the messages the platform lost.
 	RoutedLost int
-	Duplicates int
-	OutOfOrder int
-	FirstError string
+	Duplicates int // acknowledged or not, found at two or more offsets
+	// ReadTwice counts records the verifier's reader returned twice at the same offset (a
+	// client offset reset); they are not Duplicates, and should be 0.
+	ReadTwice int
+	// DuplicateAt says where the first duplicates sit (at most maxDuplicateAt): the vehicle,
+	// the message's sequence number and the partition@offset of each copy.
+	DuplicateAt []string
+	OutOfOrder  int
+	FirstError  string
 
 	// Open loop (Options.Rate) only: latency from each message's actual send instead of its
 	// scheduled time, and the 99th percentile of how late the sends were.
@@ -102,7 +108,7 @@ func (r Report) Rate() float64 {
 
 // OK is true when nothing acknowledged was lost, duplicated or reordered.
 func (r Report) OK() bool {
-	return r.Errors == 0 && (!r.Verified || (r.Lost == 0 && r.Duplicates == 0 && r.OutOfOrder == 0))
+	return r.Errors == 0 && (!r.Verified || (r.Lost == 0 && r.Duplicates == 0 && r.ReadTwice == 0 && r.OutOfOrder == 0))
 }
 
 // Print writes the human summary.
@@ -112,6 +118,12 @@ func (r Report) Print(w io.Writer, name string) {
 		r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
 	if r.Verified {
 		fmt.Fprintf(w, "%s: consumed=%d lost=%d routed_lost=%d duplicates=%d out_of_order=%d\n", name, r.Consumed, r.Lost, r.RoutedLost, r.Duplicates, r.OutOfOrder)
+		if r.ReadTwice > 0 {
+			fmt.Fprintf(w, "%s: read twice at the same offset: %d\n", name, r.ReadTwice)
+		}
+		for _, d := range r.DuplicateAt {
+			fmt.Fprintf(w, "%s: duplicate: %s\n", name, d)
+		}
 	}
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "%s: first error: %s\n", name, r.FirstError)
@@ -291,6 +303,9 @@ func avroEnvelope(registryURL string) (func(key, value []byte) ([]byte, error), 
 	}, nil
 }
 
+// maxDuplicateAt bounds Report.DuplicateAt.
+const maxDuplicateAt = 20
+
 // readTimeout bounds one read of the whole topic during verification, or the rest of
 // VerifyWait when that is longer.
 const readTimeout = 60 * time.Second
@@ -316,8 +331,6 @@ func verify(ctx context.Context, o Options, run string, acked, sent [][]int, rep
 			return err
 		}
 	}
-	found := map[string]map[int]bool{}
-	last := map[string]int{}
 	// VerifyWait bounds how long to wait for missing records to arrive, never a read: each
 	// pass reads the whole topic as it is (stack.ReadAll up to the end offsets), so the last
 	// pass, like every other, sees every record written before it started. A broker still
@@ -331,38 +344,14 @@ func verify(ctx context.Context, o Options, run string, acked, sent [][]int, rep
 		if err != nil {
 			return fmt.Errorf("verify: read %s: %w", o.KafkaTopic, err)
 		}
-		clear(found)
-		clear(last)
-		rep.Consumed, rep.Duplicates, rep.OutOfOrder = 0, 0, 0
-		for _, r := range recs {
-			body, err := extract(r.Key, r.Value)
-			if err != nil {
-				return fmt.Errorf("verify: record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
-			}
-			var p payload
-			if json.Unmarshal(body, &p) != nil || p.Run != run {
-				continue // not this run's
-			}
-			if !o.Unkeyed && string(r.Key) != p.Vehicle {
-				return fmt.Errorf("verify: record key %q for vehicle %q", r.Key, p.Vehicle)
-			}
-			if found[p.Vehicle] == nil {
-				found[p.Vehicle] = map[int]bool{}
-			}
-			if found[p.Vehicle][p.Seq] {
-				rep.Duplicates++
-				continue
-			}
-			found[p.Vehicle][p.Seq] = true
-			if prev, ok := last[p.Vehicle]; ok && p.Seq < prev && !o.Unkeyed {
-				rep.OutOfOrder++
-			}
-			last[p.Vehicle] = p.Seq
+		found, err := tally(recs, o.Unkeyed, extract, run, rep)
+		if err != nil {
+			return err
 		}
 		rep.Lost, rep.RoutedLost = 0, 0
 		for vin, seqs := range want {
 			for s := range seqs {
-				if found[vin][s] {
+				if _, ok := found[vin][s]; ok {
 					rep.Consumed++
 				} else {
 					rep.Lost++
@@ -371,7 +360,7 @@ func verify(ctx context.Context, o Options, run string, acked, sent [][]int, rep
 		}
 		for vin, seqs := range routed {
 			for s := range seqs {
-				if !found[vin][s] {
+				if _, ok := found[vin][s]; !ok {
 					rep.RoutedLost++
 				}
 			}
@@ -382,6 +371,49 @@ func verify(ctx context.Context, o Options, run string, acked, sent [][]int, rep
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// tally counts one read of the topic into rep (Consumed, Lost and RoutedLost are left to the
+// caller) and returns where the first copy of each of this run's messages sits, by vehicle
+// and sequence number.
+func tally(recs []stack.Record, unkeyed bool, extract func(key, value []byte) ([]byte, error), run string, rep *Report) (map[string]map[int]string, error) {
+	found := map[string]map[int]string{}
+	last := map[string]int{}
+	rep.Consumed, rep.Duplicates, rep.ReadTwice, rep.OutOfOrder, rep.DuplicateAt = 0, 0, 0, 0, nil
+	for _, r := range recs {
+		body, err := extract(r.Key, r.Value)
+		if err != nil {
+			return nil, fmt.Errorf("verify: record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+		}
+		var p payload
+		if json.Unmarshal(body, &p) != nil || p.Run != run {
+			continue // not this run's
+		}
+		if !unkeyed && string(r.Key) != p.Vehicle {
+			return nil, fmt.Errorf("verify: record key %q for vehicle %q", r.Key, p.Vehicle)
+		}
+		if found[p.Vehicle] == nil {
+			found[p.Vehicle] = map[int]string{}
+		}
+		at := fmt.Sprintf("%d@%d", r.Partition, r.Offset)
+		if first, ok := found[p.Vehicle][p.Seq]; ok {
+			if first == at {
+				rep.ReadTwice++ // the reader's doing, not the writer's
+				continue
+			}
+			rep.Duplicates++
+			if len(rep.DuplicateAt) < maxDuplicateAt {
+				rep.DuplicateAt = append(rep.DuplicateAt, fmt.Sprintf("%s #%d at %s and %s", p.Vehicle, p.Seq, first, at))
+			}
+			continue
+		}
+		found[p.Vehicle][p.Seq] = at
+		if prev, ok := last[p.Vehicle]; ok && p.Seq < prev && !unkeyed {
+			rep.OutOfOrder++
+		}
+		last[p.Vehicle] = p.Seq
+	}
+	return found, nil
 }
 
 func later(a, b time.Time) time.Time {

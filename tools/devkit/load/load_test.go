@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -141,6 +143,9 @@ func TestVerifyCounts(t *testing.T) {
 		if !rep.Verified || rep.Consumed != 4 || rep.Lost != 1 || rep.RoutedLost != 2 || rep.Duplicates != 1 || rep.OutOfOrder != 1 {
 			t.Fatalf("VerifyWait %s: report %+v, want consumed 4, lost 1, routed lost 2, duplicates 1, out of order 1", wait, rep)
 		}
+		if want := []string{vehicleID(0) + " #2 at 0@2 and 0@4"}; !slices.Equal(rep.DuplicateAt, want) || rep.ReadTwice != 0 {
+			t.Fatalf("VerifyWait %s: duplicates at %q, read twice %d; want %q, 0", wait, rep.DuplicateAt, rep.ReadTwice, want)
+		}
 	}
 	// An Extract error names the record and fails the verification.
 	o.Extract = func(_, _ []byte) ([]byte, error) { return nil, errors.New("not an envelope") }
@@ -201,5 +206,55 @@ func TestVerifyUnkeyed(t *testing.T) {
 	}
 	if !rep.Verified || rep.Consumed != 3 || rep.Lost != 1 || rep.Duplicates != 1 || rep.OutOfOrder != 0 {
 		t.Fatalf("report %+v, want consumed 3, lost 1, duplicates 1, out of order 0", rep)
+	}
+}
+
+// TestTally: one read's accounting. A message at two offsets is a duplicate, listed with
+// both; the same offset returned twice by the reader is not; the list is bounded.
+func TestTally(t *testing.T) {
+	rec := func(run string, v, seq int, part int32, off int64) stack.Record {
+		body, _ := json.Marshal(payload{Run: run, Vehicle: vehicleID(v), Seq: seq})
+		return stack.Record{Topic: "t", Partition: part, Offset: off, Key: []byte(vehicleID(v)), Value: body}
+	}
+	many := []stack.Record{rec("r", 0, 0, 0, 0)}
+	for i := range maxDuplicateAt + 5 {
+		many = append(many, rec("r", 0, 0, 0, int64(i+1)))
+	}
+	for _, tc := range []struct {
+		name                         string
+		recs                         []stack.Record
+		duplicates, readTwice, order int
+		at                           []string
+	}{
+		{"once each", []stack.Record{rec("r", 0, 0, 1, 7), rec("r", 0, 1, 1, 8), rec("r", 1, 0, 0, 3)}, 0, 0, 0, nil},
+		{"written twice", []stack.Record{rec("r", 0, 0, 1, 7), rec("r", 0, 1, 1, 8), rec("r", 0, 0, 1, 9)}, 1, 0, 0,
+			[]string{vehicleID(0) + " #0 at 1@7 and 1@9"}},
+		{"read twice", []stack.Record{rec("r", 0, 0, 1, 7), rec("r", 0, 1, 1, 8), rec("r", 0, 0, 1, 7), rec("r", 0, 1, 1, 8)}, 0, 2, 0, nil},
+		{"out of order", []stack.Record{rec("r", 0, 1, 1, 7), rec("r", 0, 0, 1, 8)}, 0, 0, 1, nil},
+		{"another run's", []stack.Record{rec("r", 0, 0, 1, 7), rec("other", 0, 0, 1, 8)}, 0, 0, 0, nil},
+		{"a bounded list", many, maxDuplicateAt + 5, 0, 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rep Report
+			found, err := tally(tc.recs, false, RawPayload, "r", &rep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Duplicates != tc.duplicates || rep.ReadTwice != tc.readTwice || rep.OutOfOrder != tc.order {
+				t.Fatalf("duplicates %d, read twice %d, out of order %d; want %d, %d, %d", rep.Duplicates, rep.ReadTwice, rep.OutOfOrder, tc.duplicates, tc.readTwice, tc.order)
+			}
+			if tc.at != nil && !slices.Equal(rep.DuplicateAt, tc.at) || len(rep.DuplicateAt) != min(tc.duplicates, maxDuplicateAt) {
+				t.Fatalf("duplicates at %q, want %q (%d)", rep.DuplicateAt, tc.at, min(tc.duplicates, maxDuplicateAt))
+			}
+			if first := found[vehicleID(0)][0]; first != fmt.Sprintf("%d@%d", tc.recs[0].Partition, tc.recs[0].Offset) && tc.name != "out of order" {
+				t.Fatalf("first copy of %s #0 at %q", vehicleID(0), first)
+			}
+		})
+	}
+	// A record of this run keyed by another vehicle is refused (keyed verification).
+	bad := rec("r", 0, 0, 0, 0)
+	bad.Key = []byte("other")
+	if _, err := tally([]stack.Record{bad}, false, RawPayload, "r", &Report{}); err == nil || !strings.Contains(err.Error(), "record key") {
+		t.Fatalf("tally of a record keyed by another vehicle = %v", err)
 	}
 }

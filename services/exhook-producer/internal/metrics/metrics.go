@@ -34,6 +34,7 @@ type Metrics struct {
 	// spool).
 	ProducerState      *prometheus.GaugeVec   // producer, state
 	ProducerRecoveries *prometheus.CounterVec // producer
+	ProducerResets     *prometheus.CounterVec // producer
 	// ShutdownRecords counts async records Kafka had not acknowledged at shutdown, by
 	// result: spilled (to the spool, shipped after the restart) | lost.
 	ShutdownRecords *prometheus.CounterVec
@@ -113,6 +114,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		ProducerRecoveries: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "exhook_kafka_producer_recoveries_total",
 			Help: "Kafka producers replaced after a fatal error (e.g. idempotence sequence desynchronisation), by producer.",
+		}, []string{"producer"}),
+		ProducerResets: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "exhook_kafka_producer_idempotence_resets_total",
+			Help: "Times a Kafka producer took a new producer id or epoch after a sequence error, an unknown producer id or a timed-out record, by producer. Records it had in flight on other partitions may then be written twice (librdkafka issue #4953). Read from librdkafka's statistics, every 10s.",
 		}, []string{"producer"}),
 		ShutdownRecords: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "exhook_shutdown_unacknowledged_records_total",

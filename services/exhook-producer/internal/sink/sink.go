@@ -63,8 +63,9 @@ func New(cfg Config, log *slog.Logger, m *metrics.Metrics) (*kafkasink.Sink, err
 	return kafkasink.New(cm, kafkasink.Options{
 		Log: log,
 		Metrics: kafkasink.Metrics{Deliveries: m.Deliveries, Errors: m.ProducerErrors,
-			State:      m.ProducerState.MustCurryWith(prometheus.Labels{"producer": cfg.Name}),
-			Recoveries: m.ProducerRecoveries.WithLabelValues(cfg.Name)},
+			State:             m.ProducerState.MustCurryWith(prometheus.Labels{"producer": cfg.Name}),
+			Recoveries:        m.ProducerRecoveries.WithLabelValues(cfg.Name),
+			IdempotenceResets: m.ProducerResets.WithLabelValues(cfg.Name)},
 		Logs:             kafkalog.Options{Verbose: true},
 		UnreachableAfter: cfg.UnreachableAfter,
 		OnState:          cfg.OnState,
