@@ -91,11 +91,12 @@ type Metrics struct {
 	Recoveries prometheus.Counter
 	// IdempotenceResets counts the times a producer took a new producer id or epoch after
 	// its first (librdkafka bumps the epoch after a sequence error, an unknown producer id
-	// or a timed-out record, on any partition). Records the producer had in flight on other partitions then go out
-	// again under the new epoch, which the broker cannot match with the old one: the ones
-	// already written are written twice (librdkafka issue #4953). Read from librdkafka's
-	// statistics (eos.producer_id, producer_epoch, epoch_cnt), which the sink then turns on (statistics.interval.ms,
-	// StatsInterval unless the settings give it); nil: not counted.
+	// or a timed-out record, on any partition). Records the producer had in flight on other
+	// partitions then go out again under the new epoch, which the broker cannot match with
+	// the old one: the ones already written are written twice (librdkafka issue #4953).
+	// Read from librdkafka's statistics (eos.producer_id, producer_epoch, epoch_cnt), which
+	// the sink then turns on (statistics.interval.ms: StatsInterval unless the settings give
+	// it); nil: not counted.
 	IdempotenceResets prometheus.Counter
 }
 
