@@ -32,6 +32,7 @@ type Metrics struct {
 	Partitions      prometheus.Gauge
 	Rebalances      *prometheus.CounterVec // event
 	ClientErrors    *prometheus.CounterVec // client, code
+	ProducerResets  prometheus.Counter
 	Ready           prometheus.Gauge
 }
 
@@ -72,6 +73,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "downlink_kafka_client_errors_total",
 			Help: "Errors reported by the Kafka clients outside delivery reports, by client and error code.",
 		}, []string{"client", "code"}),
+		ProducerResets: f.NewCounter(prometheus.CounterOpts{
+			Name: "downlink_kafka_producer_idempotence_resets_total",
+			Help: "Times the status producer took a new producer id or epoch after a sequence error, an unknown producer id or a timed-out record; status events it had in flight may then be written twice (librdkafka issue #4953). Read from librdkafka's statistics, every 10s.",
+		}),
 		Ready: f.NewGauge(prometheus.GaugeOpts{
 			Name: "downlink_ready",
 			Help: "1 while the downlink is connected to EMQX and in its consumer group, 0 while starting, draining or disconnected.",

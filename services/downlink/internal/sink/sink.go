@@ -46,8 +46,9 @@ func New(k config.Kafka, log *slog.Logger, m *metrics.Metrics) (*kafkasink.Sink,
 	}
 	cm["bootstrap.servers"] = k.BootstrapServers
 	return kafkasink.New(cm, kafkasink.Options{
-		Log:     log,
-		Metrics: kafkasink.Metrics{Errors: m.ClientErrors.MustCurryWith(prometheus.Labels{"client": "producer"})},
-		Logs:    kafkalog.Options{Client: "producer", QuietTags: []string{"CONFWARN"}},
+		Log: log,
+		Metrics: kafkasink.Metrics{Errors: m.ClientErrors.MustCurryWith(prometheus.Labels{"client": "producer"}),
+			IdempotenceResets: m.ProducerResets},
+		Logs: kafkalog.Options{Client: "producer", QuietTags: []string{"CONFWARN"}},
 	})
 }
