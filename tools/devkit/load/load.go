@@ -348,7 +348,7 @@ func verify(ctx context.Context, o Options, run string, acked, sent [][]int, rep
 		if err != nil {
 			return err
 		}
-		rep.Lost, rep.RoutedLost = 0, 0
+		rep.Consumed, rep.Lost, rep.RoutedLost = 0, 0, 0
 		for vin, seqs := range want {
 			for s := range seqs {
 				if _, ok := found[vin][s]; ok {
@@ -373,13 +373,21 @@ func verify(ctx context.Context, o Options, run string, acked, sent [][]int, rep
 	}
 }
 
+// position is where a record sits in the topic.
+type position struct {
+	partition int32
+	offset    int64
+}
+
+func (p position) String() string { return fmt.Sprintf("%d@%d", p.partition, p.offset) }
+
 // tally counts one read of the topic into rep (Consumed, Lost and RoutedLost are left to the
 // caller) and returns where the first copy of each of this run's messages sits, by vehicle
 // and sequence number.
-func tally(recs []stack.Record, unkeyed bool, extract func(key, value []byte) ([]byte, error), run string, rep *Report) (map[string]map[int]string, error) {
-	found := map[string]map[int]string{}
+func tally(recs []stack.Record, unkeyed bool, extract func(key, value []byte) ([]byte, error), run string, rep *Report) (map[string]map[int]position, error) {
+	found := map[string]map[int]position{}
 	last := map[string]int{}
-	rep.Consumed, rep.Duplicates, rep.ReadTwice, rep.OutOfOrder, rep.DuplicateAt = 0, 0, 0, 0, nil
+	rep.Duplicates, rep.ReadTwice, rep.OutOfOrder, rep.DuplicateAt = 0, 0, 0, nil
 	for _, r := range recs {
 		body, err := extract(r.Key, r.Value)
 		if err != nil {
@@ -393,9 +401,9 @@ func tally(recs []stack.Record, unkeyed bool, extract func(key, value []byte) ([
 			return nil, fmt.Errorf("verify: record key %q for vehicle %q", r.Key, p.Vehicle)
 		}
 		if found[p.Vehicle] == nil {
-			found[p.Vehicle] = map[int]string{}
+			found[p.Vehicle] = map[int]position{}
 		}
-		at := fmt.Sprintf("%d@%d", r.Partition, r.Offset)
+		at := position{r.Partition, r.Offset}
 		if first, ok := found[p.Vehicle][p.Seq]; ok {
 			if first == at {
 				rep.ReadTwice++ // the reader's doing, not the writer's

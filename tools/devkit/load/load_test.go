@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -246,8 +245,8 @@ func TestTally(t *testing.T) {
 			if tc.at != nil && !slices.Equal(rep.DuplicateAt, tc.at) || len(rep.DuplicateAt) != min(tc.duplicates, maxDuplicateAt) {
 				t.Fatalf("duplicates at %q, want %q (%d)", rep.DuplicateAt, tc.at, min(tc.duplicates, maxDuplicateAt))
 			}
-			if first := found[vehicleID(0)][0]; first != fmt.Sprintf("%d@%d", tc.recs[0].Partition, tc.recs[0].Offset) && tc.name != "out of order" {
-				t.Fatalf("first copy of %s #0 at %q", vehicleID(0), first)
+			if first := found[vehicleID(0)][0]; first != (position{tc.recs[0].Partition, tc.recs[0].Offset}) && tc.name != "out of order" {
+				t.Fatalf("first copy of %s #0 at %s", vehicleID(0), first)
 			}
 		})
 	}
