@@ -62,13 +62,20 @@ func newFixture(t *testing.T, extra kafka.ConfigMap) *fixture {
 	return f
 }
 
-// read returns the first n records of topic.
-func (f *fixture) read(t *testing.T, n int) []*kgo.Record {
+// client returns a franz-go client of the fixture's cluster; the caller closes it.
+func (f *fixture) client(t *testing.T, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(f.cluster.ListenAddrs()...), kgo.ConsumeTopics(topic))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(f.cluster.ListenAddrs()...)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cl
+}
+
+// read returns the first n records of topic.
+func (f *fixture) read(t *testing.T, n int) []*kgo.Record {
+	t.Helper()
+	cl := f.client(t, kgo.ConsumeTopics(topic))
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -430,10 +437,7 @@ func TestReplacesAFatalProducer(t *testing.T) {
 func TestRecordSizeIsWhatKafkaMeasures(t *testing.T) {
 	const clientMax, topicMax, small = 20000, 10000, "iov.small"
 	f := newFixture(t, kafka.ConfigMap{"message.max.bytes": clientMax, "compression.type": "none", "linger.ms": 0})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(f.cluster.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := f.client(t)
 	defer cl.Close()
 	req := kmsg.NewCreateTopicsRequest()
 	rt := kmsg.NewCreateTopicsRequestTopic()
@@ -713,10 +717,7 @@ func consistentPartition(key []byte, partitions uint32) int32 {
 // records it holds.
 func (f *fixture) endOffsets(t *testing.T, partitions int32) int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(f.cluster.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := f.client(t)
 	defer cl.Close()
 	req := kmsg.NewPtrListOffsetsRequest()
 	rt := kmsg.NewListOffsetsRequestTopic()
