@@ -82,7 +82,7 @@ type config struct {
 	burstVehicles, burstMessages int
 	rateMessages, rounds         int
 	memoryLimit                  int64
-	rateFraction                 float64
+	rateFraction, rate           float64
 	requestTimeout               time.Duration
 	peerVerifyWait               time.Duration
 	modes, burstModes            []string
@@ -105,6 +105,7 @@ func parse(args []string) (config, error) {
 	fs.IntVar(&c.burstMessages, "burst-messages", 2, "messages per vehicle in the burst")
 	fs.Int64Var(&c.memoryLimit, "memory-limit-bytes", 0, "our producer's memory.limitBytes (Go's memory limit; 0: none, as outside a container)")
 	fs.Float64Var(&c.rateFraction, "rate-fraction", 0.5, "fixed-rate run: this fraction of the closed loop's msg/s (0: no fixed-rate run)")
+	fs.Float64Var(&c.rate, "rate", 0, "fixed-rate run at this many msg/s for every server instead of -rate-fraction of each one's closed loop (0: the fraction): to compare two builds' latency at one rate")
 	fs.IntVar(&c.rateMessages, "rate-messages", 60, "messages per vehicle in the fixed-rate run (a few seconds, so that one hiccup of the shared machine is not the p99)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 5*time.Second, "per-call deadline, like EMQX request_timeout")
 	modes := fs.String("modes", "async,sync,spool", "producer delivery modes to measure after the floor, in order")
@@ -134,6 +135,9 @@ func parse(args []string) (config, error) {
 	}
 	if c.rateFraction < 0 || c.rateFraction >= 1 {
 		problems = append(problems, fmt.Errorf("-rate-fraction %v: want 0 <= f < 1", c.rateFraction))
+	}
+	if c.rate < 0 {
+		problems = append(problems, fmt.Errorf("-rate %v: want 0 (the fraction) or more msg/s", c.rate))
 	}
 	for m := range strings.SplitSeq(*modes, ",") {
 		if !slices.Contains([]string{"async", "sync", "spool"}, m) {
@@ -187,8 +191,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer st.Close()
 
-	fmt.Fprintf(out, "bench: %d rounds; %d vehicles x %d messages per run over %d connections, payload ~%dB, %d warm-up messages per vehicle; server on CPUs %q, fixed rate %.0f%% of the closed loop's, %d messages per vehicle; burst %d vehicles x %d messages; producer memory.limitBytes %d\n",
-		c.rounds, c.vehicles, c.messages, c.pool, c.payload, c.warmup, c.serverCPUs, 100*c.rateFraction, c.rateMessages, c.burstVehicles, c.burstMessages, c.memoryLimit)
+	rate := fmt.Sprintf("%.0f%% of the closed loop's", 100*c.rateFraction)
+	if c.rate > 0 {
+		rate = fmt.Sprintf("%.0f msg/s", c.rate)
+	}
+	fmt.Fprintf(out, "bench: %d rounds; %d vehicles x %d messages per run over %d connections, payload ~%dB, %d warm-up messages per vehicle; server on CPUs %q, fixed rate %s, %d messages per vehicle; burst %d vehicles x %d messages; producer memory.limitBytes %d\n",
+		c.rounds, c.vehicles, c.messages, c.pool, c.payload, c.warmup, c.serverCPUs, rate, c.rateMessages, c.burstVehicles, c.burstMessages, c.memoryLimit)
 	for _, p := range c.peers {
 		fmt.Fprintf(out, "bench: peer %s: %s\n", p.name, p.command)
 	}
@@ -339,7 +347,11 @@ func measureRound(ctx context.Context, st *stack.Stack, c config, name string, i
 	if rd.closed.srv, err = measured(ctx, srv, opts); err != nil {
 		return rd, fmt.Errorf("closed loop: %w", err)
 	}
-	if rate := rd.closed.srv.rep.Rate() * c.rateFraction; rate > 0 {
+	rate := c.rate
+	if rate == 0 {
+		rate = rd.closed.srv.rep.Rate() * c.rateFraction
+	}
+	if rate > 0 {
 		opts.Rate, opts.Messages, rd.offered = rate, c.rateMessages, rate
 		fopts.Rate, fopts.Messages = rate, c.rateMessages
 		if rd.open.floor, err = measuredInServer(ctx, floor, fopts); err != nil {

@@ -23,7 +23,7 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.vehicles != 500 || c.messages != 20 || c.rateMessages != 60 || c.pool != 8 || c.rateFraction != 0.5 || c.serverCPUs != "1" ||
+	if c.vehicles != 500 || c.messages != 20 || c.rateMessages != 60 || c.pool != 8 || c.rateFraction != 0.5 || c.rate != 0 || c.serverCPUs != "1" ||
 		strings.Join(c.modes, ",") != "async,sync,spool" || strings.Join(c.burstModes, ",") != "async,sync" || c.burstVehicles != 10000 {
 		t.Fatalf("defaults %+v", c)
 	}
@@ -43,12 +43,12 @@ func TestParse(t *testing.T) {
 		}
 	}
 	// Every problem at once.
-	_, err = parse([]string{"--vehicles", "0", "--rate-fraction", "1", "--modes", "async,bogus", "--burst-modes", "spool", "--burst-vehicles", "-1", "--memory-limit-bytes", "-5",
+	_, err = parse([]string{"--vehicles", "0", "--rate-fraction", "1", "--rate", "-1", "--modes", "async,bogus", "--burst-modes", "spool", "--burst-vehicles", "-1", "--memory-limit-bytes", "-5",
 		"--rounds", "0", "--peer", "floor=x", "--peer", "p=x", "--peer", "p=y", "--peer", "sync=z"})
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{"-vehicles", "-rounds", "-rate-fraction 1", `unknown "bogus"`, `-burst-modes: "spool" is not among`, "-burst-vehicles", "-memory-limit-bytes",
+	for _, want := range []string{"-vehicles", "-rounds", "-rate-fraction 1", "-rate -1", `unknown "bogus"`, `-burst-modes: "spool" is not among`, "-burst-vehicles", "-memory-limit-bytes",
 		`name "floor" is taken`, `name "p" is taken`, `name "sync" is taken`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
