@@ -17,9 +17,16 @@ import (
 	"github.com/iov-platform/iov/services/exhook-producer/internal/app"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/config"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/memory"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/stackshrink"
 )
 
 func main() {
+	// First, while the process has no other goroutine or open file: the runtime reads
+	// GODEBUG only at start, so this starts the process again with stack shrinking off
+	// (internal/stackshrink: the gRPC stream workers keep their stacks).
+	if err := stackshrink.Reexec(); err != nil {
+		fmt.Fprintf(os.Stderr, "exhook-producer: %v; running with stack shrinking on, without stream workers\n", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	err := run(ctx, os.Args[1:])
 	stop()

@@ -40,6 +40,7 @@ import (
 	"github.com/iov-platform/iov/services/exhook-producer/internal/route"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/sink"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/spool"
+	"github.com/iov-platform/iov/services/exhook-producer/internal/stackshrink"
 )
 
 // App is a wired, listening producer.
@@ -199,9 +200,14 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		a.closeSinks()
 		return nil, err
 	}
-	calls := calltime.New(reg) // grpc_server_call_seconds
+	calls := calltime.New(reg)               // grpc_server_call_seconds
+	workers, perConn := stackshrink.Off(), 0 // one per call a connection runs (connServerOptions)
+	if workers {
+		perConn = cfg.GRPC.MaxRunningCalls
+	}
+	log.Info("grpc stream workers", "per_connection", perConn, "stack_shrinking_off", workers)
 	newServer := func(count *h2streams.Counter, gate *callgate.Gate) *grpc.Server {
-		srv := grpc.NewServer(append(connServerOptions(serverOpts, creds, count, calls, gate),
+		srv := grpc.NewServer(append(connServerOptions(serverOpts, creds, count, calls, gate, workers),
 			grpc.ChainUnaryInterceptor(hookInterceptors(srvMetrics, m.PublishCalls, func(p any) error {
 				panics.Inc()
 				log.Error("panic in hook handler", "panic", p)

@@ -96,7 +96,7 @@ func serveWithInterceptors(tb testing.TB, h outcomeHooks, init func(*grpc.Server
 		tb.Fatal(err)
 	}
 	newServer := func(n *h2streams.Counter, gate *callgate.Gate) *grpc.Server {
-		srv := grpc.NewServer(append(connServerOptions(nil, insecure.NewCredentials(), n, nil, gate), grpc.ChainUnaryInterceptor(ints...))...)
+		srv := grpc.NewServer(append(connServerOptions(nil, insecure.NewCredentials(), n, nil, gate, true), grpc.ChainUnaryInterceptor(ints...))...)
 		exhookv2.RegisterHookProviderServer(srv, h)
 		exhookv3.RegisterHookProviderServer(srv, outcomeHooksV3{h: h})
 		return srv

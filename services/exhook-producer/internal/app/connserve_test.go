@@ -37,7 +37,7 @@ func serveSlowHooks(tb testing.TB, delay time.Duration, maxRunning int) (cs *con
 		tb.Fatal(err)
 	}
 	cs = newConnServers(maxRunning, func(n *h2streams.Counter, gate *callgate.Gate) *grpc.Server {
-		srv := grpc.NewServer(connServerOptions(nil, insecure.NewCredentials(), n, nil, gate)...)
+		srv := grpc.NewServer(connServerOptions(nil, insecure.NewCredentials(), n, nil, gate, true)...)
 		exhookv2.RegisterHookProviderServer(srv, slowHooks{delay: delay})
 		return srv
 	})
@@ -226,7 +226,7 @@ func TestConnectionEndStopsItsServer(t *testing.T) {
 			var started atomic.Int64
 			cs := newConnServers(0, func(n *h2streams.Counter, gate *callgate.Gate) *grpc.Server {
 				started.Add(1)
-				srv := grpc.NewServer(append(connServerOptions(nil, insecure.NewCredentials(), n, nil, gate), grpc.ConnectionTimeout(time.Second))...)
+				srv := grpc.NewServer(append(connServerOptions(nil, insecure.NewCredentials(), n, nil, gate, true), grpc.ConnectionTimeout(time.Second))...)
 				exhookv2.RegisterHookProviderServer(srv, slowHooks{})
 				return srv
 			})

@@ -59,17 +59,18 @@ func (a *App) hookServerOptions() ([]grpc.ServerOption, credentials.TransportCre
 // credentials wrapped so that the connection's open streams are counted for the drain
 // (connserve.go), and EMQX's keepalive.
 //
-// No grpc.NumStreamWorkers: each call runs on its own goroutine, as in grpc-go's default
-// and the floor. With one server per connection, 64 workers per server meant 512 long-lived
-// goroutines for 8 connections; the GC shrank the idle ones' stacks and the next call grew
-// them again (stack copying ~10% of the CPU), and scanned them all in every cycle. Measured
-// in the bench: CPU per async message 42-46 us with the workers, 38 us without (README,
-// "Second round").
-//
 // calls (nil: none) measures each call's time in the server (grpc_server_call_seconds), its
 // interceptor outside the ones that follow; gate (nil: none) bounds the calls the connection
 // runs at once (grpc.maxRunningCalls): a call over the bound waits unread in the connection.
-func connServerOptions(base []grpc.ServerOption, creds credentials.TransportCredentials, count *h2streams.Counter, calls *calltime.Recorder, gate *callgate.Gate) []grpc.ServerOption {
+//
+// workers, with a gate, gives the connection one stream worker (grpc.NumStreamWorkers) per
+// call the gate runs at once: goroutines that run call after call, instead of one new
+// goroutine per call. A new goroutine grows its stack while grpc-go reads the request
+// (10-15% of the CPU per async message); a worker keeps its grown stack, but only while the
+// runtime's stack shrinking is off (internal/stackshrink): with it on, the GC halves idle
+// workers' stacks and the next call grows them again, which cost more than it saved (README,
+// "Second round" and "Eighth round"). So workers is stackshrink.Off().
+func connServerOptions(base []grpc.ServerOption, creds credentials.TransportCredentials, count *h2streams.Counter, calls *calltime.Recorder, gate *callgate.Gate, workers bool) []grpc.ServerOption {
 	counted := h2streams.Credentials(creds, count)
 	if gate != nil {
 		counted = callgate.Credentials(counted, gate)
@@ -99,6 +100,9 @@ func connServerOptions(base []grpc.ServerOption, creds credentials.TransportCred
 			// reader to read their data). TCP back-pressure bounds what the client sends;
 			// each stream keeps its own window.
 			grpc.StaticConnWindowSize(math.MaxInt32))
+		if workers {
+			opts = append(opts, grpc.NumStreamWorkers(uint32(gate.Limit())))
+		}
 	}
 	return opts
 }

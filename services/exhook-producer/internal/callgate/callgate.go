@@ -72,6 +72,9 @@ func New(limit int, pastLimit func()) *Gate {
 	return &Gate{limit: max(limit, 1), wake: make(chan struct{}, 1), pastLimit: pastLimit}
 }
 
+// Limit is the number of calls the gate runs at once.
+func (g *Gate) Limit() int { return g.limit }
+
 // Running is the number of calls admitted and not yet released.
 func (g *Gate) Running() int {
 	g.mu.Lock()
