@@ -25,7 +25,9 @@ wait "$ds" 2>/dev/null || true
 sleep 7 # the producer sees Kafka unreachable
 ticks() { awk '{print $14 + $15}' "/proc/$pp/stat"; }
 t0=$(ticks)
-taskset -c 0 "$bin/loadgen" -vehicles 1000 -messages "$msgs" -kafka "" | grep '^loadgen:'
+# Past librdkafka's queue cap (queue.buffering.max.messages) calls wait and fail at their
+# deadline: the run still reports, so the rest of the figures are printed too.
+taskset -c 0 "$bin/loadgen" -vehicles 1000 -messages "$msgs" -kafka "" | grep '^loadgen:' || true
 t1=$(ticks)
 hz=$(getconf CLK_TCK)
 awk -v d=$((t1 - t0)) -v hz="$hz" -v n=$((1000 * msgs)) 'BEGIN {printf "cpu per message %.1f us over %d messages\n", d * 1e6 / hz / n, n}'

@@ -90,6 +90,37 @@ func (f *fixture) read(t *testing.T, n int) []*kgo.Record {
 	return recs
 }
 
+// TestFullQueueIsBackPressure: while queue.buffering.max.messages records wait for Kafka
+// (here it is gone), ProduceCallback waits for room and, at its context's end, returns
+// why without queuing the record: nothing past the bound is dropped silently or held.
+func TestFullQueueIsBackPressure(t *testing.T) {
+	const bound = 3
+	f := newFixture(t, kafka.ConfigMap{"queue.buffering.max.messages": bound})
+	f.cluster.Close()
+	reports := make(chan error, bound+1)
+	rec := func(i int) Record { return Record{Topic: topic, Key: []byte("VIN1"), Value: []byte{byte(i)}} }
+	for i := range bound {
+		if err := f.sink.ProduceCallback(context.Background(), rec(i), func(err error) { reports <- err }); err != nil {
+			t.Fatalf("record %d of %d: %v", i, bound, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	err := f.sink.ProduceCallback(ctx, rec(bound), func(err error) { reports <- err })
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "local queue full") {
+		t.Fatalf("record past the bound: %v, want local queue full at the deadline", err)
+	}
+	if early := time.Until(deadline); early > 0 {
+		t.Fatalf("gave up %s before its deadline", early)
+	}
+	select {
+	case err := <-reports:
+		t.Fatalf("a report with Kafka gone: %v", err)
+	default:
+	}
+}
+
 func TestProduceWaitsForTheAcknowledgement(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := context.Background()

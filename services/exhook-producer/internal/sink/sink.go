@@ -28,6 +28,10 @@ type Config struct {
 	OnState func(kafkasink.State)
 }
 
+// DefaultMaxQueued is librdkafka's queue.buffering.max.messages unless kafka.properties
+// sets it: the records a producer holds unacknowledged (ConfigMap).
+const DefaultMaxQueued = 50000
+
 // ConfigMap is the librdkafka configuration of the producer: the service's defaults, then
 // kafka.properties, then, whatever the properties say, what the delivery semantics rely on
 // (config validation refuses weaker values; this pins them again): murmur2 partitioning on
@@ -41,6 +45,15 @@ func ConfigMap(cfg Config) kafka.ConfigMap {
 	// waits up to that much longer (the producer's README, "Fourth round").
 	if _, ok := cfg.Properties["queue.buffering.max.ms"]; !ok { // linger.ms' alias
 		cm["linger.ms"] = 20
+	}
+	// queue.buffering.max.messages 50 000 (librdkafka's default 100 000): the records
+	// answered and not yet acknowledged, the async backlog while Kafka is away. Each costs
+	// ~2.2 KiB of resident memory (Go's copy for a re-send and its GC headroom, librdkafka's
+	// copy); at 100 000 a Kafka outage took the producer to 268 MiB, past the chart's 256 MiB
+	// limit (README, "Async backlog while Kafka is away"). Past the bound, calls wait for
+	// room until their deadline.
+	if _, ok := cfg.Properties["queue.buffering.max.messages"]; !ok {
+		cm["queue.buffering.max.messages"] = DefaultMaxQueued
 	}
 	for k, v := range cfg.Properties {
 		cm[k] = v
