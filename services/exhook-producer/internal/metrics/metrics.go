@@ -3,6 +3,8 @@
 package metrics
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"google.golang.org/grpc/codes"
@@ -35,6 +37,8 @@ type Metrics struct {
 	ProducerState      *prometheus.GaugeVec   // producer, state
 	ProducerRecoveries *prometheus.CounterVec // producer
 	ProducerResets     *prometheus.CounterVec // producer
+	// ProducerQueue is each producer's records held unacknowledged and their bound.
+	ProducerQueue *ProducerQueue
 	// ShutdownRecords counts async records Kafka had not acknowledged at shutdown, by
 	// result: spilled (to the spool, shipped after the restart) | lost.
 	ShutdownRecords *prometheus.CounterVec
@@ -142,5 +146,53 @@ func New(reg prometheus.Registerer) *Metrics {
 	for c := range m.PublishCalls.byCode {
 		m.PublishCalls.byCode[c] = m.PublishCalls.vec.WithLabelValues(codes.Code(c).String())
 	}
+	m.ProducerQueue = &ProducerQueue{
+		queued: prometheus.NewDesc("exhook_kafka_producer_queued_records",
+			"Records a Kafka producer holds that Kafka has not acknowledged or failed yet (async: answered to EMQX), by producer; read at each scrape.",
+			[]string{"producer"}, nil),
+		limit: prometheus.NewDesc("exhook_kafka_producer_queue_limit_records",
+			"The bound on exhook_kafka_producer_queued_records (librdkafka's queue.buffering.max.messages): at it, calls wait for room until their deadline.",
+			[]string{"producer"}, nil),
+		producers: map[string]queueSource{},
+	}
+	reg.MustRegister(m.ProducerQueue)
 	return m
+}
+
+// ProducerQueue is a collector of exhook_kafka_producer_queued_records and
+// exhook_kafka_producer_queue_limit_records: each watched producer's count, read when
+// scraped (nothing on the publish path), and its bound.
+type ProducerQueue struct {
+	queued, limit *prometheus.Desc
+
+	mu        sync.Mutex
+	producers map[string]queueSource
+}
+
+type queueSource struct {
+	queued func() int
+	limit  int
+}
+
+// Watch exports producer's queue: queued is read at each scrape; limit is its bound.
+func (q *ProducerQueue) Watch(producer string, queued func() int, limit int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.producers[producer] = queueSource{queued: queued, limit: limit}
+}
+
+// Describe implements prometheus.Collector.
+func (q *ProducerQueue) Describe(ch chan<- *prometheus.Desc) {
+	ch <- q.queued
+	ch <- q.limit
+}
+
+// Collect implements prometheus.Collector.
+func (q *ProducerQueue) Collect(ch chan<- prometheus.Metric) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for name, src := range q.producers {
+		ch <- prometheus.MustNewConstMetric(q.queued, prometheus.GaugeValue, float64(src.queued()), name)
+		ch <- prometheus.MustNewConstMetric(q.limit, prometheus.GaugeValue, float64(src.limit), name)
+	}
 }

@@ -4,7 +4,9 @@
 package sink
 
 import (
+	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -73,7 +75,11 @@ func ConfigMap(cfg Config) kafka.ConfigMap {
 // New creates the producer and starts its event loop.
 func New(cfg Config, log *slog.Logger, m *metrics.Metrics) (*kafkasink.Sink, error) {
 	cm := ConfigMap(cfg)
-	return kafkasink.New(cm, kafkasink.Options{
+	limit, err := strconv.Atoi(fmt.Sprint(cm["queue.buffering.max.messages"]))
+	if err != nil {
+		return nil, fmt.Errorf("kafka.properties queue.buffering.max.messages: %w", err)
+	}
+	s, err := kafkasink.New(cm, kafkasink.Options{
 		Log: log,
 		Metrics: kafkasink.Metrics{Deliveries: m.Deliveries, Errors: m.ProducerErrors,
 			State:             m.ProducerState.MustCurryWith(prometheus.Labels{"producer": cfg.Name}),
@@ -83,4 +89,9 @@ func New(cfg Config, log *slog.Logger, m *metrics.Metrics) (*kafkasink.Sink, err
 		UnreachableAfter: cfg.UnreachableAfter,
 		OnState:          cfg.OnState,
 	})
+	if err != nil {
+		return nil, err
+	}
+	m.ProducerQueue.Watch(cfg.Name, s.Queued, limit)
+	return s, nil
 }

@@ -1,12 +1,16 @@
 package sink
 
 import (
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/iov-platform/iov/kit/kafkasink"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/metrics"
 )
 
@@ -65,4 +69,43 @@ func TestNewAcceptsItsOwnSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+}
+
+// TestQueueExported: each producer's unacknowledged records and their bound are exported,
+// the bound from kafka.properties or the default; a bound that is not a number is refused.
+func TestQueueExported(t *testing.T) {
+	for _, tc := range []struct {
+		props map[string]string
+		limit float64
+	}{
+		{nil, DefaultMaxQueued},
+		{map[string]string{"queue.buffering.max.messages": "7"}, 7},
+	} {
+		reg := prometheus.NewRegistry()
+		s, err := New(Config{Name: "main", BootstrapServers: "127.0.0.1:1", ClientID: "exhook", Properties: tc.props},
+			slog.New(slog.DiscardHandler), metrics.New(reg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ProduceCallback(t.Context(), kafkasink.Record{Topic: "t", Key: []byte("VIN1"), Value: []byte("v")}, func(error) {}); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf(`
+# HELP exhook_kafka_producer_queue_limit_records The bound on exhook_kafka_producer_queued_records (librdkafka's queue.buffering.max.messages): at it, calls wait for room until their deadline.
+# TYPE exhook_kafka_producer_queue_limit_records gauge
+exhook_kafka_producer_queue_limit_records{producer="main"} %v
+# HELP exhook_kafka_producer_queued_records Records a Kafka producer holds that Kafka has not acknowledged or failed yet (async: answered to EMQX), by producer; read at each scrape.
+# TYPE exhook_kafka_producer_queued_records gauge
+exhook_kafka_producer_queued_records{producer="main"} 1
+`, tc.limit)
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "exhook_kafka_producer_queued_records", "exhook_kafka_producer_queue_limit_records"); err != nil {
+			t.Errorf("properties %v: %v", tc.props, err)
+		}
+		s.Close()
+	}
+	_, err := New(Config{Name: "main", BootstrapServers: "127.0.0.1:1", ClientID: "exhook",
+		Properties: map[string]string{"queue.buffering.max.messages": "many"}}, slog.New(slog.DiscardHandler), metrics.New(prometheus.NewRegistry()))
+	if err == nil || !strings.Contains(err.Error(), "queue.buffering.max.messages") {
+		t.Fatalf("a bound that is not a number: %v", err)
+	}
 }
