@@ -115,6 +115,10 @@ func Uplink() *dashboard.DashboardBuilder {
 			"Producers in each Kafka client state (delivering, unreachable, recovering, failed) and ready producer pods.", 12,
 			query{`sum by (producer, state) (exhook_kafka_producer_state)`, "{{producer}} {{state}}"},
 			query{`sum(exhook_ready)`, "ready pods"})).
+		WithPanel(panel("Kafka producer backlog", "short",
+			"Records each producer holds unacknowledged by Kafka (async: already answered to EMQX) and its bound, queue.buffering.max.messages; at the bound hook calls fail at EMQX's deadline (alert IoVKafkaProducerBacklogNearBound at 80% for the main producer).", 24,
+			query{`exhook_kafka_producer_queued_records`, "{{pod}}{{instance}} {{producer}} queued"},
+			query{`exhook_kafka_producer_queue_limit_records`, "{{pod}}{{instance}} {{producer}} bound"})).
 		WithRow(dashboard.NewRowBuilder("Spool")).
 		WithPanel(panel("Spool bytes", "bytes",
 			"Bytes in each producer's spool (unacknowledged by Kafka) and its limit spool.maxBytes.", 12,
