@@ -295,7 +295,10 @@ type sample struct {
 	// from the first call to the end of the Kafka verification: also the work a server does
 	// after answering (the records' delivery), plus what it spends idle during the read
 	cpuDelivered time.Duration
-	in           callTimes // the server's own measure of each call (fixed rate; not peers)
+	// this process's CPU (the load tool, Kafka and the registry, on the other core) over the
+	// same span as cpu: with cpu, whether a closed loop was bound by the server's core
+	loadCPU time.Duration
+	in      callTimes // the server's own measure of each call (fixed rate; not peers)
 }
 
 // pair is a server's run and the floor's run of the same kind right before it.
@@ -416,22 +419,30 @@ func burst(ctx context.Context, st *stack.Stack, c config, name string, isPeer b
 // Kafka verification, whose wait would otherwise add the idle producer's CPU), and until the
 // verification's end.
 func measured(ctx context.Context, srv *child, opts load.Options) (sample, error) {
+	self := os.Getpid()
 	cpu0, err := procstat.CPU(srv.pid())
 	if err != nil {
 		return sample{}, err
 	}
-	var cpu1 time.Duration
-	var cpuErr error
-	opts.Answered = func() { cpu1, cpuErr = procstat.CPU(srv.pid()) }
+	load0, err := procstat.CPU(self)
+	if err != nil {
+		return sample{}, err
+	}
+	var cpu1, load1 time.Duration
+	var cpuErr, loadErr error
+	opts.Answered = func() {
+		cpu1, cpuErr = procstat.CPU(srv.pid())
+		load1, loadErr = procstat.CPU(self)
+	}
 	rep, err := load.Run(ctx, opts)
 	if err != nil {
 		return sample{rep: rep}, err
 	}
-	if cpuErr != nil {
-		return sample{rep: rep}, cpuErr
+	if err := errors.Join(cpuErr, loadErr); err != nil {
+		return sample{rep: rep}, err
 	}
 	cpu2, err := procstat.CPU(srv.pid())
-	return sample{rep: rep, cpu: cpu1 - cpu0, cpuDelivered: cpu2 - cpu0}, err
+	return sample{rep: rep, cpu: cpu1 - cpu0, cpuDelivered: cpu2 - cpu0, loadCPU: load1 - load0}, err
 }
 
 // child is a server process.

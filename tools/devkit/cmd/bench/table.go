@@ -52,6 +52,14 @@ func perMsg(cpu time.Duration, acked int) (time.Duration, bool) {
 func (s sample) perMsg() (time.Duration, bool)          { return perMsg(s.cpu, s.rep.Acked) }
 func (s sample) perMsgDelivered() (time.Duration, bool) { return perMsg(s.cpuDelivered, s.rep.Acked) }
 
+// busy is the share of one core the server (cpu) and this process (loadCPU: the load tool,
+// Kafka and the registry) used over the run: a closed loop whose server is well under 100%
+// was bound by something else than the server's core.
+func (s sample) busy() (server, load float64, ok bool) {
+	e := s.rep.Elapsed.Seconds()
+	return s.cpu.Seconds() / e, s.loadCPU.Seconds() / e, e > 0 && s.cpu > 0
+}
+
 // cpuRatio is the server's CPU per message over the floor's in the same pair.
 func (p pair) cpuRatio() (float64, bool) {
 	a, okA := p.srv.perMsg()
@@ -114,6 +122,7 @@ func usF(v float64) string    { return us(time.Duration(v)) }
 func msF(v float64) string    { return fmt.Sprintf("%.2fms", v/float64(time.Millisecond)) }
 func xF(v float64) string     { return fmt.Sprintf("%.2fx", v) }
 func countF(v float64) string { return fmt.Sprintf("%.0f", v) }
+func pctF(v float64) string   { return fmt.Sprintf("%.0f%%", 100*v) }
 func mibF(v float64) string   { return mib(int64(v)) }
 
 func closedCPU(rd round) (time.Duration, bool)    { return rd.closed.srv.perMsg() }
@@ -121,6 +130,8 @@ func closedCPUDel(rd round) (time.Duration, bool) { return rd.closed.srv.perMsgD
 func closedX(rd round) (float64, bool)            { return rd.closed.cpuRatio() }
 func closedRate(rd round) (float64, bool)         { r := rd.closed.srv.rep.Rate(); return r, r > 0 }
 func closedRateX(rd round) (float64, bool)        { return rd.closed.rateRatio() }
+func closedBusy(rd round) (float64, bool)         { v, _, ok := rd.closed.srv.busy(); return v, ok }
+func closedLoadBusy(rd round) (float64, bool)     { _, v, ok := rd.closed.srv.busy(); return v, ok }
 func closedP99(rd round) (time.Duration, bool) {
 	return rd.closed.srv.rep.P99, rd.closed.srv.rep.Acked > 0
 }
@@ -178,15 +189,17 @@ func printTables(out io.Writer, fl *result, servers []*result) {
 	fmt.Fprintf(out, "\nmedian [min–max] over %d rounds; a ratio is taken within its pair (the server's run and the floor's of the same kind right before it)\n\n", rounds)
 
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "closed loop\tCPU/msg\tx floor\tmsg/s\tx floor\tCPU/msg to Kafka\tp99\t")
-	fmt.Fprintf(tw, "%s\t%s\t-\t%s\t-\t-\t%s\t\n", floorName, sp(fr, durationOf(closedCPU), usF), sp(fr, closedRate, countF), sp(fr, durationOf(closedP99), msF))
+	fmt.Fprintln(tw, "closed loop\tCPU/msg\tx floor\tmsg/s\tx floor\tCPU/msg to Kafka\tp99\tserver busy\tload busy\t")
+	fmt.Fprintf(tw, "%s\t%s\t-\t%s\t-\t-\t%s\t%s\t%s\t\n", floorName, sp(fr, durationOf(closedCPU), usF), sp(fr, closedRate, countF), sp(fr, durationOf(closedP99), msF),
+		sp(fr, closedBusy, pctF), sp(fr, closedLoadBusy, pctF))
 	for _, r := range servers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, sp(r.rounds, durationOf(closedCPU), usF), sp(r.rounds, closedX, xF),
-			sp(r.rounds, closedRate, countF), sp(r.rounds, closedRateX, xF), sp(r.rounds, durationOf(closedCPUDel), usF), sp(r.rounds, durationOf(closedP99), msF))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, sp(r.rounds, durationOf(closedCPU), usF), sp(r.rounds, closedX, xF),
+			sp(r.rounds, closedRate, countF), sp(r.rounds, closedRateX, xF), sp(r.rounds, durationOf(closedCPUDel), usF), sp(r.rounds, durationOf(closedP99), msF),
+			sp(r.rounds, closedBusy, pctF), sp(r.rounds, closedLoadBusy, pctF))
 	}
 	tw.Flush()
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  per round\tCPU/msg\tfloor's\tx floor\tmsg/s\tfloor's\tx floor\tCPU/msg to Kafka\t")
+	fmt.Fprintln(tw, "  per round\tCPU/msg\tfloor's\tx floor\tmsg/s\tfloor's\tx floor\tCPU/msg to Kafka\tbusy (server, load)\tfloor's\t")
 	for _, r := range servers {
 		for i, rd := range r.rounds {
 			fc, okF := rd.closed.floor.perMsg()
@@ -194,8 +207,8 @@ func printTables(out io.Writer, fl *result, servers []*result) {
 			rx, okR := closedRateX(rd)
 			c, okC := closedCPU(rd)
 			cd, okD := closedCPUDel(rd)
-			fmt.Fprintf(tw, "  %s r%d\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t\n", r.name, i+1, orDash(c, okC, us), orDash(fc, okF, us), orDash(cx, okX, xF),
-				rd.closed.srv.rep.Rate(), rd.closed.floor.rep.Rate(), orDash(rx, okR, xF), orDash(cd, okD, us))
+			fmt.Fprintf(tw, "  %s r%d\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t\n", r.name, i+1, orDash(c, okC, us), orDash(fc, okF, us), orDash(cx, okX, xF),
+				rd.closed.srv.rep.Rate(), rd.closed.floor.rep.Rate(), orDash(rx, okR, xF), orDash(cd, okD, us), busyF(rd.closed.srv), busyF(rd.closed.floor))
 		}
 	}
 	tw.Flush()
@@ -300,6 +313,7 @@ func printTables(out io.Writer, fl *result, servers []*result) {
 	tw.Flush()
 	fmt.Fprintf(out, "bench: %s: server %s\n", floorName, fl.exit)
 	fmt.Fprintln(out, "bench: CPU/msg is the server's utime+stime from the first call to the last answer / acknowledged messages; to Kafka: until the records were read back (the work after the answer, and the idle wait for the read)")
+	fmt.Fprintln(out, "bench: busy: the share of one core the server (its CPU over the run's wall time) and this process (the load tool, Kafka and the registry, on the other core) used in the closed loop; a server well under 100% was not bound by its core")
 	fmt.Fprintln(out, "bench: x floor: over the floor's run of the same kind right before it (CPU/msg; msg/s); fixed rate: the floor at the server's offered rate")
 	if len(peers) > 0 {
 		fmt.Fprintln(out, "bench: x peer: ours over the peer's of the same round, each over its own floor run (CPU/msg x floor; to Kafka x floor; msg/s x floor); a peer's order is not judged (it keys by message id)")
@@ -307,6 +321,15 @@ func printTables(out io.Writer, fl *result, servers []*result) {
 	fmt.Fprintln(out, "bench: in-server: the server's own measure of each call (grpc_server_call_seconds: headers read to the handler's answer; within 15%; peers have none); added p99 = in-server p99 - the floor's at the same rate")
 	fmt.Fprintln(out, "bench: client side (load tool and Kafka share a core): p99 from the actual send, how late the sends left (send lag)")
 	fmt.Fprintln(out, "bench: peak RSS: VmHWM after the closed-loop and fixed-rate runs; burst: after the burst of vehicles publishing at once (the floor's once, at the end)")
+}
+
+// busyF is a run's server and load shares of a core, "server/load".
+func busyF(s sample) string {
+	srv, ld, ok := s.busy()
+	if !ok {
+		return "-"
+	}
+	return pctF(srv) + "/" + pctF(ld)
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
