@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/iov-platform/iov/kit/gomaxprocs"
 	"github.com/iov-platform/iov/kit/logging"
 	"github.com/iov-platform/iov/kit/svcconfig"
 	"github.com/iov-platform/iov/services/downlink/internal/app"
@@ -42,9 +41,6 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
-	// Before the Kafka client starts: its cgo polls must not hold the only P (kit/gomaxprocs).
-	procs := gomaxprocs.Ensure()
-	log.Info("gomaxprocs", "procs", procs.Procs, "source", procs.Source)
 	a, err := app.New(cfg, log)
 	if err != nil {
 		return svcconfig.DevStackHint(err)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 
-	"github.com/iov-platform/iov/kit/gomaxprocs"
 	"github.com/iov-platform/iov/kit/logging"
 	"github.com/iov-platform/iov/kit/svcconfig"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/app"
@@ -49,9 +48,6 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
-	// Before the Kafka client starts: its cgo polls must not hold the only P (kit/gomaxprocs).
-	procs := gomaxprocs.Ensure()
-	log.Info("gomaxprocs", "procs", procs.Procs, "source", procs.Source)
 	limit, err := memory.SetLimit(cfg.Memory, memlimit.FromCgroup)
 	if err != nil {
 		return err

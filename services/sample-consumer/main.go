@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/iov-platform/iov/kit/gomaxprocs"
 	"github.com/iov-platform/iov/kit/logging"
 	"github.com/iov-platform/iov/kit/svcconfig"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/app"
@@ -41,9 +40,6 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
-	// Before the Kafka client starts: its cgo polls must not hold the only P (kit/gomaxprocs).
-	procs := gomaxprocs.Ensure()
-	log.Info("gomaxprocs", "procs", procs.Procs, "source", procs.Source)
 
 	// REPLACE THIS with your application's handler (see internal/consume.Handler).
 	handler := consume.NewLogHandler(log)
