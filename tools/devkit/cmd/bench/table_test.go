@@ -202,3 +202,28 @@ func TestTablesMedianOfPairRatios(t *testing.T) {
 		t.Errorf("floor rows %q", f)
 	}
 }
+
+func TestBusy(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		s            sample
+		server, load float64
+		ok           bool
+		text         string
+	}{
+		{"a server bound elsewhere", sample{rep: load.Report{Elapsed: 2 * time.Second}, cpu: 1300 * time.Millisecond, loadCPU: 1100 * time.Millisecond}, .65, .55, true, "65%/55%"},
+		{"a full core", sample{rep: load.Report{Elapsed: time.Second}, cpu: time.Second, loadCPU: 900 * time.Millisecond}, 1, .9, true, "100%/90%"},
+		{"no run", sample{cpu: time.Second}, 0, 0, false, "-"},
+		{"no server CPU read", sample{rep: load.Report{Elapsed: time.Second}}, 0, 0, false, "-"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, ld, ok := tc.s.busy()
+			if ok != tc.ok || (ok && (math.Abs(server-tc.server) > 1e-9 || math.Abs(ld-tc.load) > 1e-9)) {
+				t.Errorf("busy() = %v, %v, %v; want %v, %v, %v", server, ld, ok, tc.server, tc.load, tc.ok)
+			}
+			if got := busyF(tc.s); got != tc.text {
+				t.Errorf("busyF = %q, want %q", got, tc.text)
+			}
+		})
+	}
+}
