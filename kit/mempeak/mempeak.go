@@ -40,19 +40,24 @@ var classes = []string{
 }
 
 // Watch samples VmRSS every interval until ctx ends and writes a snapshot at each new peak.
-func Watch(ctx context.Context, dir string, interval time.Duration) error {
+// The channel it returns is closed once the watcher has stopped after ctx ended: no file is
+// written in dir after that (wait for it before removing dir, or before exit so that the
+// last peak's files are whole).
+func Watch(ctx context.Context, dir string, interval time.Duration) (<-chan struct{}, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("mempeak: %w", err)
+		return nil, fmt.Errorf("mempeak: %w", err)
 	}
 	self, err := procfs.Self()
 	if err != nil {
-		return fmt.Errorf("mempeak: %w", err)
+		return nil, fmt.Errorf("mempeak: %w", err)
 	}
 	samples := make([]metrics.Sample, len(classes))
 	for i, n := range classes {
 		samples[i].Name = n
 	}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		var peak uint64
 		t := time.NewTicker(interval)
 		defer t.Stop()
@@ -71,7 +76,7 @@ func Watch(ctx context.Context, dir string, interval time.Duration) error {
 			_ = write(dir, st.VmRSS, samples)
 		}
 	}()
-	return nil
+	return done, nil
 }
 
 func write(dir string, rss uint64, samples []metrics.Sample) error {

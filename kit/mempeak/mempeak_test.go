@@ -16,10 +16,13 @@ import (
 func TestWritesTheResidentPeak(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := Watch(ctx, dir, time.Millisecond); err != nil {
+	done, err := Watch(ctx, dir, time.Millisecond)
+	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
+	defer func() { cancel(); <-done }() // before t.TempDir's removal: the watcher may be writing
+
 	const grow = 96 << 20
 	ballast := make([]byte, grow)
 	for i := range ballast { // resident only once touched
