@@ -42,20 +42,17 @@ const DefaultMaxQueued = 50000
 // removed, so that which name wins is never undefined). kafkasink pins idempotence and
 // acks=all.
 func ConfigMap(cfg Config) kafka.ConfigMap {
-	cm := kafka.ConfigMap{"compression.type": "lz4"}
-	// linger.ms 20: fuller and fewer ProduceRequests, less CPU per message; a sync call
-	// waits up to that much longer (the producer's README, "Fourth round").
-	if _, ok := cfg.Properties["queue.buffering.max.ms"]; !ok { // linger.ms' alias
-		cm["linger.ms"] = 20
-	}
 	// queue.buffering.max.messages 50 000 (librdkafka's default 100 000): the records
 	// answered and not yet acknowledged, the async backlog while Kafka is away. Each costs
 	// ~2.2 KiB of resident memory (Go's copy for a re-send and its GC headroom, librdkafka's
 	// copy); at 100 000 a Kafka outage took the producer to 268 MiB, past the chart's 256 MiB
 	// limit (README, "Async backlog while Kafka is away"). Past the bound, calls wait for
 	// room until their deadline.
-	if _, ok := cfg.Properties["queue.buffering.max.messages"]; !ok {
-		cm["queue.buffering.max.messages"] = DefaultMaxQueued
+	cm := kafka.ConfigMap{"compression.type": "lz4", "queue.buffering.max.messages": DefaultMaxQueued}
+	// linger.ms 20: fuller and fewer ProduceRequests, less CPU per message; a sync call
+	// waits up to that much longer (the producer's README, "Fourth round").
+	if _, ok := cfg.Properties["queue.buffering.max.ms"]; !ok { // linger.ms' alias
+		cm["linger.ms"] = 20
 	}
 	for k, v := range cfg.Properties {
 		cm[k] = v
