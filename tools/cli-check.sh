@@ -3,7 +3,8 @@
 #  - --help exits 0 and prints a usage, for every service and dev tool;
 #  - --check-config exits 0 on each service's embedded default and prints the effective
 #    config with the secrets given in the environment masked;
-#  - a config with YAML and validation errors exits 1 listing all of them, one per line.
+#  - a config with YAML and validation errors exits 1 listing all of them, one per line;
+#  - a bad IOV_KAFKA_POLL stops each service at start with one line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/bin}
@@ -47,6 +48,14 @@ printf 'routes:\n  - {name: a, filter: "x/#/y", kafkaTopic: "bad topic"}\n' >"$t
 out=$("$BIN/exhook-producer" --config "$tmp/routes.yaml" 2>&1)
 for want in 'routes\[0\] "a": filter' 'routes\[0\] "a": kafkaTopic'; do
   grep -q "$want" <<<"$out" || fail "route errors: no line with '$want' in: $out"
+done
+
+# A bad IOV_KAFKA_POLL (kit/kafkawait) stops a service at start with one clear line.
+for b in "${SERVICES[@]}"; do
+  out=$(IOV_KAFKA_POLL=bogus timeout 20 "$BIN/$b" 2>&1)
+  rc=$?
+  [ "$rc" = 1 ] || fail "$b with IOV_KAFKA_POLL=bogus exited $rc: $out"
+  grep -q "^$b: IOV_KAFKA_POLL=\"bogus\": want netpoll or blocking$" <<<"$out" || fail "$b with IOV_KAFKA_POLL=bogus: no clear error in: $out"
 done
 
 if [ "$fails" -gt 0 ]; then

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iov-platform/iov/kit/kafkalog"
+	_ "github.com/iov-platform/iov/kit/kafkawait" // the clients' pollers wait in Go, not in C
 )
 
 // Protected are the librdkafka settings the at-least-once contract depends on: New always

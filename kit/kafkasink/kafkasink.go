@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iov-platform/iov/kit/kafkalog"
+	_ "github.com/iov-platform/iov/kit/kafkawait" // the clients' pollers wait in Go, not in C
 	"github.com/iov-platform/iov/kit/logging"
 )
 

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/iov-platform/iov/kit/kafkawait"
 	"github.com/iov-platform/iov/kit/logging"
 	"github.com/iov-platform/iov/kit/svcconfig"
 	"github.com/iov-platform/iov/services/downlink/internal/app"
@@ -41,6 +42,9 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
+	if err := kafkawait.Report(log); err != nil {
+		return err
+	}
 	a, err := app.New(cfg, log)
 	if err != nil {
 		return svcconfig.DevStackHint(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 
+	"github.com/iov-platform/iov/kit/kafkawait"
 	"github.com/iov-platform/iov/kit/logging"
 	"github.com/iov-platform/iov/kit/svcconfig"
 	"github.com/iov-platform/iov/services/exhook-producer/internal/app"
@@ -48,6 +49,9 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
+	if err := kafkawait.Report(log); err != nil {
+		return err
+	}
 	limit, err := memory.SetLimit(cfg.Memory, memlimit.FromCgroup)
 	if err != nil {
 		return err

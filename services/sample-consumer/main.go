@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/iov-platform/iov/kit/kafkawait"
 	"github.com/iov-platform/iov/kit/logging"
 	"github.com/iov-platform/iov/kit/svcconfig"
 	"github.com/iov-platform/iov/services/sample-consumer/internal/app"
@@ -40,6 +41,9 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
+	if err := kafkawait.Report(log); err != nil {
+		return err
+	}
 
 	// REPLACE THIS with your application's handler (see internal/consume.Handler).
 	handler := consume.NewLogHandler(log)

@@ -1,0 +1,21 @@
+//go:build !linux || !cgo
+
+package kafkawait
+
+import "os"
+
+// Mode reports how confluent-kafka-go's pollers wait: here always ModeBlocking. The error
+// names a value of IOV_KAFKA_POLL that is not a mode.
+func Mode() (string, error) {
+	_, err := parse(os.Getenv(EnvVar))
+	return ModeBlocking, err
+}
+
+// Stats counts the wrapper's work since start.
+type Stats struct {
+	Waits  uint64 // waits in the network poller
+	Queues uint64 // queues that got a pipe
+}
+
+// ReadStats returns zeros here: the wrapper is not linked in.
+func ReadStats() Stats { return Stats{} }
