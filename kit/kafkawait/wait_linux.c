@@ -23,7 +23,9 @@ size_t rd_kafka_queue_length(rd_kafka_queue_t *rkqu);
 void rd_kafka_queue_io_event_enable(rd_kafka_queue_t *rkqu, int fd, const void *payload, size_t size);
 
 int kafkawait_enabled = 1;
-uint64_t kafkawait_queues;
+static uint64_t queues; // queues that got a pipe
+
+uint64_t kafkawait_queue_count(void) { return __atomic_load_n(&queues, __ATOMIC_RELAXED); }
 
 // One wait in Go lasts at most this long, so that a queue whose pipe never fires (one
 // forwarded to another queue) is still polled as often as confluent-kafka-go's producer polls.
@@ -62,7 +64,7 @@ static int pipe_of(rd_kafka_queue_t *q) {
 			pipes[free_slot].rfd = p[0];
 			pipes[free_slot].wfd = p[1];
 			fd = p[0];
-			__atomic_add_fetch(&kafkawait_queues, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&queues, 1, __ATOMIC_RELAXED);
 		}
 	}
 	pthread_mutex_unlock(&mu);

@@ -6,7 +6,7 @@ package kafkawait
 #cgo LDFLAGS: -Wl,--wrap=rd_kafka_queue_poll -Wl,--wrap=rd_kafka_queue_destroy
 #include <stdint.h>
 extern int kafkawait_enabled;
-extern uint64_t kafkawait_queues;
+extern uint64_t kafkawait_queue_count(void);
 */
 import "C"
 
@@ -51,7 +51,7 @@ type Stats struct {
 
 // ReadStats returns the counts so far.
 func ReadStats() Stats {
-	return Stats{Waits: waits.Load(), Queues: uint64(C.kafkawait_queues)}
+	return Stats{Waits: waits.Load(), Queues: uint64(C.kafkawait_queue_count())}
 }
 
 var (
