@@ -12,7 +12,7 @@
 // linker's --wrap). A poll with a timeout first takes what the queue holds; if it is empty,
 // the queue gets a pipe that librdkafka writes to when an element arrives on the empty queue
 // (rd_kafka_queue_io_event_enable), and the calling goroutine waits for the pipe in Go, at
-// most maxWait at a time, without its P. A wrapper around rd_kafka_queue_destroy turns the
+// most 100 ms at a time (max_wait_ms in wait_linux.c), without its P. A wrapper around rd_kafka_queue_destroy turns the
 // event off and closes the pipe first. What a poll returns, and when, is librdkafka's:
 // the wrapper only changes where the caller waits.
 //
@@ -45,6 +45,12 @@ const (
 	ModeNetpoll  = "netpoll"  // pollers wait in Go's network poller
 	ModeBlocking = "blocking" // pollers block in C (turned off, or not available here)
 )
+
+// Stats counts the wrapper's work since start (ReadStats).
+type Stats struct {
+	Waits  uint64 // waits in the network poller
+	Queues uint64 // queues that got a pipe
+}
 
 // Report logs how the pollers wait (a service calls it once at start, before its first
 // client) and returns the error of a bad IOV_KAFKA_POLL, for the service to stop on.

@@ -43,12 +43,6 @@ func configure(v string) error {
 	return err
 }
 
-// Stats counts the wrapper's work since start.
-type Stats struct {
-	Waits  uint64 // waits in the network poller
-	Queues uint64 // queues that got a pipe
-}
-
 // ReadStats returns the counts so far.
 func ReadStats() Stats {
 	return Stats{Waits: waits.Load(), Queues: uint64(C.kafkawait_queue_count())}

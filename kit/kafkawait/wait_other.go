@@ -11,11 +11,5 @@ func Mode() (string, error) {
 	return ModeBlocking, err
 }
 
-// Stats counts the wrapper's work since start.
-type Stats struct {
-	Waits  uint64 // waits in the network poller
-	Queues uint64 // queues that got a pipe
-}
-
 // ReadStats returns zeros here: the wrapper is not linked in.
 func ReadStats() Stats { return Stats{} }

@@ -39,11 +39,11 @@ var classes = []string{
 	"/sched/goroutines:goroutines",
 }
 
-// Watch samples VmRSS every interval until ctx ends and writes a snapshot at each new peak.
-// The channel it returns is closed once the watcher has stopped after ctx ended: no file is
-// written in dir after that (wait for it before removing dir, or before exit so that the
-// last peak's files are whole).
-func Watch(ctx context.Context, dir string, interval time.Duration) (<-chan struct{}, error) {
+// Watch samples VmRSS every interval until ctx ends or stop is called, and writes a snapshot
+// at each new peak. stop ends the watcher and returns once it has stopped: no file is written
+// in dir after that (call it before removing dir, or before exit so that the last peak's
+// files are whole).
+func Watch(ctx context.Context, dir string, interval time.Duration) (stop func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("mempeak: %w", err)
 	}
@@ -55,6 +55,7 @@ func Watch(ctx context.Context, dir string, interval time.Duration) (<-chan stru
 	for i, n := range classes {
 		samples[i].Name = n
 	}
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -76,7 +77,7 @@ func Watch(ctx context.Context, dir string, interval time.Duration) (<-chan stru
 			_ = write(dir, st.VmRSS, samples)
 		}
 	}()
-	return done, nil
+	return func() { cancel(); <-done }, nil
 }
 
 func write(dir string, rss uint64, samples []metrics.Sample) error {

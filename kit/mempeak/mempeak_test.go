@@ -15,13 +15,11 @@ import (
 // the largest one.
 func TestWritesTheResidentPeak(t *testing.T) {
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	done, err := Watch(ctx, dir, time.Millisecond)
+	stop, err := Watch(context.Background(), dir, time.Millisecond)
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
-	defer func() { cancel(); <-done }() // before t.TempDir's removal: the watcher may be writing
+	defer stop() // before t.TempDir's removal: the watcher may be writing
 
 	const grow = 96 << 20
 	ballast := make([]byte, grow)

@@ -37,17 +37,15 @@ func startProfiles() (stop func() error, err error) {
 	}
 	stopPeak := func() {}
 	if dir := os.Getenv(envMemPeak); dir != "" {
-		ctx, cancel := context.WithCancel(context.Background())
-		done, err := mempeak.Watch(ctx, dir, 10*time.Millisecond)
+		stop, err := mempeak.Watch(context.Background(), dir, 10*time.Millisecond)
 		if err != nil {
-			cancel()
 			if cpu != nil {
 				pprof.StopCPUProfile()
 				cpu.Close()
 			}
 			return nil, fmt.Errorf("%s: %w", envMemPeak, err)
 		}
-		stopPeak = func() { cancel(); <-done } // the last peak's files whole before exit
+		stopPeak = stop // the last peak's files whole before exit
 	}
 	allocs := os.Getenv(envAllocProfile)
 	return func() error {

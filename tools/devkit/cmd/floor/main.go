@@ -50,14 +50,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if *memPeak != "" {
-		peakCtx, stopPeak := context.WithCancel(ctx)
-		done, err := mempeak.Watch(peakCtx, *memPeak, 10*time.Millisecond)
+		stopPeak, err := mempeak.Watch(ctx, *memPeak, 10*time.Millisecond)
 		if err != nil {
-			stopPeak()
 			lis.Close()
 			return err
 		}
-		defer func() { stopPeak(); <-done }() // the last peak's files whole before exit
+		defer stopPeak() // the last peak's files whole before exit
 	}
 	var opts []grpc.ServerOption
 	if *metricsAddr != "" {
