@@ -233,7 +233,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 // decides how long a record may wait.
 func (a *App) openSpool(cfg *config.Config, m *metrics.Metrics, reg prometheus.Registerer) error {
 	sp, err := spool.Open(spool.Options{
-		Dir: cfg.Spool.Dir, MaxBytes: cfg.Spool.MaxBytes, WhenFull: cfg.Spool.WhenFull,
+		Dir: cfg.Spool.Dir, MaxBytes: cfg.Spool.MaxBytes, WhenFull: cfg.Spool.WhenFull, SyncWait: cfg.Spool.SyncWait,
 		Metrics: spool.NewMetrics(reg), Log: a.log.With("component", "spool"),
 	})
 	if err != nil {

@@ -192,6 +192,11 @@ type Spool struct {
 	Dir      string `yaml:"dir"`      // on a persistent volume in production
 	MaxBytes int64  `yaml:"maxBytes"` // size limit on disk
 	WhenFull string `yaml:"whenFull"` // reject | block
+	// SyncWait is how the committer waits for each group's fsync: release (the core runs
+	// other calls meanwhile; the committer comes back through the run queue) or hold (a
+	// helper thread syncs while the committer keeps the core for up to 1 ms: a shorter tail
+	// on a disk that syncs well under that; Linux only). See the producer README, "Eleventh round".
+	SyncWait string `yaml:"syncWait"`
 }
 
 // Commands tracks the downlink: EMQX's message.delivered / message.dropped for command topics
@@ -260,7 +265,7 @@ func defaults() *Config {
 		Registry: Registry{AutoRegister: true},
 		Shutdown: svcconfig.Shutdown{DrainTimeout: 20 * time.Second},
 		Topics:   Topics{Status: "iov.vehicle.status", DeadLetter: "iov.deadletter"},
-		Spool:    Spool{MaxBytes: 1 << 30, WhenFull: "reject"},
+		Spool:    Spool{MaxBytes: 1 << 30, WhenFull: "reject", SyncWait: "release"},
 		Memory:   Memory{LimitRatio: 0.8},
 		Commands: Commands{
 			TopicFilter: "vehicles/+/commands/+", ResponseFilter: "vehicles/+/commands/+/response",
@@ -342,6 +347,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Spool.WhenFull != "reject" && c.Spool.WhenFull != "block" {
 		add("spool.whenFull %q: want reject or block", c.Spool.WhenFull)
+	}
+	if c.Spool.SyncWait != "release" && c.Spool.SyncWait != "hold" {
+		add("spool.syncWait %q: want release or hold", c.Spool.SyncWait)
 	}
 	if c.Commands.Enabled {
 		for name, f := range map[string]string{"commands.topicFilter": c.Commands.TopicFilter, "commands.responseFilter": c.Commands.ResponseFilter} {

@@ -92,6 +92,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"bad hook scope", minimal + "hooks: {scope: [\"v/#/x\"]}\n", "hooks.scope[0]"},
 		{"memory limit too small", minimal + "memory: {limitBytes: 1000000}\n", "memory.limitBytes 1000000"},
 		{"memory ratio above 1", minimal + "memory: {limitRatio: 1.5}\n", "memory.limitRatio 1.5"},
+		{"bad spool sync wait", minimal + "spool: {syncWait: spin}\n", `spool.syncWait "spin": want release or hold`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,7 +35,7 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("the child process of TestKillNineMidGroupKeepsEveryAcknowledgedAppend")
 	}
-	sp, err := Open(Options{Dir: dir, Log: quiet(), SegmentBytes: 4096})
+	sp, err := Open(Options{Dir: dir, Log: quiet(), SegmentBytes: 4096, SyncWait: testSyncWait})
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(2)

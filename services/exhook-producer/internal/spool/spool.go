@@ -35,6 +35,20 @@ const (
 	WhenFullBlock  = "block"  // wait for the shipper to make room, until the call's deadline
 )
 
+// How the committer waits for a group's fsync (Options.SyncWait).
+const (
+	// SyncWaitRelease: fsync in the committer, which gives up its P meanwhile, so the core
+	// runs other calls; it comes back through the run queue.
+	SyncWaitRelease = "release"
+	// SyncWaitHold: fsync on a helper thread while the committer keeps its P for up to
+	// HoldBound, then waits without it. A shorter tail on a disk that syncs in well under
+	// HoldBound; Linux with cgo only.
+	SyncWaitHold = "hold"
+)
+
+// HoldBound is the longest the committer keeps its P waiting for one fsync (SyncWaitHold).
+const HoldBound = time.Millisecond
+
 // ErrFull is returned when the spool is at its size limit.
 var ErrFull = errors.New("spool is full")
 
@@ -86,8 +100,10 @@ type Options struct {
 	WhenFull string // reject | block
 	// SegmentBytes is the WAL segment size (default 16 MiB).
 	SegmentBytes int
-	Metrics      *Metrics
-	Log          *slog.Logger
+	// SyncWait is SyncWaitRelease (default) or SyncWaitHold.
+	SyncWait string
+	Metrics  *Metrics
+	Log      *slog.Logger
 }
 
 // group is the appends that one write and one fsync make durable (group commit). Its
@@ -104,6 +120,12 @@ func newGroup() *group { return &group{done: make(chan struct{})} }
 type Spool struct {
 	o   Options
 	wal *wal.Log
+
+	// walMu orders the log's writes and their fsync (hold) with its truncations, so that
+	// the tail handle is never that of a file a release replaced.
+	walMu sync.Mutex
+	hold  *holdSyncer // nil: tidwall/wal fsyncs in WriteBatch
+	tail  tailFile
 
 	mu      sync.Mutex
 	pending *group // the group the next append joins
@@ -128,10 +150,17 @@ func Open(o Options) (*Spool, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	switch o.SyncWait {
+	case "":
+		o.SyncWait = SyncWaitRelease
+	case SyncWaitRelease, SyncWaitHold:
+	default:
+		return nil, fmt.Errorf("spool sync wait %q: want %s or %s", o.SyncWait, SyncWaitRelease, SyncWaitHold)
+	}
 	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool dir: %w", err)
 	}
-	wo := &wal.Options{SegmentSize: o.SegmentBytes, AllowEmpty: true, DirPerms: 0o750, FilePerms: 0o640}
+	wo := &wal.Options{NoSync: o.SyncWait == SyncWaitHold, SegmentSize: o.SegmentBytes, AllowEmpty: true, DirPerms: 0o750, FilePerms: 0o640}
 	l, err := wal.Open(o.Dir, wo)
 	if errors.Is(err, wal.ErrCorrupt) {
 		// A torn tail: the last write did not finish (power loss, a full disk). Its
@@ -145,7 +174,14 @@ func Open(o Options) (*Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", o.Dir, err)
 	}
-	s := &Spool{o: o, wal: l, pending: newGroup(), kick: make(chan struct{}, 1), room: make(chan struct{}), written: make(chan struct{}), commitDone: make(chan struct{})}
+	var hold *holdSyncer
+	if o.SyncWait == SyncWaitHold {
+		if hold, err = newHoldSyncer(HoldBound); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	s := &Spool{o: o, wal: l, hold: hold, tail: tailFile{dir: o.Dir, segmentBytes: int64(o.SegmentBytes)}, pending: newGroup(), kick: make(chan struct{}, 1), room: make(chan struct{}), written: make(chan struct{}), commitDone: make(chan struct{})}
 	s.bytes = dirSize(o.Dir)
 	first, last, _ := s.Bounds()
 	if last >= first {
@@ -232,7 +268,7 @@ func (s *Spool) committer() {
 					batch.Write(last+uint64(i)+1, d)
 				}
 				start := time.Now()
-				err = s.wal.WriteBatch(&batch)
+				err = s.write(&batch)
 				s.o.Metrics.batch(len(g.datas), time.Since(start))
 			}
 			batch.Clear()
@@ -287,7 +323,11 @@ func (s *Spool) Release(index uint64) error {
 	if err != nil || index <= first {
 		return err
 	}
-	if err := s.wal.TruncateFront(index); err != nil {
+	s.walMu.Lock()
+	err = s.wal.TruncateFront(index)
+	s.tail.stale = true
+	s.walMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("spool truncate to %d: %w", index, err)
 	}
 	size := dirSize(s.o.Dir)
@@ -338,7 +378,28 @@ func (s *Spool) Close() error {
 	close(s.kick)
 	s.mu.Unlock()
 	<-s.commitDone
+	if s.hold != nil {
+		s.hold.close()
+	}
+	s.walMu.Lock()
+	s.tail.close()
+	s.walMu.Unlock()
 	return s.wal.Close()
+}
+
+// write makes the batch durable: tidwall/wal's own fsync (release), or the hold syncer's
+// fsync of the tail segment.
+func (s *Spool) write(b *wal.Batch) error {
+	s.walMu.Lock()
+	defer s.walMu.Unlock()
+	if err := s.wal.WriteBatch(b); err != nil || s.hold == nil {
+		return err
+	}
+	fd, err := s.tail.fd()
+	if err != nil {
+		return err
+	}
+	return s.hold.sync(fd)
 }
 
 // cutTornTail truncates the newest segment of the log in dir after its last whole record

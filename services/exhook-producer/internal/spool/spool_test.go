@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -17,12 +18,16 @@ import (
 	"github.com/iov-platform/iov/kit/kafkasink"
 )
 
+// testSyncWait is the SyncWait the suite's spools use: SPOOL_TEST_SYNC_WAIT, which
+// TestSuiteWithSyncWaitHold sets to run the whole suite again with the hold syncer.
+var testSyncWait = os.Getenv("SPOOL_TEST_SYNC_WAIT")
+
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func open(t testing.TB, dir string, maxBytes int64, whenFull string) (*Spool, *Metrics) {
 	t.Helper()
 	m := NewMetrics(prometheus.NewRegistry())
-	sp, err := Open(Options{Dir: dir, MaxBytes: maxBytes, WhenFull: whenFull, Metrics: m, Log: quiet(), SegmentBytes: 4096})
+	sp, err := Open(Options{Dir: dir, MaxBytes: maxBytes, WhenFull: whenFull, Metrics: m, Log: quiet(), SegmentBytes: 4096, SyncWait: testSyncWait})
 	if err != nil {
 		t.Fatal(err)
 	}
