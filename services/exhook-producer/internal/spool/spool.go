@@ -406,15 +406,9 @@ func (s *Spool) write(b *wal.Batch) error {
 // and returns how many bytes it dropped. A record is tidwall/wal's binary format: a uvarint
 // length, then that many bytes.
 func cutTornTail(dir string) (int64, error) {
-	ents, err := os.ReadDir(dir)
+	tail, err := newestSegmentName(dir)
 	if err != nil {
-		return 0, fmt.Errorf("read spool dir: %w", err)
-	}
-	var tail string
-	for _, e := range ents {
-		if n := e.Name(); len(n) == 20 && !e.IsDir() && n > tail { // segments: 20 digits
-			tail = n
-		}
+		return 0, err
 	}
 	if tail == "" {
 		return 0, fmt.Errorf("no segment to repair: %w", wal.ErrCorrupt)

@@ -39,15 +39,9 @@ func (t *tailFile) fd() (int, error) {
 }
 
 func (t *tailFile) reopen() error {
-	ents, err := os.ReadDir(t.dir)
+	tail, err := newestSegmentName(t.dir)
 	if err != nil {
 		return fmt.Errorf("spool tail: %w", err)
-	}
-	var tail string
-	for _, e := range ents {
-		if n := e.Name(); len(n) == 20 && !e.IsDir() && n > tail {
-			tail = n
-		}
 	}
 	if tail == "" {
 		return fmt.Errorf("spool tail: no segment in %s", t.dir)
@@ -66,4 +60,20 @@ func (t *tailFile) close() {
 		t.f.Close()
 		t.f = nil
 	}
+}
+
+// newestSegmentName is the name of the log's tail segment in dir: tidwall/wal names each
+// segment by its first index in 20 digits. "" when there is none.
+func newestSegmentName(dir string) (string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("read spool dir: %w", err)
+	}
+	var tail string
+	for _, e := range ents {
+		if n := e.Name(); len(n) == 20 && !e.IsDir() && n > tail {
+			tail = n
+		}
+	}
+	return tail, nil
 }
