@@ -238,9 +238,9 @@ func TestTornTailIsCutAtOpen(t *testing.T) {
 
 func newestSegment(t *testing.T, dir string) string {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil || len(ents) == 0 {
-		t.Fatalf("spool dir: %d files, %v", len(ents), err)
+	tail, err := newestSegmentName(dir)
+	if err != nil || tail == "" {
+		t.Fatalf("spool dir: newest segment %q, %v", tail, err)
 	}
-	return filepath.Join(dir, ents[len(ents)-1].Name()) // ReadDir sorts by name
+	return filepath.Join(dir, tail)
 }

@@ -12,11 +12,11 @@ const holdAvailable = false
 
 type holdSyncer struct{}
 
-func newHoldSyncer(time.Duration) (*holdSyncer, error) {
-	return nil, errors.New("spool.syncWait hold needs Linux and cgo")
-}
+var errHoldUnavailable = errors.New("spool.syncWait hold needs Linux and cgo")
 
-func (*holdSyncer) sync(int) error { return errors.New("spool.syncWait hold needs Linux and cgo") }
+func newHoldSyncer(time.Duration) (*holdSyncer, error) { return nil, errHoldUnavailable }
+
+func (*holdSyncer) sync(int) error { return errHoldUnavailable }
 func (*holdSyncer) syncs() uint64  { return 0 }
 func (*holdSyncer) close()         {}
 func liveHelpers() int             { return 0 }
