@@ -12,6 +12,7 @@ replace (
 require (
 	github.com/KimMachineGun/automemlimit v1.0.2
 	github.com/confluentinc/confluent-kafka-go/v2 v2.11.1
+	github.com/go-json-experiment/json v1.27.2
 	github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus v1.1.1
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.4
 	github.com/hamba/avro/v2 v2.31.0

@@ -146,19 +146,25 @@ func (g *Gate) Tap(before tap.ServerInHandle) tap.ServerInHandle {
 		g.running++
 		g.mu.Unlock()
 		// The stream's context is cancelled when it ends, whatever the path (grpc-go's
-		// finishStream and closeStream cancel it), so no slot outlives its stream.
-		context.AfterFunc(ctx, s.release)
+		// finishStream and closeStream cancel it), so no slot outlives its stream. A call
+		// whose handler runs frees its slot itself and stops this first: a cancelled
+		// context runs its AfterFunc in a new goroutine, one per call otherwise.
+		s.stop = afterFunc(ctx, s.release)
 		return context.WithValue(ctx, slotKey{}, s), nil
 	}
 }
+
+// afterFunc is context.AfterFunc; a test counts through it.
+var afterFunc = context.AfterFunc
 
 type slotKey struct{}
 
 // slot is one admitted call's place in the gate.
 type slot struct {
 	g        *Gate
-	started  bool // guarded by g.mu
-	released bool // guarded by g.mu
+	stop     func() bool // stops the release at the stream's end; set before the call's goroutine starts
+	started  bool        // guarded by g.mu
+	released bool        // guarded by g.mu
 }
 
 func (s *slot) start() {
@@ -170,6 +176,13 @@ func (s *slot) start() {
 		g.signal() // a reader waiting for a start now waits for a release
 	}
 	g.mu.Unlock()
+}
+
+// finish frees the slot of a call that reached its interceptor, without waiting for the
+// stream's end.
+func (s *slot) finish() {
+	s.stop()
+	s.release()
 }
 
 func (s *slot) release() {
@@ -194,7 +207,7 @@ func (g *Gate) UnaryInterceptor() grpc.UnaryServerInterceptor {
 		s, ok := ctx.Value(slotKey{}).(*slot)
 		if ok {
 			s.start()
-			defer s.release()
+			defer s.finish()
 		}
 		return handler(ctx, req)
 	}
@@ -205,7 +218,7 @@ func (g *Gate) UnaryInterceptor() grpc.UnaryServerInterceptor {
 func (g *Gate) StreamInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if s, ok := ss.Context().Value(slotKey{}).(*slot); ok {
-			s.release()
+			s.finish()
 		}
 		return handler(srv, ss)
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 )
 
 // heldHealth's Check runs until the test lets it go (or its call ends), counting the
@@ -74,7 +75,7 @@ func serve(t *testing.T, g *Gate, h *heldHealth, connWindow int32) (*grpc.Server
 	return srv, healthpb.NewHealthClient(cc)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -195,6 +196,60 @@ func TestGateCallTimesOutWhileWaiting(t *testing.T) {
 	waitFor(t, "the slot freed", func() bool { return g.Running() == 0 })
 }
 
+// A call whose handler runs frees its slot as the handler returns and stops the release
+// registered on its stream's end (which would otherwise run in a goroutine of its own when
+// grpc-go cancels the stream's context); a call that ends without a handler is freed by
+// that release.
+func TestHandledCallStopsItsStreamEndRelease(t *testing.T) {
+	var stopped, ran atomic.Int64
+	afterFunc = func(ctx context.Context, f func()) func() bool {
+		stop := context.AfterFunc(ctx, func() { ran.Add(1); f() })
+		return func() bool {
+			ok := stop()
+			if ok {
+				stopped.Add(1)
+			}
+			return ok
+		}
+	}
+	t.Cleanup(func() { afterFunc = context.AfterFunc })
+
+	g := New(1, nil)
+	h := &heldHealth{hold: make(chan struct{})}
+	_, client := serve(t, g, h, math.MaxInt32)
+	const handled = 20
+	for range handled {
+		go func() { h.hold <- struct{}{} }()
+		if _, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := stopped.Load(); n != handled {
+		t.Fatalf("%d stream-end releases stopped after %d handled calls, want %d", n, handled, handled)
+	}
+
+	// A call that times out unread behind a held one never reaches its handler.
+	first := make(chan error, 1)
+	go func() {
+		_, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		first <- err
+	}()
+	waitFor(t, "the held handler", func() bool { return h.running.Load() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("waiting call: %v, want DEADLINE_EXCEEDED", err)
+	}
+	h.hold <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the unhandled call's slot freed by its stream's end", func() bool { return g.Running() == 0 && ran.Load() == 1 })
+	if n := stopped.Load(); n != handled+1 {
+		t.Fatalf("%d stream-end releases stopped, want %d", n, handled+1)
+	}
+}
+
 // Stop does not hang on a call waiting for a slot (the waiting tap holds the transport's
 // mutex, which Close needs): Close opens the gate first.
 func TestGateCloseLetsStopEnd(t *testing.T) {
@@ -250,4 +305,28 @@ func TestGateDoesNotBoundStreams(t *testing.T) {
 	if _, err := client.Check(cctx, &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatalf("unary call with a stream open: %v", err)
 	}
+}
+
+// BenchmarkGateCall is the gate's own cost per unary call: the tap on the stream's
+// context, the interceptor around the handler, and the stream's end (its context
+// cancelled, as grpc-go does once the answer is written).
+func BenchmarkGateCall(b *testing.B) {
+	g := New(64, nil)
+	tapIn, intercept := g.Tap(nil), g.UnaryInterceptor()
+	info := &tap.Info{FullMethodName: "/emqx.exhook.v2.HookProvider/OnMessagePublish"}
+	handler := func(context.Context, any) (any, error) { return nil, nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		stream, end := context.WithCancel(context.Background())
+		ctx, err := tapIn(stream, info)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := intercept(ctx, nil, nil, handler); err != nil {
+			b.Fatal(err)
+		}
+		end()
+	}
+	b.StopTimer()
+	waitFor(b, "every slot freed", func() bool { return g.Running() == 0 })
 }

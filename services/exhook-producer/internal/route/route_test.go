@@ -1,6 +1,7 @@
 package route
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -121,6 +122,41 @@ func TestCheckPayload(t *testing.T) {
 	}
 	if err := raw.CheckPayload([]byte{0xff, 0x00}); err != nil {
 		t.Fatalf("bytes route rejected binary: %v", err)
+	}
+}
+
+// A JSON route accepts exactly what encoding/json's Valid accepts: the faster check changed
+// no payload's fate.
+func FuzzCheckPayloadJSON(f *testing.F) {
+	for _, p := range []string{
+		`{"speed":1}`, ``, ` `, `{"speed":`, "\xff\xfe", `"\xff"`, "\"\xff\xfe\"", `{"a":1,"a":2}`,
+		`"\ud800"`, `"\udc00\ud800"`, `"\u00e9"`, "\"\x00\"", `01`, `-`, `1e`, `1.`, `-0.0e+00`,
+		` [1 , 2] `, `[1,]`, `{"a" 1}`, `nul`, `null x`, `{}{}`, `"a"` + "\n", `[[[[[[]]]]]]`,
+		strings.Repeat("[", 10001) + strings.Repeat("]", 10001), "\ufeff{}", `"\/\b\f\n\r\t\""`, `"\x"`,
+	} {
+		f.Add([]byte(p))
+	}
+	tel := Route{Config: Config{Payload: PayloadJSON}}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		err := tel.CheckPayload(p)
+		if want := json.Valid(p); (err == nil) != want {
+			t.Fatalf("CheckPayload(%q) = %v; encoding/json's Valid says %v", p, err, want)
+		}
+		if err != nil && !errors.Is(err, ErrBadPayload) {
+			t.Fatalf("CheckPayload(%q) = %v, not ErrBadPayload", p, err)
+		}
+	})
+}
+
+// BenchmarkCheckPayload is a JSON route's check of a bench-like ~200-byte payload.
+func BenchmarkCheckPayload(b *testing.B) {
+	tel := Route{Config: Config{Payload: PayloadJSON}}
+	p := []byte(`{"vin":"WVW00000000000123","seq":17,"run":"9f3a8c1d2e4b5a6f","ts":1733230000000,"pad":"` + strings.Repeat("x", 120) + `"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := tel.CheckPayload(p); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
