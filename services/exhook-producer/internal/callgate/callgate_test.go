@@ -174,26 +174,34 @@ func TestGateCallTimesOutWhileWaiting(t *testing.T) {
 	g := New(1, nil)
 	h := &heldHealth{hold: make(chan struct{})}
 	_, client := serve(t, g, h, math.MaxInt32)
+	timeOutBehindHeldCall(t, client, h, func() {
+		if h.started.Load() != 1 || g.Running() != 1 {
+			t.Fatalf("%d handlers started, %d slots taken; want 1 and 1", h.started.Load(), g.Running())
+		}
+	})
+	waitFor(t, "the slot freed", func() bool { return g.Running() == 0 })
+}
+
+// timeOutBehindHeldCall holds one call in its handler (a gate limit of 1), lets a second
+// call time out unread behind it, runs whileHeld, then lets the first call answer.
+func timeOutBehindHeldCall(t *testing.T, client healthpb.HealthClient, h *heldHealth, whileHeld func()) {
+	t.Helper()
 	first := make(chan error, 1)
 	go func() {
 		_, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{})
 		first <- err
 	}()
-	waitFor(t, "the first handler", func() bool { return h.running.Load() == 1 })
+	waitFor(t, "the held handler", func() bool { return h.running.Load() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err := client.Check(ctx, &healthpb.HealthCheckRequest{})
-	if status.Code(err) != codes.DeadlineExceeded {
+	if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("waiting call: %v, want DEADLINE_EXCEEDED", err)
 	}
-	if h.started.Load() != 1 || g.Running() != 1 {
-		t.Fatalf("%d handlers started, %d slots taken; want 1 and 1", h.started.Load(), g.Running())
-	}
+	whileHeld()
 	h.hold <- struct{}{}
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the slot freed", func() bool { return g.Running() == 0 })
 }
 
 // A call whose handler runs frees its slot as the handler returns and stops the release
@@ -229,21 +237,7 @@ func TestHandledCallStopsItsStreamEndRelease(t *testing.T) {
 	}
 
 	// A call that times out unread behind a held one never reaches its handler.
-	first := make(chan error, 1)
-	go func() {
-		_, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{})
-		first <- err
-	}()
-	waitFor(t, "the held handler", func() bool { return h.running.Load() == 1 })
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.DeadlineExceeded {
-		t.Fatalf("waiting call: %v, want DEADLINE_EXCEEDED", err)
-	}
-	h.hold <- struct{}{}
-	if err := <-first; err != nil {
-		t.Fatal(err)
-	}
+	timeOutBehindHeldCall(t, client, h, func() {})
 	waitFor(t, "the unhandled call's slot freed by its stream's end", func() bool { return g.Running() == 0 && ran.Load() == 1 })
 	if n := stopped.Load(); n != handled+1 {
 		t.Fatalf("%d stream-end releases stopped, want %d", n, handled+1)
