@@ -28,7 +28,8 @@ static void *helper_main(void *arg) {
 			if (errno == EINTR) {
 				continue;
 			}
-			// Not expected of an eventfd. Fail the waiting commit and every later one.
+			// Not expected of an eventfd. Fail the waiting commit and every later one; s
+			// stays until spool_syncer_stop, which the Go side still calls.
 			__atomic_store_n(&s->err, errno ? errno : EIO, __ATOMIC_RELEASE);
 			__atomic_store_n(&s->dead, 1, __ATOMIC_RELEASE);
 			signal_done(s);
@@ -43,8 +44,6 @@ static void *helper_main(void *arg) {
 		__atomic_add_fetch(&s->syncs, 1, __ATOMIC_RELAXED);
 		signal_done(s);
 	}
-	close(s->req);
-	free(s);
 	__atomic_sub_fetch(&live_helpers, 1, __ATOMIC_RELAXED);
 	return NULL;
 }
@@ -61,12 +60,8 @@ spool_syncer *spool_syncer_start(int *err) {
 		*err = errno;
 		goto fail;
 	}
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	__atomic_add_fetch(&live_helpers, 1, __ATOMIC_RELAXED);
-	int rc = pthread_create(&(pthread_t){0}, &attr, helper_main, s);
-	pthread_attr_destroy(&attr);
+	int rc = pthread_create(&s->thread, NULL, helper_main, s);
 	if (rc != 0) {
 		__atomic_sub_fetch(&live_helpers, 1, __ATOMIC_RELAXED);
 		*err = rc;
@@ -107,7 +102,11 @@ void spool_syncer_stop(spool_syncer *s) {
 	uint64_t v = 1;
 	while (write(s->req, &v, sizeof v) < 0 && errno == EINTR) {
 	}
-	// The helper closes req and frees s; the done eventfd belongs to the Go side.
+	// Only here, once the helper has exited (after a stop or a failed read), is s freed: the
+	// Go side holds it until this call. The done eventfd belongs to the Go side.
+	pthread_join(s->thread, NULL);
+	close(s->req);
+	free(s);
 }
 
 int spool_syncer_live(void) { return __atomic_load_n(&live_helpers, __ATOMIC_RELAXED); }

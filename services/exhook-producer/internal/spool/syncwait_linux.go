@@ -104,7 +104,7 @@ func (h *holdSyncer) waitReleased() error {
 // syncs is how many fsyncs the helper has run.
 func (h *holdSyncer) syncs() uint64 { return uint64(C.spool_syncer_syncs(h.c)) }
 
-// close stops the helper; no sync may be in flight.
+// close stops the helper and waits for its thread to exit; no sync may be in flight.
 func (h *holdSyncer) close() {
 	C.spool_syncer_stop(h.c)
 	h.done.Close()

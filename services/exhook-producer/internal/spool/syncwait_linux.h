@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <stdint.h>
 
 typedef struct spool_syncer {
@@ -8,6 +9,7 @@ typedef struct spool_syncer {
 	int stop;
 	int dead;
 	uint64_t syncs;
+	pthread_t thread; // joined by spool_syncer_stop, which frees the struct
 } spool_syncer;
 
 spool_syncer *spool_syncer_start(int *err);
